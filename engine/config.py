@@ -1,0 +1,157 @@
+"""TrainConfig: the one validated description of a training run.
+
+The CLI, the Python API and the backend's REST API all validate the very same pydantic model, so
+a bad value is rejected with the same message everywhere (the field name is in the error).
+Every field carries a type, a range and a help text: the dashboard's launch form is generated
+from `TrainConfig.model_json_schema()` / `field_specs()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+RegimeSpec = str | list[tuple[float, float]]
+
+
+class TrainConfig(BaseModel):
+    """Everything that decides a run. Resolved and stored in every checkpoint."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    # --- data
+    dataset: str = Field(
+        "mnist",
+        description="Dataset by name: mnist (offline default), digits (tiny, for tests), cifar10, "
+        "cifar100, fashion-mnist, or imagefolder:<path>.",
+        min_length=1,
+    )
+    data_dir: str = Field("data", description="Folder holding datasets, checkpoints and downloads.")
+    download: bool = Field(False, description="Allow downloading a torchvision dataset that is missing.")
+    train_subset: int | None = Field(
+        None, ge=1, description="Train on only the first N training samples (after a seeded shuffle)."
+    )
+    val_fraction: float = Field(
+        0.1, gt=0.0, lt=0.5, description="Share of the training set held out for validation "
+        "(datasets without their own validation split)."
+    )
+    augment: bool = Field(True, description="Standard augmentation (CIFAR: pad 4, random crop, flip).")
+
+    # --- model
+    model: str = Field(
+        "auto",
+        description="Model: auto (small-cnn for MNIST-like data, resnet20 otherwise), small-cnn, "
+        "resnet20/32/44/56/110, or wrn-<depth>-<width> such as wrn-28-10.",
+        min_length=1,
+    )
+
+    # --- selection
+    selector: str = Field(
+        "mms", description="How the training batch is chosen from the candidates: uniform, mms, "
+        "mms-runner-up, hard-negative, entropy, selective-backprop."
+    )
+    selector_options: dict[str, Any] = Field(
+        default_factory=dict, description="Extra options passed to the selector (see its help)."
+    )
+    candidates: int = Field(
+        640, ge=1, le=65536, description="Candidate batch B scored at each step (uniform uses B = b)."
+    )
+    batch_size: int = Field(64, ge=1, le=8192, description="Training batch b back-propagated at each step.")
+    score_chunk: int = Field(
+        128, ge=0, le=65536, description="Score candidates in chunks of this size (0 = one batch); "
+        "small chunks are faster per sample on CPU."
+    )
+
+    # --- optimisation
+    epochs: float = Field(
+        1.0, gt=0.0, le=10000.0, description="Run length in epochs; one epoch = N/b training steps."
+    )
+    steps: int | None = Field(None, ge=1, description="Run length in steps (overrides epochs).")
+    lr: float = Field(0.1, gt=0.0, le=10.0, description="Peak learning rate of SGD.")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="SGD momentum.")
+    weight_decay: float = Field(
+        1e-4, ge=0.0, le=1.0, description="Weight decay (not applied to BatchNorm and biases)."
+    )
+    regime: RegimeSpec = Field(
+        "normal", description="LR regime: normal, aggressive, constant, normal-wrn, aggressive-wrn, "
+        "or a list of [epoch, factor] drops (absolute epochs of this run)."
+    )
+    warmup_epochs: float = Field(0.0, ge=0.0, le=1000.0, description="Linear LR warm-up length in epochs.")
+
+    # --- monitoring and evaluation
+    eval_every: int | None = Field(
+        None, ge=1, description="Validate every N steps (default: every epoch, at least 10 times a run)."
+    )
+    eval_samples: int | None = Field(
+        None, ge=1, description="Validate on at most N samples (the test at the end uses all)."
+    )
+    log_every: int = Field(10, ge=1, le=100000, description="Emit step metrics every N steps.")
+    hist_every: int = Field(
+        10, ge=0, le=100000, description="Emit margin histograms and selection statistics every N "
+        "steps (0 = off)."
+    )
+    hist_bins: int = Field(60, ge=4, le=1000, description="Number of histogram bins (fixed for the run).")
+    checkpoint_every: int | None = Field(
+        None, ge=1, description="Save a checkpoint every N steps (default: at each validation)."
+    )
+
+    # --- machine
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="Seed for initialisation, data order and augmentation.")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="Device to train on.")
+    amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
+    channels_last: bool = Field(True, description="Channels-last memory format for conv nets.")
+    threads: int | None = Field(None, ge=1, le=1024, description="CPU threads for torch (default: all cores).")
+
+    # --- output
+    out_dir: str | None = Field(None, description="Folder for checkpoints and the event log (none = no files).")
+    resume_from: str | None = Field(None, description="Checkpoint file to resume from.")
+
+    @field_validator("selector")
+    @classmethod
+    def _known_selector(cls, value: str) -> str:
+        from engine.selection import list_selectors
+
+        if value not in list_selectors():
+            raise ValueError(f"unknown selector {value!r}; choose one of {', '.join(list_selectors())}")
+        return value
+
+    @field_validator("regime")
+    @classmethod
+    def _known_regime(cls, value: RegimeSpec) -> RegimeSpec:
+        from engine.regimes import validate_regime
+
+        return validate_regime(value)
+
+    @model_validator(mode="after")
+    def _batch_fits(self) -> TrainConfig:
+        if self.selector != "uniform" and self.candidates < self.batch_size:
+            raise ValueError(
+                f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
+            )
+        return self
+
+    @property
+    def pool_size(self) -> int:
+        """Candidates actually drawn per step: uniform draws exactly b."""
+        return self.batch_size if self.selector == "uniform" else self.candidates
+
+
+def field_specs() -> list[dict[str, Any]]:
+    """Each field's name, JSON type, default, bounds and help text, for generated forms."""
+    schema = TrainConfig.model_json_schema()
+    specs = []
+    for name, prop in schema["properties"].items():
+        field = TrainConfig.model_fields[name]
+        types = [p.get("type") for p in prop.get("anyOf", [prop]) if p.get("type") != "null"]
+        bounds = {k: v for p in prop.get("anyOf", [prop]) for k, v in p.items()
+                  if k in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "enum")}
+        specs.append({
+            "name": name,
+            "type": types[0] if types else "string",
+            "nullable": any(p.get("type") == "null" for p in prop.get("anyOf", [])),
+            "default": field.get_default(call_default_factory=True),
+            "help": field.description or "",
+            **bounds,
+        })
+    return specs

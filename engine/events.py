@@ -1,0 +1,149 @@
+"""Typed events the training loop hands to its callbacks.
+
+A callback is any callable taking one event. This is the engine's single extension point: the
+console progress bar, the JSON-lines writer, the backend's store writer are all callbacks.
+Every event is a frozen dataclass with a `kind` tag and `to_dict()` for JSON; `event_from_dict`
+turns such a dict back into the event (the backend and tests read JSON lines with it).
+
+A callback may raise `StopTraining` to end the run cleanly: the loop saves a checkpoint and
+emits `RunFinished(status="cancelled")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Literal
+
+
+class StopTraining(Exception):
+    """Raised by a callback (or a signal handler) to stop the run after the current step."""
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: ClassVar[str] = "event"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **dataclasses.asdict(self)}
+
+
+@dataclass(frozen=True)
+class Counters:
+    """Exact work counters, carried by most events so any event can be placed on any x axis."""
+
+    step: int  # optimizer steps taken so far
+    epoch: float  # step / (N / b)
+    samples_forwarded: int  # every sample that went through the model in training (scoring + training forward)
+    samples_backpropagated: int  # samples in training batches
+    wall_time: float  # seconds of training since the run started (excludes evaluation)
+
+
+@dataclass(frozen=True)
+class RunStarted(Event):
+    kind: ClassVar[str] = "run_started"
+    config: dict[str, Any]  # the resolved TrainConfig
+    dataset: dict[str, Any]  # name, num_train, num_val, num_test, num_classes, class_names, input_shape
+    model: dict[str, Any]  # name, parameters, feature_dim
+    device: str
+    total_steps: int
+    steps_per_epoch: int
+    hist_edges: list[float]  # fixed MMS bin edges for the whole run (len = hist_bins + 1)
+    resumed_from_step: int = 0
+
+
+@dataclass(frozen=True)
+class StepMetrics(Event):
+    kind: ClassVar[str] = "step"
+    counters: Counters
+    lr: float
+    loss: float  # mean cross-entropy on the selected (training) batch
+    accuracy: float  # accuracy of the training batch, before the update
+    samples_per_s: float  # samples back-propagated per second of wall time, over the last interval
+    score_time: float  # seconds spent on candidate scoring over the last interval
+    step_time: float  # seconds per step over the last interval
+
+
+@dataclass(frozen=True)
+class Histogram(Event):
+    """MMS histogram on the run's fixed edges; quantiles are exact (from the raw scores)."""
+
+    kind: ClassVar[str] = "histogram"
+    counters: Counters
+    population: Literal["candidates", "selected"]
+    counts: list[int]  # len = len(hist_edges) - 1; values below/above the range go in the end bins
+    quantiles: dict[str, float]  # keys p5, p25, p50, p75, p95
+    mean: float
+    count: int
+    threshold: float | None = None  # largest score admitted to the training batch (score-ranked selectors)
+
+
+@dataclass(frozen=True)
+class ClassSelection(Event):
+    """Per-class counts of candidates and selected samples since the previous ClassSelection."""
+
+    kind: ClassVar[str] = "class_selection"
+    counters: Counters
+    candidate_counts: list[int]
+    selected_counts: list[int]
+    selected_misclassified: float  # share of selected samples the model got wrong when scoring them
+
+
+@dataclass(frozen=True)
+class Evaluation(Event):
+    kind: ClassVar[str] = "evaluation"
+    counters: Counters
+    split: Literal["val", "test"]
+    loss: float
+    accuracy: float
+    per_class_accuracy: list[float]
+    samples: int
+
+
+@dataclass(frozen=True)
+class CheckpointSaved(Event):
+    kind: ClassVar[str] = "checkpoint"
+    counters: Counters
+    path: str
+
+
+@dataclass(frozen=True)
+class LogMessage(Event):
+    kind: ClassVar[str] = "log"
+    step: int
+    level: Literal["info", "warning", "error"]
+    message: str
+
+
+@dataclass(frozen=True)
+class RunFinished(Event):
+    kind: ClassVar[str] = "run_finished"
+    counters: Counters
+    status: Literal["finished", "cancelled"]
+    summary: dict[str, Any] = field(default_factory=dict)  # best/final val, test, counters
+
+
+@dataclass(frozen=True)
+class RunFailed(Event):
+    kind: ClassVar[str] = "run_failed"
+    step: int
+    error: str
+    traceback: str
+
+
+Callback = Callable[[Event], None]
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.kind: cls
+    for cls in (RunStarted, StepMetrics, Histogram, ClassSelection, Evaluation, CheckpointSaved,
+                LogMessage, RunFinished, RunFailed)
+}
+
+
+def event_from_dict(data: dict[str, Any]) -> Event:
+    """Inverse of `Event.to_dict()`."""
+    data = dict(data)
+    cls = EVENT_TYPES[data.pop("kind")]
+    if "counters" in data:
+        data["counters"] = Counters(**data["counters"])
+    return cls(**data)
