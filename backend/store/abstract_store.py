@@ -1,0 +1,194 @@
+"""The store interface that routes, the live hub, the launcher, the worker and the CLI see.
+
+Follows MLflow's `mlflow/store/tracking/abstract_store.py`: required operations are abstract with
+their contract in the docstring; `sqlalchemy_store.SqlAlchemyStore` implements them. Everything
+returns `entities` values, never ORM rows; errors are `exceptions` (RunNotFound → 404, ...).
+
+Ordering guarantee (the hub relies on it): every data row of a run (scalar, histogram, selection,
+log line) carries a per-run `seq` assigned in the writing transaction; seqs of a run are unique and
+strictly increasing in commit order, across all kinds. `changes_since(run_id, s)` therefore returns
+exactly the rows a client that has seen everything up to `s` is missing.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from engine.events import Event
+
+from backend.store.entities import (
+    Changes,
+    HistogramSeries,
+    LogLine,
+    Run,
+    RunStatus,
+    ScalarRow,
+    SelectionSeries,
+    Series,
+    TargetReached,
+)
+
+# sort keys accepted by list_runs (prefix "-" for descending)
+RUN_SORT_KEYS = ("id", "name", "status", "created_at", "started_at", "finished_at", "dataset",
+                 "model", "selector", "candidates", "batch_size", "step")
+
+
+class AbstractStore(ABC):
+    # ------------------------------------------------------------------ runs
+
+    @abstractmethod
+    def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
+                   notes: str = "") -> Run:
+        """Insert a queued run. `config` is the validated TrainConfig as a dict (model_dump()).
+
+        dataset/model/selector/candidates/batch_size are copied from it for filtering. A missing
+        name becomes "run-<id>"."""
+
+    @abstractmethod
+    def get_run(self, run_id: int) -> Run:
+        """The run with its `latest` scalars filled in. Raises RunNotFound."""
+
+    @abstractmethod
+    def list_runs(self, *, status: str | Sequence[str] | None = None, dataset: str | None = None,
+                  model: str | None = None, selector: str | None = None, tag: str | None = None,
+                  sort: str = "-created_at", limit: int = 50, offset: int = 0) -> tuple[list[Run], int]:
+        """(one page of runs with `latest` filled, total count matching the filters).
+
+        sort: one of RUN_SORT_KEYS, "-" prefix = descending; ties broken by id. Unknown sort,
+        negative limit/offset → InvalidArgument. `tag` matches runs having that exact tag."""
+
+    @abstractmethod
+    def update_run(self, run_id: int, *, name: str | None = None, tags: Sequence[str] | None = None,
+                   notes: str | None = None) -> Run:
+        """Change only the given fields (None = unchanged). Raises RunNotFound."""
+
+    @abstractmethod
+    def delete_run(self, run_id: int) -> None:
+        """Delete the run, every row of it, and its folder <data_dir>/runs/<id>.
+
+        Raises RunNotFound; Conflict when the run is running (cancel it first)."""
+
+    @abstractmethod
+    def set_status(self, run_id: int, status: RunStatus | str, *, pid: int | None = None,
+                   host: str | None = None, error: str | None = None,
+                   traceback: str | None = None, message: str | None = None) -> Run:
+        """Change the status; stamps started_at (the first → running; a resume keeps it),
+        finished_at (→ an ended status; cleared on → queued/running), status_changed_at, and
+        heartbeat_at (→ running). pid/host/error/traceback are set when given (→ queued/running clears error,
+        traceback; → queued clears pid/host). Writes a log line (with a new seq) describing the
+        change, and records that seq as `status_seq`, so the hub notices status changes through
+        `changes_since`. Raises RunNotFound."""
+
+    @abstractmethod
+    def heartbeat(self, run_id: int) -> None:
+        """Set heartbeat_at = now (the worker calls it every heartbeat_interval seconds)."""
+
+    @abstractmethod
+    def next_queued(self, limit: int = 1) -> list[Run]:
+        """The oldest queued runs (FIFO by id), for the launcher's scheduler."""
+
+    @abstractmethod
+    def runs_changed_since(self, since: datetime | None) -> list[Run]:
+        """Runs whose status changed at or after `since` (all runs when None), oldest change first.
+
+        For WS /ws/runs: poll with the largest status_changed_at seen and de-duplicate on
+        (id, status, status_seq) — times from several processes can tie."""
+
+    # ------------------------------------------------------------------ writing
+
+    @abstractmethod
+    def write_events(self, run_id: int, events: Sequence[Event]) -> int:
+        """Persist engine events in one transaction and return the run's last_seq after it.
+
+        Mapping: StepMetrics → scalars train/loss, train/accuracy, lr, samples_per_s, score_time,
+        step_time (+ run progress step/epoch); Histogram → histogram row + scalars
+        mms/<population>/p5|p50|p95|mean and mms/threshold (when given); ClassSelection →
+        selection row + selection/misclassified_share; Evaluation → <split>/loss,
+        <split>/accuracy, and for val also val/best_accuracy (running max over the run);
+        RunStarted → histogram edges (once per run and population), total_steps, run_info
+        (dataset facts with class_names, model, device), a log line; LogMessage → log line;
+        CheckpointSaved → checkpoint_path/step + log line; RunFinished → summary + log line;
+        RunFailed → error/traceback + log line. Statuses are NOT changed here (the worker calls
+        set_status). The latest-values table is upserted for every scalar."""
+
+    @abstractmethod
+    def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
+        """Add one log line (level info|warning|error); returns its seq."""
+
+    @abstractmethod
+    def truncate_after_step(self, run_id: int, step: int) -> int:
+        """Delete the run's scalar/histogram/selection rows with step > `step` (log lines stay),
+        and rebuild its latest values and progress from what remains. Used before a resume from a
+        checkpoint at `step`, so the series continue without the crashed attempt's tail.
+        Returns the number of rows deleted."""
+
+    # ------------------------------------------------------------------ reading
+
+    @abstractmethod
+    def latest(self, run_id: int) -> dict[str, float]:
+        """{key: latest value} (by step; the last written wins a tie)."""
+
+    @abstractmethod
+    def metric_keys(self, run_id: int) -> list[str]:
+        """The scalar keys this run has, sorted."""
+
+    @abstractmethod
+    def get_series(self, run_id: int, keys: Sequence[str], *, x: str = "step",
+                   max_points: int = 2000) -> dict[str, Series]:
+        """{key: Series} ordered by step, downsampled to at most max_points per key keeping the
+        first, the last, and each bucket's min and max (`downsample.downsample_indices`).
+        x ∈ entities.X_AXES, else InvalidArgument. Unknown keys give empty series.
+        Raises RunNotFound."""
+
+    @abstractmethod
+    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None) -> list[ScalarRow]:
+        """Every scalar row (no downsampling), ordered by key then step — for export."""
+
+    @abstractmethod
+    def get_edges(self, run_id: int) -> dict[str, list[float]]:
+        """{population: edges} for the populations this run has (empty before RunStarted)."""
+
+    @abstractmethod
+    def get_histograms(self, run_id: int, population: str, *, start: int | None = None,
+                       end: int | None = None, stride: int = 1,
+                       max_rows: int = 500) -> HistogramSeries:
+        """Histogram rows of one population with start <= step <= end, every `stride`-th row; if
+        more than max_rows remain, thinned evenly (the last row is always kept).
+        population ∈ {candidates, selected}, stride >= 1, else InvalidArgument."""
+
+    @abstractmethod
+    def latest_histograms(self, run_id: int) -> dict[str, HistogramSeries]:
+        """{population: HistogramSeries with only the latest row} — for the websocket snapshot."""
+
+    @abstractmethod
+    def get_selection(self, run_id: int, *, max_points: int = 500) -> SelectionSeries:
+        """Per-class selection rows over steps (evenly thinned to max_points, last kept),
+        with the run's class names."""
+
+    @abstractmethod
+    def get_logs(self, run_id: int, *, after: int = 0, limit: int = 500) -> list[LogLine]:
+        """Log lines with seq > after, oldest first, at most limit."""
+
+    @abstractmethod
+    def changes_since(self, run_id: int, seq: int, *, limit: int = 5000) -> Changes:
+        """All rows of every kind with seq > `seq` (at most `limit` rows in all, in seq order;
+        `more` says if cut). See entities.Changes. Raises RunNotFound."""
+
+    @abstractmethod
+    def time_to_target(self, run_id: int, key: str, target: float, *,
+                       higher_is_better: bool = True) -> TargetReached:
+        """The first logged row of `key` whose value reaches `target` (>= or <=), with its
+        counters, and the best value over the run."""
+
+    # ------------------------------------------------------------------ housekeeping
+
+    @abstractmethod
+    def run_dir(self, run_id: int) -> str:
+        """<data_dir>/runs/<id> (not created): checkpoints and the worker's log go here."""
+
+    def close(self) -> None:
+        """Release the engine's connections (optional)."""
+

@@ -1,0 +1,198 @@
+"""Plain values the store hands to its callers (routes, hub, worker, CLI).
+
+ORM rows never leave the store: `dbmodels.Sql*.to_entity()` converts them into these frozen-ish
+dataclasses (MLflow's `to_mlflow_entity()` pattern), so callers cannot lazy-load or mutate rows.
+Times are timezone-aware UTC datetimes; the API formats them as ISO 8601.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class RunStatus(StrEnum):
+    """queued → running → finished | failed | cancelled | crashed (crashed/cancelled may resume)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    CRASHED = "crashed"
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.CRASHED)
+
+
+ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
+
+# x axes every scalar row can be placed on (docs/api.md)
+X_AXES = ("step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time")
+
+
+@dataclass
+class Run:
+    """One run as the API shows it (RunPublic minus formatting). `latest` is filled by get/list."""
+
+    id: int
+    name: str
+    status: RunStatus
+    config: dict[str, Any]
+    dataset: str | None
+    model: str | None
+    selector: str | None
+    candidates: int | None
+    batch_size: int | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    status_changed_at: datetime
+    heartbeat_at: datetime | None
+    pid: int | None
+    host: str | None
+    error: str | None
+    traceback: str | None
+    tags: list[str]
+    notes: str
+    step: int  # progress: last optimizer step reported
+    epoch: float
+    total_steps: int | None
+    last_seq: int  # highest seq of any data row of this run (the hub's cursor)
+    status_seq: int  # seq of the log line written with the last status change
+    checkpoint_path: str | None
+    checkpoint_step: int | None
+    summary: dict[str, Any]  # RunFinished.summary, {} until then
+    run_info: dict[str, Any]  # from RunStarted: dataset facts (class_names...), model facts, device
+    latest: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        return {"step": self.step, "total_steps": self.total_steps, "epoch": self.epoch}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.run_info.get("dataset", {}).get("class_names") or [])
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"progress": self.progress}
+
+
+@dataclass
+class ScalarRow:
+    """One scalar metric value with every counter, so it can be placed on any x axis."""
+
+    seq: int
+    key: str
+    step: int
+    epoch: float
+    samples_forwarded: int
+    samples_backpropagated: int
+    wall_time: float
+    value: float
+
+
+@dataclass
+class Series:
+    """One downsampled metric series: x on the requested axis, the value, and the step of each point."""
+
+    x: list[float]
+    y: list[float]
+    step: list[int]
+
+
+@dataclass
+class HistogramRow:
+    seq: int
+    population: str  # candidates | selected
+    step: int
+    epoch: float
+    wall_time: float
+    counts: list[int]
+    quantiles: dict[str, float]  # p5, p25, p50, p75, p95
+    mean: float
+    count: int
+    threshold: float | None
+
+
+@dataclass
+class HistogramSeries:
+    """What GET /api/runs/{id}/histograms returns: edges once, then one counts row per kept step."""
+
+    edges: list[float]
+    population: str
+    steps: list[int]
+    epochs: list[float]
+    wall_time: list[float]
+    counts: list[list[int]]
+    quantiles: dict[str, list[float]]  # p5, p25, p50, p75, p95 → one value per kept step
+    thresholds: list[float | None]
+
+
+@dataclass
+class SelectionRow:
+    seq: int
+    step: int
+    epoch: float
+    candidate_counts: list[int]
+    selected_counts: list[int]
+    misclassified_share: float
+
+
+@dataclass
+class SelectionSeries:
+    steps: list[int]
+    candidate_counts: list[list[int]]
+    selected_counts: list[list[int]]
+    misclassified_share: list[float]
+    class_names: list[str]
+
+
+@dataclass
+class LogLine:
+    seq: int
+    time: datetime
+    level: str  # info | warning | error
+    message: str
+    step: int | None = None
+
+
+@dataclass
+class Changes:
+    """Every row of one run with seq > the cursor, for the live hub (in seq order per kind).
+
+    `seq` is the new cursor (the largest seq returned, or the given cursor when nothing is new);
+    `more` is true when `limit` cut the answer short (ask again from `seq`). `run` is the run when
+    its status changed within the returned range (status_seq in (since, seq]) — otherwise None;
+    progress (step) changes arrive with the scalars.
+    """
+
+    since: int
+    seq: int
+    scalars: list[ScalarRow]
+    histograms: list[HistogramRow]
+    selection: list[SelectionRow]
+    logs: list[LogLine]
+    run: Run | None
+    more: bool
+
+    @property
+    def empty(self) -> bool:
+        return not (self.scalars or self.histograms or self.selection or self.logs or self.run)
+
+
+@dataclass
+class TargetReached:
+    """When a run first reached a value of a metric (for compare's time-to-target table)."""
+
+    run_id: int
+    reached: bool
+    step: int | None
+    epoch: float | None
+    samples_forwarded: int | None
+    samples_backpropagated: int | None
+    wall_time: float | None
+    best: float | None  # best value of the metric over the run (None: never logged)

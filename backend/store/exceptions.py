@@ -1,0 +1,29 @@
+"""The store's own exceptions: callers never see SQLAlchemy's.
+
+The API maps them to HTTP: RunNotFound → 404, InvalidArgument → 422, Conflict → 409; anything
+else is a StoreError (a bug or a database problem → 500 / logged).
+"""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """A database error, wrapped (the original is `__cause__`)."""
+
+
+class RunNotFound(StoreError):
+    def __init__(self, run_id: int) -> None:
+        super().__init__(f"run {run_id} not found")
+        self.run_id = run_id
+
+
+class InvalidArgument(StoreError, ValueError):
+    """A caller passed a value the store cannot use (unknown sort key, x axis, population...)."""
+
+
+class Conflict(StoreError):
+    """The action conflicts with the run's state (e.g. deleting a running run)."""
+
+
+class SchemaOutOfDate(StoreError):
+    """The database is not at the Alembic head; the message names `marginscope db upgrade`."""
