@@ -1,0 +1,423 @@
+"""Selectors: given the model and a candidate batch of B samples, choose the b to train on.
+
+One small interface (`Selector.select`) behind a registry (`make_selector`, `list_selectors`,
+`selector_help`), after timm's `_registry.py`/`_factory.py`; a duplicate name raises, as in
+torchvision. Each selector scores the candidates with the current model in eval mode without
+gradients (fresh every step, as in the paper's reference code) and returns positions into the
+candidate batch plus the scores it ranked by, so the training loop can monitor them for free.
+
+Selectors:
+- uniform: the first b candidates (the loop draws only b; no scoring).
+- mms / mms-runner-up: the b smallest minimal margin scores (Weinstein et al. 2019).
+- hard-negative: the b largest cross-entropies (optionally ramped, as in the reference code).
+- entropy: the b largest softmax entropies.
+- selective-backprop: keep with probability percentile(loss)^beta over a window of recent
+  losses (Jiang et al. 2019, "Accelerating deep learning by focusing on the biggest losers").
+
+Everything random draws from the selector's own seeded CPU generator, saved in `state_dict`, so
+a resumed run makes the same choices as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from engine.selection.scores import (
+    cross_entropy_scores,
+    entropy_scores,
+    minimal_margin_scores,
+    score_logits,
+)
+
+__all__ = [
+    "Option",
+    "Selection",
+    "Selector",
+    "head_weight",
+    "list_selectors",
+    "make_selector",
+    "register_selector",
+    "selector_help",
+]
+
+
+@dataclass
+class Selection:
+    """What a selector chose from a candidate batch of B samples."""
+
+    index: Tensor  # int64 [b] positions into the candidate batch (not dataset indices)
+    scores: Tensor | None  # float32 [B] the score ranked by (None for uniform)
+    logits: Tensor | None  # float32 [B, K] eval-mode candidate logits, when computed
+    threshold: float | None  # largest (smallest for largest-wanted selectors) score admitted by rank
+
+
+@dataclass(frozen=True)
+class Option:
+    """One selector option: default, help text, and a check returning an error message or None."""
+
+    default: Any
+    help: str
+    check: Callable[[Any], str | None] | None = None
+
+
+def _at_least(low: float) -> Callable[[Any], str | None]:
+    return lambda v: None if v >= low else f"must be >= {low}"
+
+
+def _positive(v: Any) -> str | None:
+    return None if v > 0 else "must be > 0"
+
+
+def _share(v: Any) -> str | None:
+    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
+
+
+def head_weight(model: nn.Module) -> Tensor:
+    """The weight [K, d] of the model's final linear layer (`model.head`, MarginScope's models).
+
+    Looks through DDP's `.module` and torch.compile's `._orig_mod`; falls back to the last
+    `nn.Linear` of the model for third-party models.
+    """
+    inner = model
+    for attr in ("module", "_orig_mod"):
+        while isinstance(getattr(inner, attr, None), nn.Module):
+            inner = getattr(inner, attr)
+    head = getattr(inner, "head", None)
+    if isinstance(head, nn.Linear):
+        return head.weight
+    linears = [m for m in inner.modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("MMS needs a final nn.Linear layer (model.head) to measure margins")
+    return linears[-1].weight
+
+
+# --- registry
+
+_SELECTORS: dict[str, type[Selector]] = {}
+
+
+def register_selector(cls: type[Selector]) -> type[Selector]:
+    """Class decorator adding a selector under `cls.name`; raises on a duplicate name."""
+    if cls.name in _SELECTORS:
+        raise ValueError(f"selector {cls.name!r} is already registered")
+    _SELECTORS[cls.name] = cls
+    return cls
+
+
+def list_selectors() -> list[str]:
+    """Registered selector names, in registration order (uniform first)."""
+    return list(_SELECTORS)
+
+
+def make_selector(name: str, **options: Any) -> Selector:
+    """Build a selector by name; an unknown name or option raises ValueError naming the choices."""
+    if name not in _SELECTORS:
+        raise ValueError(f"unknown selector {name!r}; choose one of {', '.join(_SELECTORS)}")
+    return _SELECTORS[name](**options)
+
+
+def selector_help() -> list[dict[str, Any]]:
+    """[{name, help, options: {opt: {default, help}}}] for the API and the launch form."""
+    return [
+        {
+            "name": cls.name,
+            "help": cls.help,
+            "options": {k: {"default": o.default, "help": o.help} for k, o in cls.all_options().items()},
+        }
+        for cls in _SELECTORS.values()
+    ]
+
+
+# --- base class
+
+
+class Selector:
+    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`."""
+
+    name: ClassVar[str] = ""
+    help: ClassVar[str] = ""
+    uses_candidates: ClassVar[bool] = True  # False: the loop draws only b samples
+    options: ClassVar[dict[str, Option]] = {}
+    common_options: ClassVar[dict[str, Option]] = {
+        "chunk": Option(128, "Score candidates in chunks of this size (0 = one batch).", _at_least(0)),
+        "seed": Option(0, "Seed of the selector's own random generator.", _at_least(0)),
+    }
+
+    @classmethod
+    def all_options(cls) -> dict[str, Option]:
+        return {**cls.common_options, **cls.options}
+
+    def __init__(self, **options: Any) -> None:
+        known = self.all_options()
+        unknown = sorted(set(options) - set(known))
+        if unknown:
+            raise ValueError(
+                f"unknown option {', '.join(map(repr, unknown))} for selector {self.name!r}; "
+                f"options: {', '.join(known)}"
+            )
+        for key, spec in known.items():
+            value = options.get(key, spec.default)
+            value = _coerce(self.name, key, value, spec.default)
+            if spec.check is not None and (msg := spec.check(value)) is not None:
+                raise ValueError(f"option {key!r} of selector {self.name!r} {msg}, got {value!r}")
+            setattr(self, key, value)
+        self.generator = torch.Generator().manual_seed(int(self.seed))
+
+    def __repr__(self) -> str:
+        opts = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.all_options())
+        return f"{type(self).__name__}({opts})"
+
+    # The loop calls this once per step with a candidate batch of B samples.
+    def select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor,
+        *, batch_size: int, epoch: float = 0.0,
+    ) -> Selection:
+        """Choose min(batch_size, B) candidates; `indices` are their dataset indices."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        b = min(batch_size, inputs.shape[0])
+        return self._select(model, inputs, labels, indices, b=b, epoch=epoch)
+
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
+        raise NotImplementedError
+
+    def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """Hook: the loop passes the training forward's detached logits. Default: nothing."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("name", self.name) != self.name:
+            raise ValueError(f"state of selector {state['name']!r} cannot load into {self.name!r}")
+        self.generator.set_state(state["generator"])
+
+    # --- helpers for subclasses
+
+    def _logits(self, model: nn.Module, inputs: Tensor) -> Tensor:
+        return score_logits(model, inputs, chunk=int(self.chunk))
+
+    def _randperm(self, n: int, device: torch.device) -> Tensor:
+        return torch.randperm(n, generator=self.generator).to(device)
+
+    def _rand(self, n: int, device: torch.device) -> Tensor:
+        return torch.rand(n, generator=self.generator).to(device)
+
+
+def _coerce(selector: str, key: str, value: Any, default: Any) -> Any:
+    """Give an option the type of its default (JSON sends 0 for 0.0); reject what does not fit."""
+    kind = type(default)
+    try:
+        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = float(value)
+            if not math.isfinite(value):
+                raise ValueError
+            return value
+        if kind is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if kind is int and isinstance(value, float) and value.is_integer():
+            return int(value)
+        if isinstance(value, kind) and not isinstance(value, bool):
+            return value
+    except ValueError:
+        pass
+    raise ValueError(
+        f"option {key!r} of selector {selector!r} must be a finite {kind.__name__}, got {value!r}"
+    )
+
+
+def _smallest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
+    """Positions of the k smallest scores (ascending) and the largest admitted score."""
+    if k == 0:
+        return scores.new_empty(0, dtype=torch.long), None
+    vals, idx = scores.topk(k, largest=False, sorted=True)
+    return idx, float(vals[-1])
+
+
+def _largest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
+    """Positions of the k largest scores (descending) and the smallest admitted score."""
+    if k == 0:
+        return scores.new_empty(0, dtype=torch.long), None
+    vals, idx = scores.topk(k, largest=True, sorted=True)
+    return idx, float(vals[-1])
+
+
+# --- selectors
+
+
+@register_selector
+class UniformSelector(Selector):
+    name = "uniform"
+    help = "Standard training: the batch is b samples drawn uniformly (no candidate pool, no scoring)."
+    uses_candidates = False
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        index = torch.arange(b, device=inputs.device)
+        return Selection(index=index, scores=None, logits=None, threshold=None)
+
+
+@register_selector
+class MMSSelector(Selector):
+    name = "mms"
+    help = ("Minimal margin score (Weinstein et al. 2019): train on the b candidates closest to a "
+            "decision boundary of the final linear layer. Exact minimum over classes.")
+    options = {
+        "mix": Option(0.0, "Share of the batch drawn uniformly at random from the other candidates.",
+                      _share),
+        "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
+    }
+    runner_up_only: ClassVar[bool] = False
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        device = inputs.device
+        if epoch < self.warmup_epochs:
+            return Selection(index=torch.arange(b, device=device), scores=None, logits=None, threshold=None)
+        logits = self._logits(model, inputs)
+        scores = minimal_margin_scores(logits, head_weight(model), runner_up_only=self.runner_up_only)
+        n_random = min(int(round(self.mix * b)), b)
+        ranked, threshold = _smallest(scores, b - n_random)
+        if n_random:
+            # Draw the mixed-in share uniformly from the candidates not already ranked in.
+            rest = torch.ones(scores.shape[0], dtype=torch.bool, device=device)
+            rest[ranked] = False
+            pool = rest.nonzero().squeeze(1)
+            extra = pool[self._randperm(pool.numel(), device)[:n_random]]
+            ranked = torch.cat([ranked, extra])
+        return Selection(index=ranked, scores=scores, logits=logits, threshold=threshold)
+
+
+@register_selector
+class MMSRunnerUpSelector(MMSSelector):
+    name = "mms-runner-up"
+    help = ("MMS as in the paper's reference code: margin to the runner-up class only "
+            "(second-largest logit), not the minimum over all classes.")
+    runner_up_only = True
+
+
+@register_selector
+class HardNegativeSelector(Selector):
+    name = "hard-negative"
+    help = ("Hard negative mining: train on the b candidates with the largest cross-entropy loss "
+            "(uses the labels).")
+    options = {
+        "ramp_epochs": Option(
+            0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
+            "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
+    }
+
+    def hard_share(self, epoch: float) -> float:
+        if self.ramp_epochs <= 0:
+            return 1.0
+        return 0.1 + 0.9 * min(1.0, max(0.0, epoch) / self.ramp_epochs)
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        device = inputs.device
+        logits = self._logits(model, inputs)
+        labels = labels.to(logits.device)
+        scores = cross_entropy_scores(logits, labels)
+        n_hard = max(1, min(b, int(round(self.hard_share(epoch) * b))))
+        hard, threshold = _largest(scores, n_hard)
+        n_fill = b - n_hard
+        if n_fill:
+            hard = torch.cat([hard, self._balanced_fill(labels, hard, n_fill)])
+        return Selection(index=hard.to(device), scores=scores, logits=logits, threshold=threshold)
+
+    def _balanced_fill(self, labels: Tensor, taken: Tensor, n: int) -> Tensor:
+        """n random candidates outside `taken`, as class-balanced as the pool allows.
+
+        Each remaining candidate gets a random key; its rank within its class (by key) decides the
+        round in which it is picked, so classes are taken round-robin in a random order.
+        """
+        device = labels.device
+        rest = torch.ones(labels.shape[0], dtype=torch.bool, device=device)
+        rest[taken] = False
+        pool = rest.nonzero().squeeze(1)  # (P,)
+        key = self._rand(pool.numel(), device)
+        cls = labels[pool]
+        order = torch.argsort(key)  # random order
+        order = order[torch.argsort(cls[order], stable=True)]  # grouped by class, random within
+        cls_sorted = cls[order]
+        first = torch.searchsorted(cls_sorted, cls_sorted, right=False)  # start of each class group
+        rank_in_class = torch.arange(pool.numel(), device=device) - first
+        # Round-robin: all ranks 0 (in random class order), then ranks 1, ...
+        pick = order[torch.argsort(rank_in_class.double() + key[order] * 0.5, stable=True)[:n]]
+        return pool[pick]
+
+
+@register_selector
+class EntropySelector(Selector):
+    name = "entropy"
+    help = "Train on the b candidates whose softmax has the largest entropy (most uncertain)."
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        logits = self._logits(model, inputs)
+        scores = entropy_scores(logits)
+        index, threshold = _largest(scores, b)
+        return Selection(index=index.to(inputs.device), scores=scores, logits=logits, threshold=threshold)
+
+
+@register_selector
+class SelectiveBackpropSelector(Selector):
+    name = "selective-backprop"
+    help = ("Selective-Backprop (Jiang et al. 2019): keep each candidate with probability "
+            "(percentile of its loss among recent losses)^beta; a fixed b prefers high losses.")
+    options = {
+        "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
+                         _at_least(1)),
+        "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier).",
+                       _positive),
+    }
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.history = torch.zeros(int(self.window), dtype=torch.float32)
+        self.filled = 0  # valid entries in history
+        self.pos = 0  # next write position (ring buffer)
+
+    def _push(self, losses: Tensor) -> None:
+        losses = losses.detach().float().cpu()[-self.history.numel():]
+        n, size = losses.numel(), self.history.numel()
+        slots = (self.pos + torch.arange(n)) % size
+        self.history[slots] = losses
+        self.pos = (self.pos + n) % size
+        self.filled = min(size, self.filled + n)
+
+    def keep_probability(self, losses: Tensor) -> Tensor:
+        """percentile^beta of each loss among the window (which already holds this batch)."""
+        window = self.history[: self.filled].sort().values.to(losses.device)
+        pct = torch.searchsorted(window, losses.contiguous(), right=True).float() / max(self.filled, 1)
+        return pct.pow(self.beta)
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        logits = self._logits(model, inputs)
+        losses = cross_entropy_scores(logits, labels)
+        self._push(losses)
+        prob = self.keep_probability(losses)
+        kept = self._rand(losses.numel(), losses.device) < prob
+        # Fixed b: kept candidates first, each group by descending loss.
+        order = torch.argsort(losses, descending=True, stable=True)
+        order = order[torch.argsort((~kept[order]).to(torch.uint8), stable=True)]
+        index = order[:b]
+        threshold = float(losses[index].min()) if b else None
+        return Selection(index=index.to(inputs.device), scores=losses, logits=logits, threshold=threshold)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "history": self.history.clone(), "filled": self.filled,
+                "pos": self.pos}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        history = state["history"].detach().float().cpu()
+        if history.numel() != self.history.numel():
+            raise ValueError(
+                f"selective-backprop window {history.numel()} in the state, {self.history.numel()} configured"
+            )
+        self.history = history.clone()
+        self.filled, self.pos = int(state["filled"]), int(state["pos"])
