@@ -1,0 +1,180 @@
+"""The engine's command line: `marginscope train` and `marginscope demo`.
+
+`train` exposes every TrainConfig field as an option, generated from the pydantic model so the
+CLI can never drift from the config. Values are parsed by pydantic (the same rules as the API);
+a bad value exits with status 2 and a one-line message naming the field. The backend adds its
+own commands (serve, db, runs) to this app in backend/cli.py; the engine never imports it.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import ValidationError
+
+from engine.config import TrainConfig
+
+app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+
+
+def fail(message: str) -> None:
+    """One line on stderr, exit status 2: how every bad option ends."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        fail(f"--config {path}: no such file")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text) or {}
+        else:
+            data = json.loads(text)
+    except Exception as exc:  # noqa: BLE001 - any parse error becomes one line
+        fail(f"--config {path}: cannot parse ({exc})")
+    if not isinstance(data, dict):
+        fail(f"--config {path}: expected a mapping of config fields")
+    return data
+
+
+def _parse_value(name: str, raw: str) -> Any:
+    """Structured fields (regime lists, selector options) are given as JSON on the command line."""
+    field = TrainConfig.model_fields[name]
+    structured = name in ("regime", "selector_options")
+    if structured and raw.strip()[:1] in "[{":
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError as exc:
+            fail(f"--{name.replace('_', '-')}: not valid JSON ({exc.msg})")
+    if raw.lower() in ("none", "null") and not field.is_required() and field.default is None:
+        return None
+    return raw
+
+
+def build_config(overrides: dict[str, Optional[str]], config_file: Optional[Path]) -> TrainConfig:
+    values = load_config_file(config_file) if config_file else {}
+    values.update({k: _parse_value(k, v) for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig(**values)
+    except ValidationError as exc:
+        fail(describe_validation_error(exc))
+    raise AssertionError("unreachable")
+
+
+def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet: bool = False):
+    """Train with a progress bar (and an event log under `out`); bad data setups exit 2."""
+    from engine.callbacks import JsonlWriter, ProgressBar
+    from engine.data import DatasetUnavailable
+    from engine.train import train
+
+    callbacks: list = [] if quiet else [ProgressBar(label)]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        callbacks.append(JsonlWriter(out / "events.jsonl"))
+        if config.out_dir is None:
+            config = config.model_copy(update={"out_dir": str(out)})
+    try:
+        result = train(config, callbacks)
+    except DatasetUnavailable as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        fail("interrupted")
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(result.summary, indent=2))
+    return result
+
+
+def _train_command(**kwargs: Any) -> None:
+    config_file = kwargs.pop("config")
+    out = kwargs.pop("out")
+    config = build_config(kwargs, config_file)
+    result = run_training(config, out=out, label=config.selector)
+    test = f"{result.test_accuracy:.2%}" if result.test_accuracy is not None else "n/a"
+    typer.echo(
+        f"{result.status}: {result.steps} steps, best val {result.best_val_accuracy:.2%} "
+        f"(step {result.best_val_step}), test {test}, {result.wall_time:.1f} s training, "
+        f"{result.samples_backpropagated / max(result.wall_time, 1e-9):,.0f} samples/s back-propagated"
+    )
+
+
+def _train_signature() -> inspect.Signature:
+    params = [
+        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, "--config", help="JSON or YAML file of config fields; "
+                                               "options given here override it.")),
+        inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
+                          default=typer.Option(None, "--out", help="Write events.jsonl, summary.json "
+                                               "and checkpoints to this folder.")),
+    ]
+    for name, field in TrainConfig.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        shown = json.dumps(default) if isinstance(default, (dict, list)) else default
+        params.append(inspect.Parameter(
+            name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+            default=typer.Option(None, f"--{name.replace('_', '-')}",
+                                 help=f"{field.description} [default: {shown}]", show_default=False),
+        ))
+    return inspect.Signature(params)
+
+
+_train_command.__signature__ = _train_signature()  # type: ignore[attr-defined]
+app.command("train", help="Train one run; every config field is an option.")(_train_command)
+
+
+@app.command()
+def demo(
+    steps: int = typer.Option(400, min=10, help="Training steps per run."),
+    candidates: int = typer.Option(640, min=1, help="Candidate batch B for MMS."),
+    batch_size: int = typer.Option(64, min=1, help="Training batch b."),
+    seed: int = typer.Option(0, min=0, help="Seed shared by both runs."),
+    dataset: str = typer.Option("mnist", help="Dataset (offline default: mnist)."),
+) -> None:
+    """Train uniform and MMS side by side on the offline default dataset and compare them."""
+    common = dict(dataset=dataset, steps=steps, batch_size=batch_size, seed=seed, regime="constant",
+                  eval_every=max(1, steps // 10), eval_samples=2000, hist_every=0)
+    results = {}
+    for selector in ("uniform", "mms"):
+        try:
+            config = TrainConfig(selector=selector, candidates=candidates, **common)
+        except ValidationError as exc:
+            fail(describe_validation_error(exc))
+        results[selector] = run_training(config, out=None, label=selector)
+    u, m = results["uniform"], results["mms"]
+    target = u.best_val_accuracy
+    reached = next((e for e in m.evaluations if e["accuracy"] >= target), None)
+    when = (f"reached uniform's best val accuracy {target:.2%} at step {reached['step']} "
+            f"({reached['step'] / max(u.best_val_step, 1):.2f}x uniform's steps, "
+            f"{reached['wall_time'] / max(_time_at_best(u), 1e-9):.2f}x its wall-clock)"
+            if reached else f"did not reach uniform's best val accuracy {target:.2%}")
+    typer.echo(f"uniform: test {u.test_accuracy:.2%} in {u.wall_time:.1f} s | "
+               f"mms: test {m.test_accuracy:.2%} in {m.wall_time:.1f} s | mms {when}")
+
+
+def _time_at_best(result) -> float:
+    return next(e["wall_time"] for e in result.evaluations if e["step"] == result.best_val_step)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
