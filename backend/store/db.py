@@ -1,0 +1,147 @@
+"""Database engine creation, the schema check, and programmatic Alembic upgrades.
+
+- SQLite (the default, a file under the data dir) runs in WAL mode with a 30 s busy timeout and
+  foreign keys on, set on every new connection. Write sessions start with `BEGIN IMMEDIATE` so a
+  writer waits for the write lock up front (honouring the busy timeout) instead of failing with
+  "database is locked" when it upgrades a read snapshot that another process has moved past.
+- PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
+- Migrations live in the repository's root `alembic/` folder, found relative to this file
+  (`<repo>/backend/store/db.py` → `<repo>/alembic`). That works from a checkout and from an editable
+  install (`pip install -e .`, what `make setup` does); a wheel install would need the folder
+  shipped as package data — not supported yet. `MARGINSCOPE_ALEMBIC_DIR` overrides the location.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
+from backend.store.exceptions import SchemaOutOfDate, StoreError
+
+log = logging.getLogger(__name__)
+
+SQLITE_BUSY_TIMEOUT_S = 30.0
+UPGRADE_COMMAND = "marginscope db upgrade"
+
+
+def alembic_dir() -> Path:
+    """The folder holding env.py and versions/ (see the module docstring)."""
+    override = os.environ.get("MARGINSCOPE_ALEMBIC_DIR")
+    if override:
+        return Path(override).resolve()
+    return Path(__file__).resolve().parents[2] / "alembic"
+
+
+def is_sqlite(db_url: str) -> bool:
+    return make_url(db_url).get_backend_name() == "sqlite"
+
+
+def sqlite_path(db_url: str) -> Path | None:
+    """The file of a file-backed SQLite URL, else None (memory DBs, other backends)."""
+    url = make_url(db_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database)
+
+
+def make_engine(db_url: str, **kwargs: Any) -> Engine:
+    """An Engine for `db_url`; SQLite gets WAL, busy timeout, foreign keys and BEGIN IMMEDIATE writes.
+
+    Use `engine.execution_options(marginscope_write=True)` for a writing connection."""
+    if not is_sqlite(db_url):
+        return create_engine(db_url, pool_pre_ping=True, **kwargs)
+
+    connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
+    connect_args.update(kwargs.pop("connect_args", {}))
+    engine = create_engine(db_url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # take transaction control from pysqlite so that `begin` below decides how to BEGIN
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
+        cur.execute("PRAGMA foreign_keys = ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        write = conn.get_execution_options().get("marginscope_write", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    return engine
+
+
+def _alembic_config(db_url: str, connection: Any = None) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(alembic_dir()))
+    # the URL goes through attributes, not the ini (ConfigParser would choke on '%' in passwords)
+    cfg.attributes["db_url"] = db_url
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(_alembic_config("sqlite://"))
+    heads = script.get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"expected one Alembic head in {alembic_dir()}, found {heads}")
+    return heads[0]
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        heads = MigrationContext.configure(conn).get_current_heads()
+    return heads[0] if len(heads) == 1 else (None if not heads else ",".join(heads))
+
+
+def verify_schema(engine: Engine) -> None:
+    """Raise SchemaOutOfDate (naming `marginscope db upgrade`) unless the DB is at the head."""
+    head = head_revision()
+    where = engine.url.render_as_string(hide_password=True)
+    path = sqlite_path(where)
+    if path is not None and not path.exists():
+        current, state = None, "does not exist"
+    else:
+        try:
+            current = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the schema version of {where}: {exc}") from exc
+        state = "has no MarginScope schema" if current is None else f"is at revision {current}"
+    if current != head:
+        raise SchemaOutOfDate(
+            f"the database {where} {state}, but this version needs revision {head}; "
+            f"run `{UPGRADE_COMMAND}` (with the same MARGINSCOPE_DB_URL / --db-url) to migrate it"
+        )
+
+
+def upgrade(db_url: str, revision: str = "head") -> None:
+    """Migrate the database to `revision` (creating the SQLite file and its folder if needed)."""
+    from alembic import command
+
+    path = sqlite_path(db_url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(db_url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(db_url, conn), revision)
+    finally:
+        engine.dispose()
+    log.info("database %s upgraded to %s", make_url(db_url).render_as_string(hide_password=True),
+             revision)
