@@ -1,0 +1,182 @@
+// api.js — the page side of docs/api.md: JSON requests, errors, and self-healing websockets.
+//
+// Every page imports this module rather than calling fetch/WebSocket directly, so the token,
+// the error shape ({"detail": ...}) and the reconnect-with-?since= rule live in one place.
+
+/** Bearer token: `?token=` in the page URL (remembered) or one stored earlier. */
+function readToken() {
+  const fromUrl = new URLSearchParams(location.search).get("token");
+  if (fromUrl) {
+    try { localStorage.setItem("marginscope.token", fromUrl); } catch (_) { /* private mode */ }
+    return fromUrl;
+  }
+  try { return localStorage.getItem("marginscope.token"); } catch (_) { return null; }
+}
+const TOKEN = readToken();
+
+/** An HTTP error from the API, carrying the status and the server's `detail`. */
+export class ApiError extends Error {
+  constructor(status, detail) {
+    super(typeof detail === "string" ? detail : `HTTP ${status}`);
+    this.status = status;
+    this.detail = detail;
+  }
+}
+
+/** Build a query string, skipping null/undefined/"" values. */
+export function query(params = {}) {
+  const q = new URLSearchParams();
+  for (const [k, v] of Object.entries(params)) {
+    if (v === null || v === undefined || v === "") continue;
+    q.set(k, Array.isArray(v) ? v.join(",") : String(v));
+  }
+  const s = q.toString();
+  return s ? `?${s}` : "";
+}
+
+async function request(method, path, { params, body } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
+  const res = await fetch(path + query(params), {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (res.status === 204) return null;
+  let data = null;
+  const text = await res.text();
+  if (text) {
+    try { data = JSON.parse(text); } catch (_) { data = text; }
+  }
+  if (!res.ok) {
+    const detail = data && typeof data === "object" && "detail" in data ? data.detail : data;
+    throw new ApiError(res.status, detail || res.statusText);
+  }
+  return data;
+}
+
+export const api = {
+  get: (path, params) => request("GET", path, { params }),
+  post: (path, body, params) => request("POST", path, { body: body ?? {}, params }),
+  patch: (path, body) => request("PATCH", path, { body }),
+  del: (path) => request("DELETE", path),
+};
+
+/** A human sentence from an ApiError's detail (string, or FastAPI's validation list). */
+export function errorText(err) {
+  if (!(err instanceof ApiError)) return String(err && err.message ? err.message : err);
+  const d = err.detail;
+  if (Array.isArray(d)) return d.map((e) => `${(e.loc || []).slice(-1)[0] ?? ""}: ${e.msg}`).join("; ");
+  if (d && typeof d === "object") return JSON.stringify(d);
+  return String(d);
+}
+
+/**
+ * A websocket that reconnects by itself.
+ *
+ * `path` is e.g. "/ws/runs/3"; `since()` returns the last seq seen (or null) and is sent as
+ * `?since=` on every reconnect so the server sends exactly the rows the page missed.
+ * `onStatus(connected: bool)` drives the page's "connection lost" banner.
+ */
+export function liveSocket(path, { onMessage, onStatus = () => {}, since = () => null }) {
+  let ws = null;
+  let closedByUs = false;
+  let retry = 0;
+  let timer = null;
+  let everOpened = false;
+
+  function url() {
+    const proto = location.protocol === "https:" ? "wss:" : "ws:";
+    const params = {};
+    const s = since();
+    if (s !== null && s !== undefined) params.since = s;
+    if (TOKEN) params.token = TOKEN;
+    return `${proto}//${location.host}${path}${query(params)}`;
+  }
+
+  function connect() {
+    timer = null;
+    ws = new WebSocket(url());
+    ws.onopen = () => { retry = 0; everOpened = true; onStatus(true); };
+    ws.onmessage = (ev) => {
+      let msg;
+      try { msg = JSON.parse(ev.data); } catch (_) { return; }
+      onMessage(msg, performance.now());
+    };
+    ws.onclose = (ev) => {
+      ws = null;
+      if (closedByUs) return;
+      // 4404 / 1008 style closes mean "no such run" or "bad token": retrying will not help.
+      if (ev.code === 4404 || ev.code === 4401 || ev.code === 1008) { onStatus(false, ev); return; }
+      if (everOpened) onStatus(false, ev);
+      const delay = Math.min(5000, 250 * 2 ** retry++);
+      timer = setTimeout(connect, delay);
+    };
+    ws.onerror = () => { /* onclose follows and handles the retry */ };
+  }
+
+  connect();
+  return {
+    close() { closedByUs = true; if (timer) clearTimeout(timer); if (ws) ws.close(); },
+    /** Drop the connection as if the network failed (used by the banner's "reconnect now"). */
+    reconnect() { if (ws) ws.close(); else if (timer) { clearTimeout(timer); connect(); } },
+  };
+}
+
+// ---------------------------------------------------------------- formatting
+
+export function fmtNum(v, digits = 3) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  if (typeof v !== "number") return String(v);
+  if (Number.isInteger(v)) return v.toLocaleString("en-US");
+  const a = Math.abs(v);
+  if (a !== 0 && (a < 1e-3 || a >= 1e6)) return v.toExponential(2);
+  return v.toFixed(digits);
+}
+
+export function fmtPct(v, digits = 2) {
+  if (v === null || v === undefined || Number.isNaN(v)) return "–";
+  return `${(100 * v).toFixed(digits)}%`;
+}
+
+export function fmtDuration(seconds) {
+  if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "–";
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) return `${s}s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  const h = Math.floor(m / 60);
+  return `${h}h ${String(m % 60).padStart(2, "0")}m`;
+}
+
+/** Parse the API's ISO 8601 UTC strings (with or without a zone suffix). */
+export function parseTime(iso) {
+  if (!iso) return null;
+  const hasZone = /[zZ]|[+-]\d\d:?\d\d$/.test(iso);
+  const t = Date.parse(hasZone ? iso : `${iso}Z`);
+  return Number.isNaN(t) ? null : t;
+}
+
+export function fmtDate(iso) {
+  const t = parseTime(iso);
+  if (t === null) return "–";
+  const d = new Date(t);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** Seconds a run has been (or was) running. */
+export function runDuration(run) {
+  const start = parseTime(run.started_at);
+  if (start === null) return null;
+  const end = parseTime(run.finished_at) ?? (isActive(run.status) ? Date.now() : parseTime(run.heartbeat_at));
+  return end === null ? null : (end - start) / 1000;
+}
+
+export const ACTIVE = new Set(["queued", "running"]);
+export const isActive = (status) => ACTIVE.has(status);
+
+export function escapeHtml(s) {
+  return String(s ?? "").replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" }[c]));
+}
