@@ -64,7 +64,7 @@ def upgrade() -> None:
     sa.Column('epoch', sa.Float(), nullable=False),
     sa.Column('candidate_counts', sa.JSON(), nullable=False),
     sa.Column('selected_counts', sa.JSON(), nullable=False),
-    sa.Column('misclassified_share', sa.Float(), nullable=False),
+    sa.Column('misclassified_share', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_class_selection_run_id_runs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_class_selection'))
     )
@@ -106,7 +106,7 @@ def upgrade() -> None:
     op.create_table('latest_metrics',
     sa.Column('run_id', sa.Integer(), nullable=False),
     sa.Column('key', sa.String(length=100), nullable=False),
-    sa.Column('value', sa.Float(), nullable=False),
+    sa.Column('value', sa.Float(), nullable=True),
     sa.Column('step', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_latest_metrics_run_id_runs'), ondelete='CASCADE'),
@@ -122,7 +122,7 @@ def upgrade() -> None:
     sa.Column('samples_forwarded', sa.BigInteger(), nullable=False),
     sa.Column('samples_backpropagated', sa.BigInteger(), nullable=False),
     sa.Column('wall_time', sa.Float(), nullable=False),
-    sa.Column('value', sa.Float(), nullable=False),
+    sa.Column('value', sa.Float(), nullable=True),
     sa.ForeignKeyConstraint(['run_id'], ['runs.id'], name=op.f('fk_metrics_run_id_runs'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_metrics'))
     )

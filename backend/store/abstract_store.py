@@ -74,13 +74,16 @@ class AbstractStore(ABC):
     @abstractmethod
     def set_status(self, run_id: int, status: RunStatus | str, *, pid: int | None = None,
                    host: str | None = None, error: str | None = None,
-                   traceback: str | None = None, message: str | None = None) -> Run:
+                   traceback: str | None = None, message: str | None = None,
+                   expect: Sequence[RunStatus | str] | None = None) -> Run:
         """Change the status; stamps started_at (the first → running; a resume keeps it),
         finished_at (→ an ended status; cleared on → queued/running), status_changed_at, and
         heartbeat_at (→ running). pid/host/error/traceback are set when given (→ queued/running clears error,
         traceback; → queued clears pid/host). Writes a log line (with a new seq) describing the
         change, and records that seq as `status_seq`, so the hub notices status changes through
-        `changes_since`. Raises RunNotFound."""
+        `changes_since`. `expect`: the statuses the run may be in, checked atomically with the
+        change — Conflict otherwise (e.g. the worker starts only a queued run; a cancel of a run
+        that just finished fails). Raises RunNotFound, InvalidArgument (unknown status)."""
 
     @abstractmethod
     def heartbeat(self, run_id: int) -> None:
@@ -96,6 +99,10 @@ class AbstractStore(ABC):
 
         For WS /ws/runs: poll with the largest status_changed_at seen and de-duplicate on
         (id, status, status_seq) — times from several processes can tie."""
+
+    @abstractmethod
+    def last_seq(self, run_id: int) -> int:
+        """The run's highest seq (one indexed read: the hub polls it). Raises RunNotFound."""
 
     # ------------------------------------------------------------------ writing
 

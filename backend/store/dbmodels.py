@@ -58,6 +58,11 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value is not None else None
 
 
+def _num(value: float | None) -> float:
+    """NULL floats come back as NaN (SQLite cannot store NaN; the engine may report one)."""
+    return float("nan") if value is None else float(value)
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -146,7 +151,7 @@ class SqlMetric(Base):
     samples_forwarded: Mapped[int] = mapped_column(BigInteger, nullable=False)
     samples_backpropagated: Mapped[int] = mapped_column(BigInteger, nullable=False)
     wall_time: Mapped[float] = mapped_column(Float, nullable=False)
-    value: Mapped[float] = mapped_column(Float, nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)  # NULL = not finite (SQLite stores NaN as NULL)
 
     __table_args__ = (
         Index("ix_metrics_run_id_key_step", "run_id", "key", "step"),
@@ -157,7 +162,7 @@ class SqlMetric(Base):
         return ent.ScalarRow(seq=self.seq, key=self.key, step=self.step, epoch=self.epoch,
                              samples_forwarded=self.samples_forwarded,
                              samples_backpropagated=self.samples_backpropagated,
-                             wall_time=self.wall_time, value=self.value)
+                             wall_time=self.wall_time, value=_num(self.value))
 
 
 class SqlLatestMetric(Base):
@@ -167,7 +172,7 @@ class SqlLatestMetric(Base):
 
     run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True)
     key: Mapped[str] = mapped_column(String(100), primary_key=True)
-    value: Mapped[float] = mapped_column(Float, nullable=False)
+    value: Mapped[float | None] = mapped_column(Float)  # NULL = not finite
     step: Mapped[int] = mapped_column(Integer, nullable=False)
     seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
@@ -228,7 +233,7 @@ class SqlClassSelection(Base):
     epoch: Mapped[float] = mapped_column(Float, nullable=False)
     candidate_counts: Mapped[list[int]] = mapped_column(JSON, nullable=False)
     selected_counts: Mapped[list[int]] = mapped_column(JSON, nullable=False)
-    misclassified_share: Mapped[float] = mapped_column(Float, nullable=False)
+    misclassified_share: Mapped[float | None] = mapped_column(Float)
 
     __table_args__ = (
         Index("ix_class_selection_run_id_step", "run_id", "step"),
@@ -239,7 +244,7 @@ class SqlClassSelection(Base):
         return ent.SelectionRow(seq=self.seq, step=self.step, epoch=self.epoch,
                                 candidate_counts=list(self.candidate_counts),
                                 selected_counts=list(self.selected_counts),
-                                misclassified_share=self.misclassified_share)
+                                misclassified_share=_num(self.misclassified_share))
 
 
 class SqlRunLog(Base):

@@ -1,0 +1,741 @@
+"""SqlAlchemyStore: the AbstractStore on SQLAlchemy 2.x (SQLite by default, PostgreSQL by URL).
+
+Design notes
+- Sessions (MLflow `db/utils.py`): `_session(write=...)` commits on success, rolls back on error and
+  maps SQLAlchemy errors to StoreError. On SQLite a write session begins with BEGIN IMMEDIATE
+  (db.make_engine), so concurrent writers queue on the busy timeout instead of failing.
+- seq: a writing transaction first runs `UPDATE runs SET last_seq = last_seq + n WHERE id = :id
+  RETURNING last_seq`. That row lock serialises the writers of one run (SQLite: the database lock;
+  PostgreSQL: the row lock), so seqs are unique per run and become visible in increasing order.
+- Private helpers take the session; public methods open it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from engine.events import (
+    CheckpointSaved,
+    ClassSelection,
+    Counters,
+    Evaluation,
+    Event,
+    Histogram,
+    LogMessage,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepMetrics,
+)
+
+from backend.store import entities as ent
+from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
+from backend.store.db import make_engine, verify_schema
+from backend.store.dbmodels import (
+    QUANTILE_KEYS,
+    SqlClassSelection,
+    SqlHistogram,
+    SqlHistogramEdges,
+    SqlLatestMetric,
+    SqlMetric,
+    SqlRun,
+    SqlRunLog,
+    SqlRunTag,
+    utcnow,
+)
+from backend.store.downsample import downsample_indices, thin_indices
+from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
+
+log = logging.getLogger(__name__)
+
+POPULATIONS = ("candidates", "selected")
+LOG_LEVELS = ("info", "warning", "error")
+# counters kept in latest_metrics only (every scalar row carries them already)
+COUNTER_KEYS = ("epoch", "samples_forwarded", "samples_backpropagated", "wall_time")
+_IN_CHUNK = 500  # ids per IN (...) list
+
+
+def _finite(value: float | None) -> float | None:
+    """Non-finite floats are stored as NULL (SQLite turns NaN into NULL anyway)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def _counter_cols(c: Counters) -> dict[str, Any]:
+    return {"step": int(c.step), "epoch": float(c.epoch), "samples_forwarded": int(c.samples_forwarded),
+            "samples_backpropagated": int(c.samples_backpropagated), "wall_time": float(c.wall_time)}
+
+
+class _Batch:
+    """Rows and run changes produced by mapping a batch of events (seqs assigned later)."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[type, dict[str, Any]]] = []  # in event order; each gets the next seq
+        self.edges: list[float] | None = None
+        self.run: dict[str, Any] = {}
+        self.run_info: dict[str, Any] = {}
+        self.counters: Counters | None = None  # of the last StepMetrics (latest counters, progress)
+
+    def scalar(self, key: str, value: float | None, counters: Counters) -> dict[str, Any]:
+        row = {"key": key, "value": _finite(value), **_counter_cols(counters)}
+        self.rows.append((SqlMetric, row))
+        return row
+
+    def log(self, level: str, message: str, step: int | None) -> None:
+        self.rows.append((SqlRunLog, {"time": utcnow(), "level": level, "message": message,
+                                      "step": step}))
+
+
+class SqlAlchemyStore(AbstractStore):
+    def __init__(self, db_url: str, *, data_dir: str | Path, verify: bool = True,
+                 **engine_kwargs: Any) -> None:
+        self.db_url = db_url
+        self.data_dir = Path(data_dir).resolve()
+        self.engine = make_engine(db_url, **engine_kwargs)
+        self._write_engine = self.engine.execution_options(marginscope_write=True)
+        if verify:
+            verify_schema(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ sessions
+
+    @contextmanager
+    def _session(self, *, write: bool = False) -> Iterator[Session]:
+        session = Session(bind=self._write_engine if write else self.engine, expire_on_commit=False,
+                          autoflush=False)
+        try:
+            yield session
+            if write:
+                session.commit()
+        except StoreError:
+            session.rollback()
+            raise
+        except SQLAlchemyError as exc:
+            session.rollback()
+            raise StoreError(f"database error: {exc}") from exc
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    @staticmethod
+    def _get(session: Session, run_id: int) -> SqlRun:
+        run = session.get(SqlRun, run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        return run
+
+    @staticmethod
+    def _take_seqs(session: Session, run_id: int, n: int) -> int:
+        """Reserve n seqs for this run; returns the first. Locks the run row until commit."""
+        last = session.execute(
+            update(SqlRun).where(SqlRun.id == run_id).values(last_seq=SqlRun.last_seq + n)
+            .returning(SqlRun.last_seq).execution_options(synchronize_session=False)
+        ).scalar_one_or_none()
+        if last is None:
+            raise RunNotFound(run_id)
+        return int(last) - n + 1
+
+    @staticmethod
+    def _latest_map(session: Session, run_ids: Sequence[int]) -> dict[int, dict[str, float]]:
+        out: dict[int, dict[str, float]] = {rid: {} for rid in run_ids}
+        for i in range(0, len(run_ids), _IN_CHUNK):
+            chunk = list(run_ids[i:i + _IN_CHUNK])
+            for rid, key, value in session.execute(
+                select(SqlLatestMetric.run_id, SqlLatestMetric.key, SqlLatestMetric.value)
+                .where(SqlLatestMetric.run_id.in_(chunk))
+            ):
+                out[rid][key] = float("nan") if value is None else value
+        return out
+
+    def _entity(self, session: Session, run: SqlRun) -> ent.Run:
+        return run.to_entity(self._latest_map(session, [run.id])[run.id])
+
+    # ------------------------------------------------------------------ runs
+
+    def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
+                   notes: str = "") -> ent.Run:
+        now = utcnow()
+        with self._session(write=True) as s:
+            run = SqlRun(
+                name=name or "", status=ent.RunStatus.QUEUED.value, config=dict(config),
+                dataset=_opt_str(config.get("dataset")), model=_opt_str(config.get("model")),
+                selector=_opt_str(config.get("selector")), candidates=_opt_int(config.get("candidates")),
+                batch_size=_opt_int(config.get("batch_size")), created_at=now, status_changed_at=now,
+                notes=notes or "", step=0, epoch=0.0, last_seq=0, status_seq=0, summary={},
+                run_info={}, tags=[SqlRunTag(tag=t) for t in _clean_tags(tags)],
+            )
+            s.add(run)
+            s.flush()
+            if not name:
+                run.name = f"run-{run.id}"
+            seq = self._take_seqs(s, run.id, 1)
+            run.status_seq = seq
+            s.add(SqlRunLog(run_id=run.id, seq=seq, time=now, level="info", message="run queued"))
+            s.flush()
+            return self._entity(s, run)
+
+    def get_run(self, run_id: int) -> ent.Run:
+        with self._session() as s:
+            return self._entity(s, self._get(s, run_id))
+
+    def list_runs(self, *, status: str | Sequence[str] | None = None, dataset: str | None = None,
+                  model: str | None = None, selector: str | None = None, tag: str | None = None,
+                  sort: str = "-created_at", limit: int = 50,
+                  offset: int = 0) -> tuple[list[ent.Run], int]:
+        if limit < 0 or offset < 0:
+            raise InvalidArgument("limit and offset must be >= 0")
+        desc = sort.startswith("-")
+        sort_key = sort.lstrip("-+")
+        if sort_key not in RUN_SORT_KEYS:
+            raise InvalidArgument(f"unknown sort {sort!r}; use one of {', '.join(RUN_SORT_KEYS)} "
+                                  "(prefix - for descending)")
+        query: Select[Any] = select(SqlRun)
+        if status:
+            statuses = [x.strip() for x in status.split(",")] if isinstance(status, str) else list(status)
+            bad = [x for x in statuses if x not in set(ent.RunStatus)]
+            if bad:
+                raise InvalidArgument(f"unknown status {bad[0]!r}; use one of "
+                                      f"{', '.join(s.value for s in ent.RunStatus)}")
+            query = query.where(SqlRun.status.in_([str(x) for x in statuses]))
+        if dataset:
+            query = query.where(SqlRun.dataset == dataset)
+        if model:
+            query = query.where(SqlRun.model == model)
+        if selector:
+            query = query.where(SqlRun.selector == selector)
+        if tag:
+            query = query.where(SqlRun.id.in_(select(SqlRunTag.run_id).where(SqlRunTag.tag == tag)))
+        col = getattr(SqlRun, sort_key)
+        order = [col.desc(), SqlRun.id.desc()] if desc else [col.asc(), SqlRun.id.asc()]
+        with self._session() as s:
+            count = s.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+            runs = list(s.execute(query.order_by(*order).limit(limit).offset(offset)).scalars())
+            latest = self._latest_map(s, [r.id for r in runs])
+            return [r.to_entity(latest[r.id]) for r in runs], int(count)
+
+    def update_run(self, run_id: int, *, name: str | None = None, tags: Sequence[str] | None = None,
+                   notes: str | None = None) -> ent.Run:
+        with self._session(write=True) as s:
+            run = self._get(s, run_id)
+            if name is not None:
+                if not name.strip():
+                    raise InvalidArgument("name must not be empty")
+                run.name = name
+            if notes is not None:
+                run.notes = notes
+            if tags is not None:
+                run.tags = [SqlRunTag(tag=t) for t in _clean_tags(tags)]
+            s.flush()
+            return self._entity(s, run)
+
+    def delete_run(self, run_id: int) -> None:
+        with self._session(write=True) as s:
+            run = self._get(s, run_id)
+            if run.status == ent.RunStatus.RUNNING:
+                raise Conflict(f"run {run_id} is running; cancel it first")
+            for table in (SqlMetric, SqlLatestMetric, SqlHistogram, SqlHistogramEdges,
+                          SqlClassSelection, SqlRunLog, SqlRunTag):
+                s.execute(delete(table).where(table.run_id == run_id))
+            s.execute(delete(SqlRun).where(SqlRun.id == run_id))
+        shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
+
+    def set_status(self, run_id: int, status: ent.RunStatus | str, *, pid: int | None = None,
+                   host: str | None = None, error: str | None = None,
+                   traceback: str | None = None, message: str | None = None,
+                   expect: Sequence[ent.RunStatus | str] | None = None) -> ent.Run:
+        try:
+            new = ent.RunStatus(status)
+        except ValueError:
+            raise InvalidArgument(f"unknown status {status!r}") from None
+        now = utcnow()
+        with self._session(write=True) as s:
+            seq = self._take_seqs(s, run_id, 1)
+            run = self._get(s, run_id)
+            old = run.status
+            if expect is not None and old not in {str(ent.RunStatus(x)) for x in expect}:
+                raise Conflict(f"run {run_id} is {old}, expected {', '.join(map(str, expect))}")
+            run.status = new.value
+            run.status_changed_at = now
+            run.status_seq = seq
+            if new == ent.RunStatus.QUEUED:
+                run.pid = run.host = None
+                run.finished_at = None
+                run.error = run.traceback = None
+            elif new == ent.RunStatus.RUNNING:
+                run.started_at = run.started_at or now
+                run.finished_at = None
+                run.heartbeat_at = now
+                run.error = run.traceback = None
+            else:
+                run.finished_at = now
+            if pid is not None:
+                run.pid = pid
+            if host is not None:
+                run.host = host
+            if error is not None:
+                run.error = error
+            if traceback is not None:
+                run.traceback = traceback
+            text = message or f"status {old} → {new.value}" + (
+                f" (pid {run.pid} on {run.host})" if new == ent.RunStatus.RUNNING and run.pid else "")
+            if error and not message:
+                text += f": {error}"
+            level = "error" if new in (ent.RunStatus.FAILED, ent.RunStatus.CRASHED) else "info"
+            s.add(SqlRunLog(run_id=run_id, seq=seq, time=now, level=level, message=text,
+                            step=run.step))
+            s.flush()
+            return self._entity(s, run)
+
+    def heartbeat(self, run_id: int) -> None:
+        with self._session(write=True) as s:
+            res = s.execute(update(SqlRun).where(SqlRun.id == run_id).values(heartbeat_at=utcnow())
+                            .execution_options(synchronize_session=False))
+            if res.rowcount == 0:  # type: ignore[attr-defined]
+                raise RunNotFound(run_id)
+
+    def next_queued(self, limit: int = 1) -> list[ent.Run]:
+        with self._session() as s:
+            runs = list(s.execute(select(SqlRun).where(SqlRun.status == ent.RunStatus.QUEUED.value)
+                                  .order_by(SqlRun.id).limit(limit)).scalars())
+            latest = self._latest_map(s, [r.id for r in runs])
+            return [r.to_entity(latest[r.id]) for r in runs]
+
+    def runs_changed_since(self, since: datetime | None) -> list[ent.Run]:
+        query = select(SqlRun)
+        if since is not None:
+            query = query.where(SqlRun.status_changed_at >= _naive_utc(since))
+        with self._session() as s:
+            runs = list(s.execute(query.order_by(SqlRun.status_changed_at, SqlRun.id)).scalars())
+            latest = self._latest_map(s, [r.id for r in runs])
+            return [r.to_entity(latest[r.id]) for r in runs]
+
+    def last_seq(self, run_id: int) -> int:
+        with self._session() as s:
+            value = s.execute(select(SqlRun.last_seq).where(SqlRun.id == run_id)).scalar_one_or_none()
+            if value is None:
+                raise RunNotFound(run_id)
+            return int(value)
+
+    # ------------------------------------------------------------------ writing
+
+    def write_events(self, run_id: int, events: Sequence[Event]) -> int:
+        batch = _Batch()
+        for event in events:
+            _map_event(batch, event)
+        if not batch.rows and batch.edges is None and not batch.run and not batch.run_info:
+            return self.last_seq(run_id)
+        with self._session(write=True) as s:
+            first = self._take_seqs(s, run_id, max(len(batch.rows), 1))
+            run = self._get(s, run_id)
+            self._fill_best(s, run_id, batch)
+            per_table: dict[type, list[dict[str, Any]]] = {}
+            for i, (table, row) in enumerate(batch.rows):
+                row["seq"] = first + i
+                row["run_id"] = run_id
+                per_table.setdefault(table, []).append(row)
+            for table, rows in per_table.items():
+                s.execute(_insert(table), rows)
+            if batch.edges is not None:
+                have = set(s.execute(select(SqlHistogramEdges.population)
+                                     .where(SqlHistogramEdges.run_id == run_id)).scalars())
+                for pop in POPULATIONS:
+                    if pop not in have:
+                        s.add(SqlHistogramEdges(run_id=run_id, population=pop, edges=batch.edges))
+            self._upsert_latest(s, run_id, per_table.get(SqlMetric, []), batch.counters,
+                                first + len(batch.rows) - 1)
+            for attr, value in batch.run.items():
+                setattr(run, attr, value)
+            if batch.counters is not None and batch.counters.step >= (run.step or 0):
+                run.step = batch.counters.step
+                run.epoch = batch.counters.epoch
+            if batch.run_info:
+                run.run_info = {**(run.run_info or {}), **batch.run_info}
+            s.flush()
+            return int(run.last_seq)
+
+    @staticmethod
+    def _fill_best(s: Session, run_id: int, batch: _Batch) -> None:
+        """val/best_accuracy = running max of val/accuracy, continuing from what is stored."""
+        best_rows = [row for table, row in batch.rows
+                     if table is SqlMetric and row["key"] == "val/best_accuracy"]
+        if not best_rows:
+            return
+        stored = s.execute(select(SqlLatestMetric.value).where(
+            SqlLatestMetric.run_id == run_id, SqlLatestMetric.key == "val/best_accuracy")
+        ).scalar_one_or_none()
+        best = stored
+        for row in best_rows:
+            acc = row["value"]  # placeholder: the accuracy itself
+            if acc is not None and (best is None or acc > best):
+                best = acc
+            row["value"] = best
+
+    @staticmethod
+    def _upsert_latest(s: Session, run_id: int, metric_rows: list[dict[str, Any]],
+                       counters: Counters | None, last_seq: int) -> None:
+        newest: dict[str, tuple[float | None, int, int]] = {}
+        for row in metric_rows:
+            cur = newest.get(row["key"])
+            if cur is None or (row["step"], row["seq"]) >= (cur[1], cur[2]):
+                newest[row["key"]] = (row["value"], row["step"], row["seq"])
+        if counters is not None:
+            for key in COUNTER_KEYS:
+                newest[key] = (_finite(getattr(counters, key)), counters.step, last_seq)
+        if not newest:
+            return
+        existing = {m.key: m for m in s.execute(select(SqlLatestMetric).where(
+            SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.in_(list(newest)))).scalars()}
+        for key, (value, step, seq) in newest.items():
+            m = existing.get(key)
+            if m is None:
+                s.add(SqlLatestMetric(run_id=run_id, key=key, value=value, step=step, seq=seq))
+            elif step >= m.step:
+                m.value, m.step, m.seq = value, step, seq
+
+    def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
+        if level not in LOG_LEVELS:
+            raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
+        with self._session(write=True) as s:
+            seq = self._take_seqs(s, run_id, 1)
+            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level=level, message=message,
+                            step=step))
+            return seq
+
+    def truncate_after_step(self, run_id: int, step: int) -> int:
+        with self._session(write=True) as s:
+            self._take_seqs(s, run_id, 0)  # lock the run row against a concurrent writer
+            run = self._get(s, run_id)
+            deleted = 0
+            for table in (SqlMetric, SqlHistogram, SqlClassSelection):
+                res = s.execute(delete(table).where(table.run_id == run_id, table.step > step))
+                deleted += int(res.rowcount or 0)  # type: ignore[attr-defined]
+            # rebuild latest values from what remains
+            s.execute(delete(SqlLatestMetric).where(SqlLatestMetric.run_id == run_id))
+            keys = list(s.execute(select(SqlMetric.key).where(SqlMetric.run_id == run_id).distinct())
+                        .scalars())
+            for key in keys:
+                m = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id, SqlMetric.key == key)
+                              .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one()
+                s.add(SqlLatestMetric(run_id=run_id, key=key, value=m.value, step=m.step, seq=m.seq))
+            last = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id,
+                                                     SqlMetric.key == "train/loss")
+                             .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one_or_none()
+            if last is not None:
+                for key in COUNTER_KEYS:
+                    s.add(SqlLatestMetric(run_id=run_id, key=key, value=getattr(last, key),
+                                          step=last.step, seq=last.seq))
+            run.step = min(run.step or 0, step)
+            run.epoch = last.epoch if last is not None else 0.0
+            return deleted
+
+    # ------------------------------------------------------------------ reading
+
+    def latest(self, run_id: int) -> dict[str, float]:
+        with self._session() as s:
+            self._get(s, run_id)
+            return self._latest_map(s, [run_id])[run_id]
+
+    def metric_keys(self, run_id: int) -> list[str]:
+        with self._session() as s:
+            self._get(s, run_id)
+            return sorted(s.execute(select(SqlLatestMetric.key).where(
+                SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.not_in(COUNTER_KEYS))).scalars())
+
+    def get_series(self, run_id: int, keys: Sequence[str], *, x: str = "step",
+                   max_points: int = 2000) -> dict[str, ent.Series]:
+        if x not in ent.X_AXES:
+            raise InvalidArgument(f"unknown x axis {x!r}; use one of {', '.join(ent.X_AXES)}")
+        if max_points < 1:
+            raise InvalidArgument("max_points must be >= 1")
+        xcol = getattr(SqlMetric, x)
+        out: dict[str, ent.Series] = {}
+        with self._session() as s:
+            self._get(s, run_id)
+            for key in dict.fromkeys(keys):
+                rows = s.execute(select(xcol, SqlMetric.value, SqlMetric.step).where(
+                    SqlMetric.run_id == run_id, SqlMetric.key == key)
+                    .order_by(SqlMetric.step, SqlMetric.seq)).all()
+                ys = [float("nan") if r[1] is None else r[1] for r in rows]
+                idx = downsample_indices(ys, max_points)
+                out[key] = ent.Series(x=[rows[i][0] for i in idx], y=[ys[i] for i in idx],
+                                      step=[rows[i][2] for i in idx])
+        return out
+
+    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None) -> list[ent.ScalarRow]:
+        with self._session() as s:
+            self._get(s, run_id)
+            query = select(SqlMetric).where(SqlMetric.run_id == run_id)
+            if keys:
+                query = query.where(SqlMetric.key.in_(list(keys)))
+            return [m.to_entity() for m in s.execute(
+                query.order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq)).scalars()]
+
+    def get_edges(self, run_id: int) -> dict[str, list[float]]:
+        with self._session() as s:
+            self._get(s, run_id)
+            return {e.population: list(e.edges) for e in s.execute(
+                select(SqlHistogramEdges).where(SqlHistogramEdges.run_id == run_id)).scalars()}
+
+    def get_histograms(self, run_id: int, population: str, *, start: int | None = None,
+                       end: int | None = None, stride: int = 1,
+                       max_rows: int = 500) -> ent.HistogramSeries:
+        if population not in POPULATIONS:
+            raise InvalidArgument(f"unknown population {population!r}; use one of "
+                                  f"{', '.join(POPULATIONS)}")
+        if stride < 1 or max_rows < 1:
+            raise InvalidArgument("stride and max_rows must be >= 1")
+        with self._session() as s:
+            self._get(s, run_id)
+            query = select(SqlHistogram.id).where(SqlHistogram.run_id == run_id,
+                                                  SqlHistogram.population == population)
+            if start is not None:
+                query = query.where(SqlHistogram.step >= start)
+            if end is not None:
+                query = query.where(SqlHistogram.step <= end)
+            ids = list(s.execute(query.order_by(SqlHistogram.step, SqlHistogram.seq)).scalars())
+            if stride > 1 and ids:
+                last = ids[-1]
+                ids = ids[::stride]
+                if ids[-1] != last:
+                    ids.append(last)
+            ids = [ids[i] for i in thin_indices(len(ids), max_rows)]
+            rows = self._rows_by_id(s, SqlHistogram, ids)
+            edges = s.execute(select(SqlHistogramEdges.edges).where(
+                SqlHistogramEdges.run_id == run_id, SqlHistogramEdges.population == population)
+            ).scalar_one_or_none()
+            return _histogram_series(population, list(edges or []), [r.to_entity() for r in rows])
+
+    def latest_histograms(self, run_id: int) -> dict[str, ent.HistogramSeries]:
+        out = {}
+        with self._session() as s:
+            self._get(s, run_id)
+            edges = {e.population: list(e.edges) for e in s.execute(
+                select(SqlHistogramEdges).where(SqlHistogramEdges.run_id == run_id)).scalars()}
+            for pop in POPULATIONS:
+                row = s.execute(select(SqlHistogram).where(
+                    SqlHistogram.run_id == run_id, SqlHistogram.population == pop)
+                    .order_by(SqlHistogram.step.desc(), SqlHistogram.seq.desc()).limit(1)).scalar_one_or_none()
+                if row is not None or pop in edges:
+                    out[pop] = _histogram_series(pop, edges.get(pop, []),
+                                                 [row.to_entity()] if row is not None else [])
+        return out
+
+    def get_selection(self, run_id: int, *, max_points: int = 500) -> ent.SelectionSeries:
+        if max_points < 1:
+            raise InvalidArgument("max_points must be >= 1")
+        with self._session() as s:
+            run = self._get(s, run_id)
+            ids = list(s.execute(select(SqlClassSelection.id).where(SqlClassSelection.run_id == run_id)
+                                 .order_by(SqlClassSelection.step, SqlClassSelection.seq)).scalars())
+            ids = [ids[i] for i in thin_indices(len(ids), max_points)]
+            rows = [r.to_entity() for r in self._rows_by_id(s, SqlClassSelection, ids)]
+            return ent.SelectionSeries(
+                steps=[r.step for r in rows], candidate_counts=[r.candidate_counts for r in rows],
+                selected_counts=[r.selected_counts for r in rows],
+                misclassified_share=[r.misclassified_share for r in rows],
+                class_names=run.to_entity().class_names)
+
+    def get_logs(self, run_id: int, *, after: int = 0, limit: int = 500) -> list[ent.LogLine]:
+        if limit < 0:
+            raise InvalidArgument("limit must be >= 0")
+        with self._session() as s:
+            self._get(s, run_id)
+            return [r.to_entity() for r in s.execute(
+                select(SqlRunLog).where(SqlRunLog.run_id == run_id, SqlRunLog.seq > after)
+                .order_by(SqlRunLog.seq).limit(limit)).scalars()]
+
+    def changes_since(self, run_id: int, seq: int, *, limit: int = 5000) -> ent.Changes:
+        if limit < 1:
+            raise InvalidArgument("limit must be >= 1")
+        with self._session() as s:
+            run = self._get(s, run_id)
+            found: list[tuple[int, Any]] = []
+            full = False
+            for table in (SqlMetric, SqlHistogram, SqlClassSelection, SqlRunLog):
+                rows = list(s.execute(select(table).where(table.run_id == run_id, table.seq > seq)
+                                      .order_by(table.seq).limit(limit)).scalars())
+                full = full or len(rows) == limit
+                found.extend((r.seq, r) for r in rows)
+            found.sort(key=lambda t: t[0])
+            more = len(found) > limit or full
+            found = found[:limit]
+            new_seq = found[-1][0] if found else seq
+            if more and found and new_seq >= run.last_seq:
+                more = False
+            changed = seq < run.status_seq <= new_seq
+            return ent.Changes(
+                since=seq, seq=new_seq,
+                scalars=[r.to_entity() for _, r in found if isinstance(r, SqlMetric)],
+                histograms=[r.to_entity() for _, r in found if isinstance(r, SqlHistogram)],
+                selection=[r.to_entity() for _, r in found if isinstance(r, SqlClassSelection)],
+                logs=[r.to_entity() for _, r in found if isinstance(r, SqlRunLog)],
+                run=self._entity(s, run) if changed else None, more=more)
+
+    def time_to_target(self, run_id: int, key: str, target: float, *,
+                       higher_is_better: bool = True) -> ent.TargetReached:
+        cond = SqlMetric.value >= target if higher_is_better else SqlMetric.value <= target
+        agg = func.max(SqlMetric.value) if higher_is_better else func.min(SqlMetric.value)
+        with self._session() as s:
+            self._get(s, run_id)
+            base = (SqlMetric.run_id == run_id, SqlMetric.key == key)
+            hit = s.execute(select(SqlMetric).where(*base, cond)
+                            .order_by(SqlMetric.step, SqlMetric.seq).limit(1)).scalar_one_or_none()
+            best = s.execute(select(agg).where(*base)).scalar_one_or_none()
+            if hit is None:
+                return ent.TargetReached(run_id=run_id, reached=False, step=None, epoch=None,
+                                         samples_forwarded=None, samples_backpropagated=None,
+                                         wall_time=None, best=best)
+            return ent.TargetReached(run_id=run_id, reached=True, step=hit.step, epoch=hit.epoch,
+                                     samples_forwarded=hit.samples_forwarded,
+                                     samples_backpropagated=hit.samples_backpropagated,
+                                     wall_time=hit.wall_time, best=best)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def run_dir(self, run_id: int) -> str:
+        return str(self.data_dir / "runs" / str(int(run_id)))
+
+    @staticmethod
+    def _rows_by_id(s: Session, table: Any, ids: list[int]) -> list[Any]:
+        rows: list[Any] = []
+        for i in range(0, len(ids), _IN_CHUNK):
+            rows.extend(s.execute(select(table).where(table.id.in_(ids[i:i + _IN_CHUNK]))).scalars())
+        order = {id_: k for k, id_ in enumerate(ids)}
+        return sorted(rows, key=lambda r: order[r.id])
+
+
+# ---------------------------------------------------------------------- event mapping
+
+def _map_event(b: _Batch, e: Event) -> None:
+    if isinstance(e, StepMetrics):
+        c = e.counters
+        for key, value in (("train/loss", e.loss), ("train/accuracy", e.accuracy), ("lr", e.lr),
+                           ("samples_per_s", e.samples_per_s), ("score_time", e.score_time),
+                           ("step_time", e.step_time)):
+            b.scalar(key, value, c)
+        if b.counters is None or c.step >= b.counters.step:
+            b.counters = c
+    elif isinstance(e, Histogram):
+        c = e.counters
+        q = {k: _finite(e.quantiles.get(k)) for k in QUANTILE_KEYS}
+        b.rows.append((SqlHistogram, {
+            "population": e.population, **{k: v for k, v in _counter_cols(c).items()
+                                            if k in ("step", "epoch", "wall_time")},
+            "counts": [int(x) for x in e.counts], **q, "mean": _finite(e.mean), "count": int(e.count),
+            "threshold": _finite(e.threshold)}))
+        for k in ("p5", "p50", "p95"):
+            b.scalar(f"mms/{e.population}/{k}", e.quantiles.get(k), c)
+        b.scalar(f"mms/{e.population}/mean", e.mean, c)
+        if e.threshold is not None:
+            b.scalar("mms/threshold", e.threshold, c)
+    elif isinstance(e, ClassSelection):
+        c = e.counters
+        b.rows.append((SqlClassSelection, {
+            "step": c.step, "epoch": c.epoch, "candidate_counts": [int(x) for x in e.candidate_counts],
+            "selected_counts": [int(x) for x in e.selected_counts],
+            "misclassified_share": _finite(e.selected_misclassified)}))
+        b.scalar("selection/misclassified_share", e.selected_misclassified, c)
+    elif isinstance(e, Evaluation):
+        c = e.counters
+        b.scalar(f"{e.split}/loss", e.loss, c)
+        b.scalar(f"{e.split}/accuracy", e.accuracy, c)
+        if e.split == "val":
+            b.scalar("val/best_accuracy", e.accuracy, c)  # value replaced by the running max
+        per_class = dict(b.run_info.get("per_class_accuracy", {}))
+        per_class[e.split] = [float(x) for x in e.per_class_accuracy]
+        b.run_info["per_class_accuracy"] = per_class
+    elif isinstance(e, RunStarted):
+        b.edges = [float(x) for x in e.hist_edges]
+        b.run["total_steps"] = int(e.total_steps)
+        b.run_info.update({"dataset": dict(e.dataset), "model": dict(e.model), "device": e.device,
+                           "steps_per_epoch": int(e.steps_per_epoch),
+                           "resumed_from_step": int(e.resumed_from_step)})
+        ds, md = e.dataset, e.model
+        text = (f"started on {e.device}: {ds.get('name', '?')} ({ds.get('num_train', '?')} train), "
+                f"{md.get('name', '?')} ({md.get('parameters', '?')} parameters), "
+                f"{e.total_steps} steps")
+        if e.resumed_from_step:
+            text += f", resumed from step {e.resumed_from_step}"
+        b.log("info", text, e.resumed_from_step)
+    elif isinstance(e, LogMessage):
+        level = e.level if e.level in LOG_LEVELS else "info"
+        b.log(level, e.message, e.step)
+    elif isinstance(e, CheckpointSaved):
+        b.run["checkpoint_path"] = e.path
+        b.run["checkpoint_step"] = int(e.counters.step)
+        b.log("info", f"checkpoint saved at step {e.counters.step}: {e.path}", e.counters.step)
+    elif isinstance(e, RunFinished):
+        b.run["summary"] = dict(e.summary)
+        if b.counters is None or e.counters.step >= b.counters.step:
+            b.counters = e.counters
+        b.log("info", f"run {e.status} at step {e.counters.step}", e.counters.step)
+    elif isinstance(e, RunFailed):
+        b.run["error"] = e.error
+        b.run["traceback"] = e.traceback
+        b.log("error", f"run failed at step {e.step}: {e.error}", e.step)
+    else:
+        log.warning("ignoring unknown event %r", type(e).__name__)
+
+
+def _histogram_series(population: str, edges: list[float],
+                      rows: list[ent.HistogramRow]) -> ent.HistogramSeries:
+    return ent.HistogramSeries(
+        edges=edges, population=population, steps=[r.step for r in rows],
+        epochs=[r.epoch for r in rows], wall_time=[r.wall_time for r in rows],
+        counts=[r.counts for r in rows],
+        quantiles={k: [r.quantiles.get(k, float("nan")) for r in rows] for k in QUANTILE_KEYS},
+        thresholds=[r.threshold for r in rows])
+
+
+def _insert(table: Any) -> Any:
+    from sqlalchemy import insert
+
+    return insert(table)
+
+
+def _clean_tags(tags: Sequence[str]) -> list[str]:
+    out = []
+    for t in tags:
+        t = str(t).strip()
+        if not t:
+            continue
+        if len(t) > 100:
+            raise InvalidArgument(f"tag too long (max 100 characters): {t[:20]}...")
+        out.append(t)
+    return list(dict.fromkeys(out))
+
+
+def _opt_str(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def _opt_int(value: Any) -> int | None:
+    try:
+        return None if value is None else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _naive_utc(value: datetime) -> datetime:
+    from datetime import UTC
+
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,64 @@
+"""Shared backend fixtures: a temporary SQLite database migrated to the Alembic head.
+
+- `settings`: a `Settings` whose data_dir is a fresh temp folder and db_url its SQLite file,
+  already migrated (`backend.store.db.upgrade`). Function-scoped, so every test starts empty.
+- `store`: a `SqlAlchemyStore` on those settings (schema verified); closed after the test.
+- `make_run(store, **config)`: helper creating a queued run with a tiny digits config.
+
+Set MARGINSCOPE_TEST_DB_URL (e.g. a PostgreSQL URL) to run the same tests against a real server:
+the schema is then upgraded in place and every table emptied before each test.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backend.settings import Settings
+from backend.store import Run
+from backend.store.db import upgrade
+from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+TINY_CONFIG: dict[str, Any] = {
+    "dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16, "steps": 30,
+    "eval_every": 10, "hist_every": 5,
+}
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    data_dir = tmp_path / "data"
+    db_url = os.environ.get("MARGINSCOPE_TEST_DB_URL") or f"sqlite:///{data_dir / 'marginscope.db'}"
+    upgrade(db_url)
+    if os.environ.get("MARGINSCOPE_TEST_DB_URL"):
+        _empty_tables(db_url)
+    return Settings(data_dir=data_dir, db_url=db_url)
+
+
+@pytest.fixture
+def store(settings: Settings) -> Iterator[SqlAlchemyStore]:
+    s = SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir)
+    yield s
+    s.close()
+
+
+def make_run(store: SqlAlchemyStore, name: str | None = None, tags: tuple[str, ...] = (),
+             **config: Any) -> Run:
+    return store.create_run(name=name, config={**TINY_CONFIG, **config}, tags=list(tags))
+
+
+def _empty_tables(db_url: str) -> None:
+    from sqlalchemy import delete
+
+    from backend.store.db import make_engine
+    from backend.store.dbmodels import Base
+
+    engine = make_engine(db_url)
+    with engine.begin() as conn:
+        for table in reversed(Base.metadata.sorted_tables):
+            conn.execute(delete(table))
+    engine.dispose()
