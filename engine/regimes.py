@@ -68,7 +68,8 @@ def validate_regime(value: Any) -> str | Drops:
                 "[epoch, factor] drops"
             )
     if not isinstance(value, (list, tuple)):
-        raise ValueError(f"a regime is a preset name or a list of [epoch, factor] drops, got {value!r}")
+        # ValueError, not TypeError: pydantic turns only ValueError into a field error.
+        raise ValueError(f"a regime is a preset name or a list of [epoch, factor] drops, got {value!r}")  # noqa: TRY004
     drops: Drops = []
     for item in value:
         if not isinstance(item, (list, tuple)) or len(item) != 2:

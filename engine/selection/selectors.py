@@ -21,8 +21,9 @@ a resumed run makes the same choices as an uninterrupted one.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -147,6 +148,8 @@ class Selector:
         "chunk": Option(128, "Score candidates in chunks of this size (0 = one batch).", _at_least(0)),
         "seed": Option(0, "Seed of the selector's own random generator.", _at_least(0)),
     }
+    chunk: int  # option values are set as attributes by __init__
+    seed: int
 
     @classmethod
     def all_options(cls) -> dict[str, Option]:
@@ -258,7 +261,9 @@ class UniformSelector(Selector):
     help = "Standard training: the batch is b samples drawn uniformly (no candidate pool, no scoring)."
     uses_candidates = False
 
-    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
         index = torch.arange(b, device=inputs.device)
         return Selection(index=index, scores=None, logits=None, threshold=None)
 
@@ -268,20 +273,24 @@ class MMSSelector(Selector):
     name = "mms"
     help = ("Minimal margin score (Weinstein et al. 2019): train on the b candidates closest to a "
             "decision boundary of the final linear layer. Exact minimum over classes.")
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "mix": Option(0.0, "Share of the batch drawn uniformly at random from the other candidates.",
                       _share),
         "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
     }
     runner_up_only: ClassVar[bool] = False
+    mix: float
+    warmup_epochs: float
 
-    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
         device = inputs.device
         if epoch < self.warmup_epochs:
             return Selection(index=torch.arange(b, device=device), scores=None, logits=None, threshold=None)
         logits = self._logits(model, inputs)
         scores = minimal_margin_scores(logits, head_weight(model), runner_up_only=self.runner_up_only)
-        n_random = min(int(round(self.mix * b)), b)
+        n_random = min(round(self.mix * b), b)
         ranked, threshold = _smallest(scores, b - n_random)
         if n_random:
             # Draw the mixed-in share uniformly from the candidates not already ranked in.
@@ -306,23 +315,27 @@ class HardNegativeSelector(Selector):
     name = "hard-negative"
     help = ("Hard negative mining: train on the b candidates with the largest cross-entropy loss "
             "(uses the labels).")
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "ramp_epochs": Option(
             0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
             "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
     }
+
+    ramp_epochs: float
 
     def hard_share(self, epoch: float) -> float:
         if self.ramp_epochs <= 0:
             return 1.0
         return 0.1 + 0.9 * min(1.0, max(0.0, epoch) / self.ramp_epochs)
 
-    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
         device = inputs.device
         logits = self._logits(model, inputs)
         labels = labels.to(logits.device)
         scores = cross_entropy_scores(logits, labels)
-        n_hard = max(1, min(b, int(round(self.hard_share(epoch) * b))))
+        n_hard = max(1, min(b, round(self.hard_share(epoch) * b)))
         hard, threshold = _largest(scores, n_hard)
         n_fill = b - n_hard
         if n_fill:
@@ -356,7 +369,9 @@ class EntropySelector(Selector):
     name = "entropy"
     help = "Train on the b candidates whose softmax has the largest entropy (most uncertain)."
 
-    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
         logits = self._logits(model, inputs)
         scores = entropy_scores(logits)
         index, threshold = _largest(scores, b)
@@ -368,12 +383,15 @@ class SelectiveBackpropSelector(Selector):
     name = "selective-backprop"
     help = ("Selective-Backprop (Jiang et al. 2019): keep each candidate with probability "
             "(percentile of its loss among recent losses)^beta; a fixed b prefers high losses.")
-    options = {
+    options: ClassVar[dict[str, Option]] = {
         "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
                          _at_least(1)),
         "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier).",
                        _positive),
     }
+
+    window: int
+    beta: float
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -395,7 +413,9 @@ class SelectiveBackpropSelector(Selector):
         pct = torch.searchsorted(window, losses.contiguous(), right=True).float() / max(self.filled, 1)
         return pct.pow(self.beta)
 
-    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
         logits = self._logits(model, inputs)
         losses = cross_entropy_scores(logits, labels)
         self._push(losses)

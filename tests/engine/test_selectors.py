@@ -283,7 +283,7 @@ def test_readme_snippet(name: str) -> None:
     for idx, x, y in loader:                      # a candidate batch of B samples
         sel = selector.select(model, x, y, idx, batch_size=16)
         loss = F.cross_entropy(model(x[sel.index]), y[sel.index])
-        opt.zero_grad(); loss.backward(); opt.step()  # noqa: E702
+        opt.zero_grad(); loss.backward(); opt.step()
 
     assert model.training and torch.isfinite(loss)
     assert not torch.equal(before, model.head.weight)
