@@ -399,8 +399,8 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
                 ))
                 loss_sum.zero_(); correct_sum.zero_()  # noqa: E702
                 interval_steps, interval_samples, interval_score_time, interval_wall = 0, 0, 0.0, 0.0
-                if not math.isfinite(float(loss)):
-                    raise FloatingPointError(f"loss became {float(loss)} at step {step}; lower lr")
+                if not math.isfinite(float(loss.detach())):
+                    raise FloatingPointError(f"loss became {float(loss.detach())} at step {step}; lower lr")
 
             if step % eval_every == 0 or step == total_steps:
                 validate()
