@@ -1,0 +1,106 @@
+"""BatchedWriter: the one writer per process that turns engine events into store rows.
+
+The training loop calls the writer (an engine callback) on its own thread; the call only appends
+to a buffer. A background thread flushes the buffer through `store.write_events` at least every
+`flush_interval` seconds (sooner when `max_batch` events are waiting), and `close()` flushes what
+is left. A failed flush keeps the events and retries on the next tick (so a briefly locked or
+unreachable database loses nothing); `close()` raises if the final flush still fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from engine.events import Event
+
+from backend.store.abstract_store import AbstractStore
+
+log = logging.getLogger(__name__)
+
+
+class BatchedWriter:
+    def __init__(self, store: AbstractStore, run_id: int, flush_interval: float = 0.5,
+                 max_batch: int = 2000) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.flush_interval = flush_interval
+        self.max_batch = max_batch
+        self._buffer: list[Event] = []
+        self._lock = threading.Lock()  # guards _buffer
+        self._flush_lock = threading.Lock()  # one flush at a time, in order
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self.last_error: BaseException | None = None
+        self.last_seq = 0
+        self.events_written = 0
+        self.flushes = 0
+        self._thread = threading.Thread(target=self._run, name=f"store-writer-{run_id}", daemon=True)
+        self._thread.start()
+
+    # the engine callback
+    def __call__(self, event: Event) -> None:
+        if self._closed.is_set():
+            raise RuntimeError("BatchedWriter is closed")
+        with self._lock:
+            self._buffer.append(event)
+            full = len(self._buffer) >= self.max_batch
+        if full:
+            self._wake.set()
+
+    def write(self, events: Sequence[Event]) -> None:
+        for event in events:
+            self(event)
+
+    def flush(self) -> int:
+        """Write everything buffered now (on the caller's thread); returns the run's last seq."""
+        with self._flush_lock:
+            with self._lock:
+                batch, self._buffer = self._buffer, []
+            if not batch:
+                return self.last_seq
+            try:
+                self.last_seq = self.store.write_events(self.run_id, batch)
+            except BaseException:
+                with self._lock:  # keep them, in order, ahead of anything that arrived meanwhile
+                    self._buffer[:0] = batch
+                raise
+            self.events_written += len(batch)
+            self.flushes += 1
+            self.last_error = None
+            return self.last_seq
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            if self._closed.is_set():
+                break
+            try:
+                self.flush()
+            except Exception as exc:  # retried on the next tick
+                if self.last_error is None:
+                    log.warning("writing events of run %s failed (will retry): %s", self.run_id, exc)
+                self.last_error = exc
+                time.sleep(min(self.flush_interval, 0.5))
+
+    def close(self) -> int:
+        """Stop the thread and flush what is left (raises if that fails). Idempotent."""
+        if not self._closed.is_set():
+            self._closed.set()
+            self._wake.set()
+            self._thread.join()
+        return self.flush()
+
+    @property
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._buffer)
+
+    def __enter__(self) -> BatchedWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,173 @@
+"""The worker process: runs one stored run with the engine and writes its events to the store.
+
+    python -m backend.worker <run-id> [--resume] [--db-url URL] [--data-dir DIR]
+
+(the options default to MARGINSCOPE_DB_URL / MARGINSCOPE_DATA_DIR). The launcher starts one per
+run in its own session; the worker itself only needs the database:
+
+1. load the run, build its TrainConfig from the stored config with out_dir = <data_dir>/runs/<id>
+   and data_dir = the settings' data dir (a stored out_dir/data_dir/resume_from is overridden);
+2. mark it running with this pid and host (only if it is queued or running: a run cancelled before
+   its worker got going is left alone, exit 0);
+3. heartbeat every `heartbeat_interval` seconds on a thread; SIGTERM/SIGINT set a flag that the
+   engine polls (`should_stop`), so a cancel ends with a checkpoint and status cancelled;
+4. feed every event to a BatchedWriter (flushed every 0.5 s and at the end);
+5. finished | cancelled on return (exit 0); failed with error and traceback on an exception
+   (exit 1) — the rows already written stay.
+
+Resume (`--resume`): the run must have a checkpoint file. Rows of the crashed attempt after the
+checkpoint's step are DELETED first (`store.truncate_after_step`) and the engine continues from that
+step, so each series stays one clean curve with no duplicated steps. Log lines are kept (they tell
+what happened). A websocket client that saw the deleted rows keeps them until it re-reads the
+series (the hub may send a fresh snapshot on resume).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import traceback as tb
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from backend.settings import Settings
+from backend.store import AbstractStore, Conflict, RunNotFound, RunStatus, open_store
+from backend.store.writer import BatchedWriter
+
+log = logging.getLogger("backend.worker")
+
+EXIT_OK, EXIT_FAILED = 0, 1
+
+
+class _Heartbeat(threading.Thread):
+    def __init__(self, store: AbstractStore, run_id: int, interval: float) -> None:
+        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
+        self.store, self.run_id, self.interval = store, run_id, interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            try:
+                self.store.heartbeat(self.run_id)
+            except Exception as exc:  # a missed beat is not fatal; a stale one is the launcher's call
+                log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.join(timeout=5)
+
+
+def build_config(stored: dict[str, Any], *, run_dir: Path, data_dir: Path,
+                 resume_from: str | None = None) -> Any:
+    """The engine's TrainConfig for a stored run (validated; raises pydantic's ValidationError)."""
+    from engine.config import TrainConfig
+
+    values = {**stored, "out_dir": str(run_dir), "data_dir": str(data_dir), "resume_from": resume_from}
+    return TrainConfig(**values)
+
+
+def run_worker(run_id: int, settings: Settings, *, resume: bool = False) -> int:
+    """Execute run `run_id`; returns the process exit code (0 finished/cancelled, 1 failed)."""
+    store = open_store(settings)
+    try:
+        return _run(store, run_id, settings, resume=resume)
+    finally:
+        store.close()
+
+
+def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool) -> int:
+    try:
+        run = store.get_run(run_id)
+    except RunNotFound:
+        log.error("run %s not found in %s", run_id, settings.db_url)
+        return EXIT_FAILED
+    run_dir = Path(store.run_dir(run_id))
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal %s: stopping run %s after the current step", signum, run_id)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+
+    try:
+        run = store.set_status(run_id, RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
+                               expect=(RunStatus.QUEUED, RunStatus.RUNNING))
+    except Conflict as exc:
+        log.warning("not starting: %s", exc)
+        return EXIT_OK
+    heartbeat = _Heartbeat(store, run_id, settings.heartbeat_interval)
+    heartbeat.start()
+    writer: BatchedWriter | None = None
+    try:
+        resume_from = None
+        if resume:
+            if not run.checkpoint_path or not Path(run.checkpoint_path).is_file():
+                raise FileNotFoundError(f"run {run_id} has no checkpoint to resume from "
+                                        f"({run.checkpoint_path or 'none recorded'})")
+            resume_from = run.checkpoint_path
+            dropped = store.truncate_after_step(run_id, run.checkpoint_step or 0)
+            store.append_log(run_id, "info", f"resuming from the checkpoint at step "
+                             f"{run.checkpoint_step} ({dropped} rows after it dropped)",
+                             step=run.checkpoint_step)
+        config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir,
+                              resume_from=resume_from)
+        run_dir.mkdir(parents=True, exist_ok=True)
+
+        from engine.train import train
+
+        writer = BatchedWriter(store, run_id)
+        result = train(config, callbacks=[writer], should_stop=stop.is_set)
+        writer.close()
+        status = RunStatus.CANCELLED if result.status == "cancelled" else RunStatus.FINISHED
+        store.set_status(run_id, status)
+        log.info("run %s %s after %s steps", run_id, status.value, result.steps)
+        return EXIT_OK
+    except BaseException as exc:
+        text = f"{type(exc).__name__}: {exc}"
+        trace = tb.format_exc()
+        log.error("run %s failed: %s", run_id, text)
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception as flush_exc:
+                log.error("could not write the last events of run %s: %s", run_id, flush_exc)
+        try:
+            store.set_status(run_id, RunStatus.FAILED, error=text, traceback=trace)
+        except Exception as status_exc:
+            log.error("could not mark run %s failed: %s", run_id, status_exc)
+        if isinstance(exc, KeyboardInterrupt | SystemExit):
+            raise
+        return EXIT_FAILED
+    finally:
+        heartbeat.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m backend.worker", description=__doc__.split("\n")[0])
+    parser.add_argument("run_id", type=int)
+    parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
+    parser.add_argument("--db-url", default=None, help="default: MARGINSCOPE_DB_URL or the data dir's SQLite")
+    parser.add_argument("--data-dir", default=None, help="default: MARGINSCOPE_DATA_DIR or ./data")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    overrides: dict[str, Any] = {}
+    if args.db_url:
+        overrides["db_url"] = args.db_url
+    if args.data_dir:
+        overrides["data_dir"] = args.data_dir
+    settings = Settings(**overrides)
+    return run_worker(args.run_id, settings, resume=args.resume)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
