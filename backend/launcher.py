@@ -1,0 +1,341 @@
+"""The launcher: a FIFO queue of runs and a supervisor of their worker processes.
+
+One background thread (started in the app's lifespan) does, every `poll_interval` seconds or when
+woken: reap workers that exited (a run still `running` in the store after its worker is gone is
+`crashed`, or `cancelled` when we had asked it to stop), escalate cancellations (SIGTERM, then
+SIGKILL after `grace_period`), watch heartbeats of runs it cannot see as processes, and start the
+oldest queued runs while fewer than `max_concurrent_runs` run.
+
+Each worker is `python -m backend.worker <run-id> [--resume]` in its own session
+(`start_new_session=True`): Ctrl-C or a restart of the dashboard does not reach it, and its process
+group id equals its pid, so signals go to the whole group. Output goes to
+`<data_dir>/runs/<id>/worker.log`. The store is the source of truth: on start-up `reconcile()`
+marks a running run whose process is gone (or, on another host, whose heartbeat is stale) as
+`crashed` and re-attaches to workers that are still alive.
+
+Lifecycle calls from the API (cancel, resume, delete) take the same lock as the scheduler, so a
+queued run cannot be started and cancelled at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from backend.settings import Settings
+from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus
+
+log = logging.getLogger(__name__)
+
+HOST = socket.gethostname()
+WORKER_LOG = "worker.log"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+WorkerCommand = Callable[[int, bool], Sequence[str]]
+
+
+def worker_command(run_id: int, resume: bool) -> list[str]:
+    """The command line of a run's worker process."""
+    return [sys.executable, "-m", "backend.worker", str(run_id), *(["--resume"] if resume else [])]
+
+
+def pid_alive(pid: int, *, expect: str | None = None) -> bool:
+    """True if a live (non-zombie) process has this pid; with `expect`, its command line must contain
+    it too (a recycled pid then reads as dead). /proc is used where it exists (Linux)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    proc = Path(f"/proc/{pid}")
+    if proc.exists():
+        try:
+            stat = (proc / "stat").read_text()
+            if stat[stat.rindex(")") + 2:].startswith("Z"):
+                return False
+            if expect is not None:
+                return expect in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (OSError, ValueError):
+            return False
+    return True
+
+
+def _signal_group(pid: int, sig: signal.Signals) -> bool:
+    """Send `sig` to the worker's process group (its pid, since it leads its own session)."""
+    try:
+        os.killpg(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.warning("no permission to signal process group %d", pid)
+        return False
+
+
+def _tail(path: Path, limit: int = 4000) -> str | None:
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            fh.seek(max(0, fh.tell() - limit))
+            return fh.read().decode(errors="replace") or None
+    except OSError:
+        return None
+
+
+@dataclass
+class _Worker:
+    """A worker we watch: our own child (popen) or a re-attached process (pid only)."""
+
+    run_id: int
+    pid: int
+    popen: subprocess.Popen[bytes] | None = None
+    cancel_deadline: float | None = None  # monotonic time after which SIGKILL follows SIGTERM
+    killed: bool = False
+
+    def exit_code(self) -> int | None:
+        """None while alive; the return code (negative = signal) or -1 when unknown."""
+        if self.popen is not None:
+            return self.popen.poll()
+        return None if pid_alive(self.pid) else -1
+
+
+class Launcher:
+    """Queue + supervisor. `start()` reconciles and starts the thread; `stop()` leaves workers running."""
+
+    def __init__(self, store: AbstractStore, settings: Settings, *, poll_interval: float = 0.5,
+                 grace_period: float = 10.0, command: WorkerCommand = worker_command) -> None:
+        self.store = store
+        self.settings = settings
+        self.poll_interval = poll_interval
+        self.grace_period = grace_period
+        self.command = command
+        self._lock = threading.RLock()
+        self._workers: dict[int, _Worker] = {}
+        self._remote: set[int] = set()  # running elsewhere (other host / pid unknown): heartbeats only
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle of the launcher
+
+    def start(self) -> None:
+        self.reconcile()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="marginscope-launcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop supervising. Workers keep running; the next start re-attaches to them."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def wake(self) -> None:
+        """Ask the supervisor to look at the queue now (after a run was queued)."""
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the supervisor must survive a database hiccup
+                log.exception("launcher tick failed")
+            self._wake.wait(self.poll_interval)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """One round: reap, escalate cancels, check heartbeats, start queued runs."""
+        with self._lock:
+            self._reap()
+            self._escalate()
+            self._check_remote()
+            self._schedule()
+
+    # ------------------------------------------------------------------ start-up reconciliation
+
+    def reconcile(self) -> dict[str, list[int]]:
+        """Bring the store in line with the processes that exist; returns what it did per run."""
+        done: dict[str, list[int]] = {"reattached": [], "crashed": [], "watching": []}
+        with self._lock:
+            for run in self._running_runs():
+                if run.id in self._workers:
+                    continue
+                if run.host == HOST and run.pid:
+                    if pid_alive(run.pid, expect="backend.worker"):
+                        self._workers[run.id] = _Worker(run.id, run.pid)
+                        done["reattached"].append(run.id)
+                        log.info("re-attached to run %d (pid %d)", run.id, run.pid)
+                    else:
+                        self._crash(run, f"worker process {run.pid} is gone (found at start-up)")
+                        done["crashed"].append(run.id)
+                elif self._stale(run):
+                    self._crash(run, "no heartbeat since "
+                                f"{(run.heartbeat_at or run.status_changed_at).isoformat()}")
+                    done["crashed"].append(run.id)
+                else:
+                    self._remote.add(run.id)
+                    done["watching"].append(run.id)
+        return done
+
+    def _running_runs(self) -> list[Run]:
+        runs, _ = self.store.list_runs(status=RunStatus.RUNNING.value, sort="id", limit=1000)
+        return runs
+
+    def _stale(self, run: Run) -> bool:
+        last = run.heartbeat_at or run.started_at or run.status_changed_at
+        return (datetime.now(UTC) - last).total_seconds() > self.settings.stale_after
+
+    def _crash(self, run: Run, reason: str) -> None:
+        log.warning("run %d crashed: %s", run.id, reason)
+        worker_log = Path(self.store.run_dir(run.id)) / WORKER_LOG
+        self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
+                              message=f"crashed: {reason}")
+
+    # ------------------------------------------------------------------ supervision
+
+    def _reap(self) -> None:
+        for worker in list(self._workers.values()):
+            code = worker.exit_code()
+            if code is None:
+                continue
+            del self._workers[worker.run_id]
+            try:
+                run = self.store.get_run(worker.run_id)
+            except RunNotFound:
+                continue
+            if run.status != RunStatus.RUNNING:
+                continue  # the worker recorded its own end (finished, failed, cancelled)
+            if worker.cancel_deadline is not None:
+                how = "killed after the grace period" if worker.killed else "stopped"
+                self.store.set_status(run.id, RunStatus.CANCELLED, message=f"cancelled: worker {how}")
+            elif code < 0 and worker.popen is not None:
+                self._crash(run, f"worker killed by signal {-code}")
+            elif code == -1:
+                self._crash(run, f"worker process {worker.pid} is gone")
+            else:
+                self._crash(run, f"worker exited with code {code} without reporting an end status")
+
+    def _escalate(self) -> None:
+        now = time.monotonic()
+        for worker in self._workers.values():
+            if worker.cancel_deadline is not None and not worker.killed and now >= worker.cancel_deadline:
+                log.warning("run %d ignored SIGTERM for %.0f s: SIGKILL", worker.run_id, self.grace_period)
+                _signal_group(worker.pid, signal.SIGKILL)
+                worker.killed = True
+
+    def _check_remote(self) -> None:
+        for run_id in list(self._remote):
+            try:
+                run = self.store.get_run(run_id)
+            except RunNotFound:
+                self._remote.discard(run_id)
+                continue
+            if run.status != RunStatus.RUNNING:
+                self._remote.discard(run_id)
+            elif self._stale(run):
+                self._remote.discard(run_id)
+                self._crash(run, "heartbeat stale")
+
+    def _schedule(self) -> None:
+        _, running = self.store.list_runs(status=RunStatus.RUNNING.value, limit=1)
+        free = self.settings.max_concurrent_runs - running
+        if free <= 0:
+            return
+        for run in self.store.next_queued(free):
+            self._spawn(run)
+
+    def _spawn(self, run: Run) -> None:
+        run_dir = Path(self.store.run_dir(run.id))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resume = bool(run.checkpoint_path and Path(run.checkpoint_path).exists())
+        cmd = list(self.command(run.id, resume))
+        env = dict(os.environ)
+        env.update({
+            "MARGINSCOPE_DB_URL": self.settings.db_url,
+            "MARGINSCOPE_DATA_DIR": str(self.settings.data_dir),
+            "MARGINSCOPE_HEARTBEAT_INTERVAL": str(self.settings.heartbeat_interval),
+            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
+            "PYTHONUNBUFFERED": "1",
+        })
+        env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
+        # running before the process exists: a worker that fails at once cannot be overwritten
+        # by a late "running" from here (the worker records its own pid again when it starts)
+        self.store.set_status(run.id, RunStatus.RUNNING, host=HOST,
+                              message=f"starting worker{' (resume)' if resume else ''}")
+        try:
+            with (run_dir / WORKER_LOG).open("ab") as out:
+                popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
+                                         stderr=subprocess.STDOUT, start_new_session=True, env=env,
+                                         cwd=str(REPO_ROOT))
+        except OSError as exc:
+            self.store.set_status(run.id, RunStatus.FAILED, error=f"cannot start worker: {exc}",
+                                  message=f"failed: cannot start worker: {exc}")
+            return
+        self._workers[run.id] = _Worker(run.id, popen.pid, popen)
+        log.info("started run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
+
+    # ------------------------------------------------------------------ API actions
+
+    def cancel(self, run_id: int) -> Run:
+        """Queued → cancelled now; running → SIGTERM (SIGKILL after the grace period). Ended → 409."""
+        with self._lock:
+            run = self.store.get_run(run_id)
+            if run.status == RunStatus.QUEUED:
+                return self.store.set_status(run_id, RunStatus.CANCELLED, message="cancelled before start")
+            if run.status != RunStatus.RUNNING:
+                raise Conflict(f"run {run_id} is already {run.status}; only queued or running runs "
+                               "can be cancelled")
+            worker = self._workers.get(run_id)
+            if worker is None and run.host == HOST and run.pid and pid_alive(run.pid):
+                worker = self._workers[run_id] = _Worker(run_id, run.pid)
+            if worker is None:
+                if run.host not in (None, HOST) and run_id in self._remote:
+                    raise Conflict(f"run {run_id} runs on host {run.host}; cancel it there")
+                # nothing to signal: the process is gone, so the run ends here
+                return self.store.set_status(run_id, RunStatus.CANCELLED,
+                                             message="cancelled (worker process not found)")
+            if worker.cancel_deadline is None:
+                worker.cancel_deadline = time.monotonic() + self.grace_period
+                self.store.append_log(run_id, "info", "cancel requested: SIGTERM sent to the worker")
+                _signal_group(worker.pid, signal.SIGTERM)
+            self._wake.set()
+            return self.store.get_run(run_id)
+
+    def resume(self, run_id: int) -> Run:
+        """Queue a crashed or cancelled run that has a checkpoint; its worker continues from it."""
+        with self._lock:
+            run = self.store.get_run(run_id)
+            if run.status not in (RunStatus.CRASHED, RunStatus.CANCELLED):
+                raise Conflict(f"run {run_id} is {run.status}; only crashed or cancelled runs resume")
+            if not run.checkpoint_path or not Path(run.checkpoint_path).exists():
+                raise Conflict(f"run {run_id} has no checkpoint to resume from")
+            run = self.store.set_status(run_id, RunStatus.QUEUED,
+                                        message=f"resume queued (checkpoint at step {run.checkpoint_step})")
+            self._wake.set()
+            return run
+
+    def delete(self, run_id: int) -> None:
+        """Delete a run that is not running (the store raises Conflict otherwise)."""
+        with self._lock:
+            self.store.delete_run(run_id)
+            self._workers.pop(run_id, None)
+            self._remote.discard(run_id)
+
+    @property
+    def watched(self) -> list[int]:
+        """Run ids whose worker process is supervised here."""
+        with self._lock:
+            return sorted(self._workers)

@@ -1,0 +1,109 @@
+"""GET /api/compare: several runs on one metric and x axis, and a time-to-target table.
+
+For a target value of the metric (given, or by default the baseline run's best), each row gives the
+first logged point where the run reached it (step, samples back-propagated and forwarded, wall
+time) and the ratios run / baseline for each (lower is faster). A run that never reached the target
+stays in the table with `reached: false` and no ratios; it is never dropped.
+"""
+
+from __future__ import annotations
+
+import math
+
+from fastapi import APIRouter, Query
+from fastapi.exceptions import RequestValidationError
+
+from backend.deps import StoreDep
+from backend.schemas import (
+    ComparePublic,
+    CompareRow,
+    CompareSeries,
+    Ratios,
+    RunPublic,
+    XAxis,
+)
+from backend.store import TargetReached
+
+router = APIRouter(prefix="/api/compare", tags=["compare"])
+
+RATIO_AXES = ("step", "samples_backpropagated", "samples_forwarded", "wall_time")
+
+
+def _query_error(name: str, message: str, value: object) -> RequestValidationError:
+    return RequestValidationError([{"type": "value_error", "loc": ("query", name), "msg": message,
+                                    "input": value}])
+
+
+def parse_run_ids(raw: str) -> list[int]:
+    """"1,2,3" → [1, 2, 3] (order kept, duplicates dropped); 422 naming `runs` otherwise."""
+    ids: list[int] = []
+    for part in raw.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit():
+            raise _query_error("runs", f"run ids are integers, got {part!r}", raw)
+        if int(part) not in ids:
+            ids.append(int(part))
+    if not ids:
+        raise _query_error("runs", "give at least one run id, e.g. runs=1,2", raw)
+    if len(ids) > 50:
+        raise _query_error("runs", "compare at most 50 runs at once", raw)
+    return ids
+
+
+def higher_is_better(key: str) -> bool:
+    """Accuracy-like metrics grow, losses and times shrink."""
+    return not any(word in key for word in ("loss", "time", "misclassified"))
+
+
+def ratios(row: TargetReached, base: TargetReached) -> Ratios | None:
+    """run / baseline per axis when both reached the target (None for an axis where baseline is 0)."""
+    if not (row.reached and base.reached):
+        return None
+    values: dict[str, float | None] = {}
+    for axis in RATIO_AXES:
+        mine, theirs = getattr(row, axis), getattr(base, axis)
+        values[axis] = (mine / theirs) if mine is not None and theirs else None
+    return Ratios(**values)
+
+
+@router.get("", response_model=ComparePublic)
+def read_compare(
+    store: StoreDep,
+    runs: str = Query(..., description="comma-separated run ids"),
+    key: str = "val/accuracy",
+    x: XAxis = "step",
+    baseline: int | None = Query(None, description="run id (default: the first run)"),
+    target: float | None = Query(None, description="default: the baseline's best value of key"),
+    max_points: int = Query(2000, ge=2, le=100_000),
+) -> ComparePublic:
+    """Runs overlaid on one metric, with steps and time to a target and ratios to a baseline."""
+    ids = parse_run_ids(runs)
+    base_id = ids[0] if baseline is None else baseline
+    if base_id not in ids:
+        raise _query_error("baseline", f"baseline {base_id} is not among runs={runs}", baseline)
+    if target is not None and not math.isfinite(target):
+        raise _query_error("target", "target must be a finite number", target)
+    found = [store.get_run(i) for i in ids]  # 404 for an unknown run
+    up = higher_is_better(key)
+    never = math.inf if up else -math.inf  # a target no value reaches: probes only `best`
+    if target is None:
+        target = store.time_to_target(base_id, key, never, higher_is_better=up).best
+    reached = {i: store.time_to_target(i, key, never if target is None else target,
+                                       higher_is_better=up) for i in ids}
+    base = reached[base_id]
+    table = [CompareRow(run_id=run.id, name=run.name, selector=run.selector,
+                        reached=reached[run.id].reached, step=reached[run.id].step,
+                        samples_backpropagated=reached[run.id].samples_backpropagated,
+                        samples_forwarded=reached[run.id].samples_forwarded,
+                        wall_time=reached[run.id].wall_time, best=reached[run.id].best,
+                        final_test=run.latest.get("test/accuracy"),
+                        ratios=ratios(reached[run.id], base))
+             for run in found]
+    series = {}
+    for run in found:
+        s = store.get_series(run.id, [key], x=x, max_points=max_points)[key]
+        series[str(run.id)] = CompareSeries(x=s.x, y=s.y, step=s.step)
+    return ComparePublic(runs=[RunPublic.from_run(r) for r in found], key=key, x=x,
+                         baseline=base_id, target=target, series=series, table=table)

@@ -1,0 +1,117 @@
+"""GET /api/runs/{id}/export?format=csv|json|parquet: a run's data as a file download.
+
+json is structured (run, scalars, histograms with their edges, selection). csv and parquet hold one
+tidy table, one row per value, so spreadsheets and dataframes read it directly:
+
+    kind       key                  step ... value   index  low   high   label
+    scalar     val/accuracy          100 ... 0.93
+    histogram  candidates            100 ... 17      3      0.1   0.2
+    quantile   candidates/p25        100 ... 0.41
+    selection  selected              100 ... 9       7                   7
+
+Export is complete (no downsampling): every scalar, histogram and selection row of the run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import Response
+
+from backend.deps import StoreDep
+from backend.schemas import RunPublic
+from backend.store import AbstractStore
+
+router = APIRouter(prefix="/api/runs", tags=["export"])
+
+ALL_ROWS = 10**9
+COLUMNS = ("kind", "key", "step", "epoch", "samples_forwarded", "samples_backpropagated",
+           "wall_time", "value", "index", "low", "high", "label")
+
+
+def export_json(store: AbstractStore, run_id: int) -> dict[str, Any]:
+    """Everything stored for a run, as plain JSON values."""
+    run = store.get_run(run_id)
+    return {
+        "run": RunPublic.from_run(run).model_dump(mode="json"),
+        "scalars": [{k: v for k, v in vars(r).items() if k != "seq"} for r in store.get_scalars(run_id)],
+        "histograms": {pop: vars(store.get_histograms(run_id, pop, max_rows=ALL_ROWS))
+                       for pop in store.get_edges(run_id)},
+        "selection": vars(store.get_selection(run_id, max_points=ALL_ROWS)),
+    }
+
+
+def tidy_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The json export flattened into one row per value (columns: COLUMNS)."""
+    empty = dict.fromkeys(COLUMNS)
+    rows = [{**empty, "kind": "scalar", **s} for s in data["scalars"]]
+    for pop, h in data["histograms"].items():
+        edges = h["edges"]
+        for i, step in enumerate(h["steps"]):
+            when = {"step": step, "epoch": h["epochs"][i], "wall_time": h["wall_time"][i]}
+            for b, count in enumerate(h["counts"][i]):
+                rows.append({**empty, **when, "kind": "histogram", "key": pop, "value": count,
+                             "index": b, "low": edges[b], "high": edges[b + 1]})
+            for q, values in h["quantiles"].items():
+                rows.append({**empty, **when, "kind": "quantile", "key": f"{pop}/{q}",
+                             "value": values[i]})
+    sel = data["selection"]
+    names = sel["class_names"]
+    for i, step in enumerate(sel["steps"]):
+        for pop, counts in (("candidates", sel["candidate_counts"][i]),
+                            ("selected", sel["selected_counts"][i])):
+            for c, count in enumerate(counts):
+                rows.append({**empty, "kind": "selection", "key": pop, "step": step, "value": count,
+                             "index": c, "label": names[c] if c < len(names) else str(c)})
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    return {c: [r[c] for r in rows] for c in COLUMNS}
+
+
+def to_csv(rows: list[dict[str, Any]]) -> bytes:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue().encode()
+
+
+def to_parquet(rows: list[dict[str, Any]]) -> bytes:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([("kind", pa.string()), ("key", pa.string()), ("step", pa.int64()),
+                        ("epoch", pa.float64()), ("samples_forwarded", pa.int64()),
+                        ("samples_backpropagated", pa.int64()), ("wall_time", pa.float64()),
+                        ("value", pa.float64()), ("index", pa.int64()), ("low", pa.float64()),
+                        ("high", pa.float64()), ("label", pa.string())])
+    table = pa.Table.from_pydict(_columns(rows), schema=schema)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/vnd.apache.parquet"}
+
+
+@router.get("/{run_id}/export", response_class=Response,
+            responses={200: {"content": {m: {} for m in MEDIA.values()}}})
+def export_run(run_id: int, store: StoreDep,
+               format: Literal["csv", "json", "parquet"] = "csv") -> Response:  # noqa: A002
+    """Download a run's scalars, histograms and selection counts."""
+    data = export_json(store, run_id)
+    if format == "json":
+        body = json.dumps(data).encode()
+    elif format == "csv":
+        body = to_csv(tidy_rows(data))
+    else:
+        body = to_parquet(tidy_rows(data))
+    filename = f"run-{run_id}.{format}"
+    return Response(body, media_type=MEDIA[format],
+                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})

@@ -1,0 +1,39 @@
+"""Websocket routes: a run's live stream and the runs list's status stream (see backend/live.py).
+
+Bad input closes the handshake with `WebSocketException` (policy violation, 1008) before accepting:
+a missing or wrong token, an unknown run. A malformed id or `since` is rejected by FastAPI's own
+validation the same way.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, WebSocket, WebSocketException, status
+
+from backend.deps import websocket_token_ok
+from backend.live import LiveHub
+
+router = APIRouter(prefix="/ws", tags=["live"])
+
+
+def _hub(websocket: WebSocket) -> LiveHub:
+    return websocket.app.state.hub  # type: ignore[no-any-return]
+
+
+def _check_token(websocket: WebSocket) -> None:
+    if not websocket_token_ok(websocket):
+        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason="token required (?token=)")
+
+
+@router.websocket("/runs")
+async def runs_stream(websocket: WebSocket) -> None:
+    """Status changes of all runs: a snapshot, then one message per change."""
+    _check_token(websocket)
+    await _hub(websocket).serve_runs(websocket)
+
+
+@router.websocket("/runs/{run_id}")
+async def run_stream(websocket: WebSocket, run_id: int,
+                     since: int | None = Query(None, ge=0)) -> None:
+    """One run: a snapshot (unless `since` is given), then numbered deltas."""
+    _check_token(websocket)
+    await _hub(websocket).serve_run(websocket, run_id, since)

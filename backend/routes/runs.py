@@ -1,0 +1,133 @@
+"""Runs: list, create (validated, queued), read, update, cancel, resume, delete, log lines.
+
+Routes follow the template's shape: fetch (404), check, act through the store or the launcher,
+return the public schema. Lifecycle changes (cancel, resume, delete) go through the launcher so
+they cannot race its scheduler. Paths inside a config are confined to the server's data dir.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Query, Response, status
+from fastapi.exceptions import RequestValidationError
+
+from engine.config import TrainConfig
+
+from backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
+from backend.schemas import LogPublic, LogsPublic, RunCreate, RunPublic, RunsPublic, RunUpdate
+from backend.settings import Settings
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+IMAGEFOLDER_PREFIX = "imagefolder:"
+
+
+def _config_error(field: str, message: str, value: Any) -> RequestValidationError:
+    return RequestValidationError([{
+        "type": "value_error", "loc": ("body", "config", field), "msg": message, "input": value,
+    }])
+
+
+def _inside(path: str, root: Path) -> bool:
+    candidate = Path(path).expanduser()
+    candidate = candidate if candidate.is_absolute() else root / candidate
+    return candidate.resolve().is_relative_to(root.resolve())
+
+
+def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
+    """The config the worker will run: data_dir forced to the server's; paths must stay inside it.
+
+    Raises RequestValidationError (422 naming the field) for a path outside the data dir.
+    """
+    root = settings.data_dir
+    if config.dataset.startswith(IMAGEFOLDER_PREFIX):
+        folder = config.dataset[len(IMAGEFOLDER_PREFIX):].strip()
+        if not folder or not _inside(folder, root):
+            raise _config_error("dataset", f"image folder must be inside the server's data dir {root}",
+                                config.dataset)
+    if "data_dir" in config.model_fields_set and not _inside(config.data_dir, root):
+        raise _config_error("data_dir", f"the server keeps datasets in {root}; leave data_dir unset",
+                            config.data_dir)
+    if config.out_dir is not None and not _inside(config.out_dir, root):
+        raise _config_error("out_dir", f"out_dir must be inside the server's data dir {root}",
+                            config.out_dir)
+    if config.resume_from is not None:
+        raise _config_error("resume_from", "the server manages checkpoints: use "
+                            "POST /api/runs/{id}/resume instead", config.resume_from)
+    data = config.model_dump(mode="json")
+    data["data_dir"] = str(root)
+    return data
+
+
+@router.get("", response_model=RunsPublic)
+def read_runs(
+    store: StoreDep,
+    status_: str | None = Query(None, alias="status", description="queued, running, ... (comma list)"),
+    dataset: str | None = None,
+    model: str | None = None,
+    selector: str | None = None,
+    tag: str | None = None,
+    sort: str = Query("-created_at", description="a column, '-' prefix for descending"),
+    limit: int = Query(50, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> RunsPublic:
+    """List runs, filtered, sorted and paginated."""
+    statuses = [s.strip() for s in status_.split(",") if s.strip()] if status_ else None
+    runs, count = store.list_runs(status=statuses, dataset=dataset, model=model, selector=selector,
+                                  tag=tag, sort=sort, limit=limit, offset=offset)
+    return RunsPublic(data=[RunPublic.from_run(r) for r in runs], count=count)
+
+
+@router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED,
+             dependencies=[TokenDep])
+def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep,
+               launcher: LauncherDep) -> RunPublic:
+    """Validate a training config and queue a run."""
+    config = confine_config(body.config, settings)
+    run = store.create_run(name=body.name, config=config, tags=body.tags, notes=body.notes)
+    launcher.wake()
+    return RunPublic.from_run(run)
+
+
+@router.get("/{run_id}", response_model=RunPublic)
+def read_run(run_id: int, store: StoreDep) -> RunPublic:
+    """Get one run."""
+    return RunPublic.from_run(store.get_run(run_id))
+
+
+@router.patch("/{run_id}", response_model=RunPublic, dependencies=[TokenDep])
+def update_run(run_id: int, body: RunUpdate, store: StoreDep) -> RunPublic:
+    """Change a run's name, tags or notes."""
+    fields = body.model_dump(exclude_unset=True)
+    return RunPublic.from_run(store.update_run(run_id, name=fields.get("name"),
+                                               tags=fields.get("tags"), notes=fields.get("notes")))
+
+
+@router.post("/{run_id}/cancel", response_model=RunPublic, dependencies=[TokenDep])
+def cancel_run(run_id: int, launcher: LauncherDep) -> RunPublic:
+    """Cancel a queued run at once, or stop a running one (SIGTERM, then SIGKILL)."""
+    return RunPublic.from_run(launcher.cancel(run_id))
+
+
+@router.post("/{run_id}/resume", response_model=RunPublic, dependencies=[TokenDep])
+def resume_run(run_id: int, launcher: LauncherDep) -> RunPublic:
+    """Queue a crashed or cancelled run again, to continue from its last checkpoint."""
+    return RunPublic.from_run(launcher.resume(run_id))
+
+
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep])
+def delete_run(run_id: int, launcher: LauncherDep) -> Response:
+    """Delete a run that is not running, with its rows and files."""
+    launcher.delete(run_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{run_id}/logs", response_model=LogsPublic)
+def read_logs(run_id: int, store: StoreDep, after: int = Query(0, ge=0),
+              limit: int = Query(500, ge=1, le=10000)) -> LogsPublic:
+    """Log lines of a run after a seq."""
+    store.get_run(run_id)  # 404 for an unknown run
+    lines = store.get_logs(run_id, after=after, limit=limit)
+    return LogsPublic(data=[LogPublic.from_line(line) for line in lines], count=len(lines))
