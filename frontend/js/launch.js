@@ -1,0 +1,389 @@
+// launch.js — the launch form (/launch), generated from GET /api/options `fields`.
+//
+// Each TrainConfig field becomes an input of its JSON type with its default, range and help text
+// as a hint; dataset/model/selector/regime/enums become selects. Only fields the user changed
+// (plus the few that define a run) are sent, so server-side defaults stay authoritative. A 422
+// from the server is shown beside the field its `loc` names.
+
+import { api, ApiError, errorText } from "./api.js";
+import { h, $, $$, toast, markNav } from "./ui.js";
+
+// Fields the server manages itself (it rejects or overrides them): not offered in the form.
+const HIDDEN = new Set(["data_dir", "out_dir", "resume_from", "selector_options"]);
+// Always sent, so a run's defining choices are explicit in its stored config.
+const ALWAYS_SEND = new Set(["dataset", "model", "selector", "candidates", "batch_size", "seed"]);
+
+const GROUPS = [
+  { title: "Essentials", open: true, fields: ["dataset", "model", "selector", "candidates", "batch_size", "steps", "epochs", "lr", "regime", "seed"] },
+  { title: "Data", fields: ["train_subset", "val_fraction", "augment", "download"] },
+  { title: "Selection", fields: ["score_chunk"] },
+  { title: "Optimisation", fields: ["momentum", "weight_decay", "warmup_epochs"] },
+  { title: "Monitoring and evaluation", fields: ["log_every", "hist_every", "hist_bins", "eval_every", "eval_samples", "checkpoint_every"] },
+  { title: "Machine", fields: ["device", "amp", "channels_last", "threads"] },
+];
+
+// A built-in comparison preset, used when the server does not offer one.
+// Always offered: it uses this form's settings, so any dataset/length can be compared quickly.
+const MMS_VS_UNIFORM = {
+  name: "MMS vs uniform (this form)",
+  help: "Two runs with this form's settings and seed, one selecting by MMS, one uniform; opens their comparison.",
+  fromForm: true,
+  runs: [{ name: "mms", config: { selector: "mms" } }, { name: "uniform", config: { selector: "uniform" } }],
+};
+
+let OPTIONS = null;
+const specs = new Map(); // field name -> spec
+
+// ---------------------------------------------------------------- building the form
+
+function rangeHint(spec) {
+  const parts = [];
+  if (spec.minimum !== undefined) parts.push(`≥ ${spec.minimum}`);
+  if (spec.exclusiveMinimum !== undefined) parts.push(`> ${spec.exclusiveMinimum}`);
+  if (spec.maximum !== undefined) parts.push(`≤ ${spec.maximum}`);
+  if (spec.exclusiveMaximum !== undefined) parts.push(`< ${spec.exclusiveMaximum}`);
+  return parts.join(", ");
+}
+
+function selectInput(id, choices, value) {
+  const sel = h("select", { id, name: id.slice(2) });
+  for (const c of choices) {
+    sel.append(h("option", { value: c.value, disabled: c.disabled, title: c.help || "" }, c.label ?? c.value));
+  }
+  sel.value = value;
+  return sel;
+}
+
+function inputFor(spec) {
+  const id = `f-${spec.name}`;
+  const def = spec.default;
+  if (spec.name === "dataset") {
+    const choices = OPTIONS.datasets.map((d) => ({ value: d.name, label: d.available ? d.name : `${d.name} (not on disk)`, disabled: !d.available, help: d.help }));
+    if (!choices.some((c) => c.value === def)) choices.unshift({ value: def, label: def });
+    const preferred = OPTIONS.datasets.find((d) => d.name === def && d.available) ? def : (OPTIONS.datasets.find((d) => d.available)?.name ?? def);
+    return selectInput(id, choices, preferred);
+  }
+  if (spec.name === "model") {
+    const names = OPTIONS.models.includes(def) ? OPTIONS.models : [def, ...OPTIONS.models];
+    return selectInput(id, names.map((m) => ({ value: m })), def);
+  }
+  if (spec.name === "selector") {
+    return selectInput(id, OPTIONS.selectors.map((s) => ({ value: s.name, help: s.help })), def);
+  }
+  if (spec.name === "regime") {
+    const names = OPTIONS.regimes.includes(def) || typeof def !== "string" ? OPTIONS.regimes : [def, ...OPTIONS.regimes];
+    const sel = selectInput(id, [...names.map((r) => ({ value: r })), { value: "__custom", label: "custom drops…" }], typeof def === "string" ? def : "__custom");
+    return sel;
+  }
+  if (spec.enum) return selectInput(id, spec.enum.map((v) => ({ value: v })), def);
+  if (spec.type === "boolean") return h("input", { id, name: spec.name, type: "checkbox", checked: !!def });
+  if (spec.type === "integer" || spec.type === "number") {
+    const min = spec.minimum ?? spec.exclusiveMinimum;
+    const max = spec.maximum ?? spec.exclusiveMaximum;
+    return h("input", {
+      id, name: spec.name, type: "number", inputmode: spec.type === "integer" ? "numeric" : "decimal",
+      step: spec.type === "integer" ? "1" : "any", min, max,
+      value: def === null || def === undefined ? "" : def,
+      placeholder: spec.nullable ? "default (empty)" : "",
+    });
+  }
+  if (spec.type === "object" || spec.type === "array") {
+    return h("textarea", { id, name: spec.name, rows: 2 }, def === null || def === undefined ? "" : JSON.stringify(def));
+  }
+  return h("input", { id, name: spec.name, type: "text", value: def ?? "", placeholder: spec.nullable ? "default (empty)" : "" });
+}
+
+function fieldBlock(spec) {
+  const input = inputFor(spec);
+  const hint = [spec.help, rangeHint(spec)].filter(Boolean).join(" — ");
+  const block = h("div", { class: "field", "data-field": spec.name },
+    h("label", { for: input.id }, spec.name.replaceAll("_", " ")),
+    input,
+    h("div", { class: "hint", id: `hint-${spec.name}` }, hint),
+    h("div", { class: "error", id: `error-${spec.name}`, role: "alert" }));
+  if (spec.type === "boolean") block.querySelector("label").append(" ", input);
+  if (spec.name === "regime") {
+    const custom = h("input", { id: "f-regime-custom", type: "text", class: "hidden", placeholder: "[[epoch, factor], …] e.g. [[0.5, 0.1], [0.8, 0.1]]" });
+    input.after(custom);
+    input.addEventListener("change", () => custom.classList.toggle("hidden", input.value !== "__custom"));
+    if (typeof spec.default !== "string") custom.value = JSON.stringify(spec.default);
+  }
+  if (spec.name === "selector") {
+    const help = block.querySelector(".hint");
+    const sync = () => {
+      const s = OPTIONS.selectors.find((x) => x.name === input.value);
+      help.textContent = s?.help || spec.help;
+      renderSelectorOptions();
+    };
+    input.addEventListener("change", sync);
+    queueMicrotask(sync);
+  }
+  input.addEventListener("input", () => clearError(spec.name));
+  input.addEventListener("change", () => clearError(spec.name));
+  return block;
+}
+
+/** Inputs for the chosen selector's own options (sent as `selector_options`). */
+function renderSelectorOptions() {
+  const box = $("#selector-options");
+  if (!box) return;
+  const sel = OPTIONS.selectors.find((x) => x.name === $("#f-selector").value);
+  const opts = sel?.options || {};
+  box.replaceChildren(...Object.entries(opts).map(([name, o]) => {
+    const def = o && typeof o === "object" && "default" in o ? o.default : o;
+    const id = `so-${name}`;
+    const input = typeof def === "boolean"
+      ? h("input", { id, type: "checkbox", checked: def, "data-default": JSON.stringify(def) })
+      : h("input", { id, type: typeof def === "number" ? "number" : "text", step: "any", value: def ?? "", "data-default": JSON.stringify(def ?? null) });
+    input.dataset.option = name;
+    return h("div", { class: "field", "data-field": `selector_options.${name}` },
+      h("label", { for: id }, `${name.replaceAll("_", " ")}`), input,
+      h("div", { class: "hint" }, (o && o.help) || ""),
+      h("div", { class: "error", id: `error-selector_options-${name}` }));
+  }));
+  box.closest("fieldset")?.classList.toggle("hidden", !Object.keys(opts).length);
+}
+
+function buildForm() {
+  for (const f of OPTIONS.fields) specs.set(f.name, f);
+  const placed = new Set();
+  const root = $("#config-fields");
+  root.replaceChildren();
+  const groups = GROUPS.map((g) => ({ ...g, fields: g.fields.filter((n) => specs.has(n) && !HIDDEN.has(n)) }));
+  const other = [...specs.keys()].filter((n) => !HIDDEN.has(n) && !GROUPS.some((g) => g.fields.includes(n)));
+  if (other.length) groups.push({ title: "Other", fields: other });
+  for (const g of groups) {
+    if (!g.fields.length) continue;
+    const grid = h("div", { class: "fields" }, ...g.fields.map((n) => { placed.add(n); return fieldBlock(specs.get(n)); }));
+    if (g.open) root.append(h("fieldset", { "data-group": g.title }, h("legend", {}, g.title), grid));
+    else root.append(h("fieldset", { "data-group": g.title }, h("details", {}, h("summary", {}, g.title), grid)));
+    if (g.title === "Essentials") {
+      root.append(h("fieldset", { "data-group": "selector options" }, h("legend", {}, "Selector options"),
+        h("div", { class: "fields", id: "selector-options" })));
+    }
+  }
+}
+
+function buildPresets() {
+  const box = $("#presets");
+  const presets = [MMS_VS_UNIFORM, ...(OPTIONS.presets || [])];
+  for (const p of presets) {
+    const multi = p.runs.length > 1;
+    box.append(
+      h("button", { type: "button", class: multi ? "primary" : "secondary", "data-preset": p.name, onclick: () => (multi ? launchPreset(p) : fillPreset(p)) },
+        multi ? `▶ ${p.name} (launches ${p.runs.length})` : p.name),
+      h("div", { class: "help" }, p.help || ""));
+  }
+}
+
+// ---------------------------------------------------------------- reading and filling
+
+function readField(name) {
+  const spec = specs.get(name);
+  const el = $(`#f-${name}`);
+  if (!el) return undefined;
+  if (name === "regime" && el.value === "__custom") {
+    const raw = $("#f-regime-custom").value.trim();
+    try { return JSON.parse(raw); } catch (_) { throw fieldError(name, "custom drops must be JSON like [[0.5, 0.1], [0.8, 0.1]]"); }
+  }
+  if (spec.type === "boolean") return el.checked;
+  if (spec.type === "integer" || spec.type === "number") {
+    if (el.value.trim() === "") {
+      if (spec.nullable) return null;
+      throw fieldError(name, "a number is required here");
+    }
+    const v = Number(el.value);
+    if (!Number.isFinite(v)) throw fieldError(name, "not a number");
+    return v;
+  }
+  if (spec.type === "object" || spec.type === "array") {
+    const raw = el.value.trim();
+    if (!raw) return spec.nullable ? null : spec.default;
+    try { return JSON.parse(raw); } catch (_) { throw fieldError(name, "not valid JSON"); }
+  }
+  const v = el.value;
+  return v === "" && spec.nullable ? null : v;
+}
+
+function fieldError(field, message) {
+  const e = new Error(message);
+  e.field = field;
+  return e;
+}
+
+/** The config to POST: fields that differ from their defaults, plus the defining ones. */
+function collectConfig() {
+  const config = {};
+  for (const [name, spec] of specs) {
+    if (HIDDEN.has(name) || !$(`#f-${name}`)) continue;
+    const v = readField(name);
+    if (ALWAYS_SEND.has(name) || JSON.stringify(v) !== JSON.stringify(spec.default)) config[name] = v;
+  }
+  const so = {};
+  for (const el of $$("#selector-options input")) {
+    const def = JSON.parse(el.dataset.default);
+    const v = el.type === "checkbox" ? el.checked : el.type === "number" ? (el.value === "" ? null : Number(el.value)) : el.value;
+    if (JSON.stringify(v) !== JSON.stringify(def)) so[el.dataset.option] = v;
+  }
+  if (Object.keys(so).length) config.selector_options = so;
+  return config;
+}
+
+function setField(name, value) {
+  const spec = specs.get(name);
+  const el = $(`#f-${name}`);
+  if (!spec || !el) return;
+  if (name === "regime") {
+    const custom = typeof value !== "string";
+    el.value = custom ? "__custom" : value;
+    $("#f-regime-custom").value = custom ? JSON.stringify(value) : "";
+    $("#f-regime-custom").classList.toggle("hidden", !custom);
+  } else if (spec.type === "boolean") el.checked = !!value;
+  else if (spec.type === "object" || spec.type === "array") el.value = value === null ? "" : JSON.stringify(value);
+  else el.value = value === null || value === undefined ? "" : String(value);
+  el.dispatchEvent(new Event("change"));
+}
+
+function fillPreset(p) {
+  for (const [name, spec] of specs) if (!HIDDEN.has(name)) setField(name, spec.default);
+  const run = p.runs[0];
+  for (const [k, v] of Object.entries(run.config || {})) setField(k, v);
+  if (run.name && !$("#f-name").value) $("#f-name").value = run.name;
+  toast(`Preset “${p.name}” filled in — adjust and launch`);
+}
+
+// ---------------------------------------------------------------- errors
+
+function clearError(name) {
+  const block = $(`.field[data-field="${CSS.escape(name)}"]`);
+  if (!block) return;
+  block.classList.remove("invalid");
+  const e = block.querySelector(".error");
+  if (e) e.textContent = "";
+}
+
+function clearErrors() {
+  for (const b of $$(".field.invalid")) b.classList.remove("invalid");
+  for (const e of $$(".field .error")) e.textContent = "";
+  $("#form-error").textContent = "";
+}
+
+function showFieldError(field, message) {
+  const block = $(`.field[data-field="${CSS.escape(field)}"]`);
+  if (!block) return false;
+  block.classList.add("invalid");
+  const err = block.querySelector(".error");
+  err.textContent = err.textContent ? `${err.textContent}; ${message}` : message;
+  const details = block.closest("details");
+  if (details) details.open = true;
+  return true;
+}
+
+/** Place a 422's messages beside their fields; the rest go above the button. */
+function showServerErrors(err, runLabel = "") {
+  const leftovers = [];
+  if (err instanceof ApiError && Array.isArray(err.detail)) {
+    for (const d of err.detail) {
+      const loc = (d.loc || []).filter((x) => x !== "body");
+      const msg = String(d.msg || "invalid").replace(/^Value error, /, "");
+      let placed = false;
+      if (loc[0] === "config" && loc.length >= 2) {
+        placed = loc[1] === "selector_options" && loc.length >= 3 ? showFieldError(`selector_options.${loc[2]}`, msg) : showFieldError(String(loc[1]), msg);
+      } else if (["name", "tags", "notes"].includes(loc[0])) placed = showFieldError(loc[0], msg);
+      if (!placed) leftovers.push(loc.length > 1 ? `${loc.slice(1).join(".")}: ${msg}` : msg);
+    }
+  } else leftovers.push(errorText(err));
+  if (leftovers.length) $("#form-error").textContent = `${runLabel}${leftovers.join("; ")}`;
+  const first = $(".field.invalid input, .field.invalid select, .field.invalid textarea");
+  if (first) first.focus();
+}
+
+// ---------------------------------------------------------------- submitting
+
+function baseBody() {
+  return {
+    name: $("#f-name").value.trim() || null,
+    tags: $("#f-tags").value.split(",").map((t) => t.trim()).filter(Boolean),
+    notes: $("#f-notes").value,
+  };
+}
+
+function readOrShow() {
+  clearErrors();
+  try { return collectConfig(); } catch (e) {
+    if (e.field) showFieldError(e.field, e.message); else $("#form-error").textContent = e.message;
+    return null;
+  }
+}
+
+let busy = false;
+async function submit(ev) {
+  ev.preventDefault();
+  if (busy) return;
+  const config = readOrShow();
+  if (!config) return;
+  busy = true;
+  $("#submit-btn").disabled = true;
+  try {
+    const run = await api.post("/api/runs", { ...baseBody(), config });
+    location.href = `/runs/${run.id}`;
+  } catch (err) {
+    showServerErrors(err);
+    $("#submit-btn").disabled = false;
+  } finally { busy = false; }
+}
+
+async function launchPreset(p) {
+  if (busy) return;
+  const config = readOrShow();
+  if (!config) return;
+  busy = true;
+  // A server preset runs exactly as defined, with the form's seed (one seed for all its runs);
+  // the built-in one takes everything from the form and changes only the selector.
+  const seed = config.seed ?? specs.get("seed")?.default ?? 0;
+  const base = baseBody();
+  const ids = [];
+  try {
+    for (const r of p.runs) {
+      const cfg = p.fromForm ? { ...config, ...r.config, seed } : { ...r.config, seed };
+      if (p.fromForm && r.config.selector !== config.selector) delete cfg.selector_options;
+      const name = base.name ? `${base.name}-${r.name}` : r.name;
+      const run = await api.post("/api/runs", { ...base, name, config: cfg, tags: [...base.tags, p.name] });
+      ids.push(run.id);
+    }
+  } catch (err) {
+    showServerErrors(err, `${p.name}: `);
+    if (ids.length) toast(`Launched ${ids.join(", ")} before the error`, "error");
+    busy = false;
+    return;
+  }
+  const uniform = ids[p.runs.findIndex((r) => (r.config || {}).selector === "uniform")] ?? ids[0];
+  location.href = `/compare?runs=${ids.join(",")}&baseline=${uniform}&x=step&key=val/accuracy`;
+}
+
+async function init() {
+  markNav("launch");
+  try {
+    OPTIONS = await api.get("/api/options");
+  } catch (err) {
+    $("#launch-status").textContent = `Could not load the options: ${errorText(err)}`;
+    return;
+  }
+  buildForm();
+  buildPresets();
+  // Pre-fill from the query string, e.g. /launch?dataset=digits&steps=200 (used by "run again").
+  for (const [k, v] of new URLSearchParams(location.search)) {
+    if (!specs.has(k) || HIDDEN.has(k)) continue;
+    const spec = specs.get(k);
+    let val = v;
+    if (spec.type === "boolean") val = v === "true" || v === "1";
+    else if (spec.type === "object" || spec.type === "array") { try { val = JSON.parse(v); } catch (_) { continue; } }
+    setField(k, val);
+  }
+  $("#launch-form").addEventListener("submit", submit);
+  $("#submit-btn").disabled = false;
+  $("#launch-status").textContent = "";
+  document.body.dataset.ready = "1";
+}
+
+init();
