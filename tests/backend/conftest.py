@@ -3,7 +3,10 @@
 - `settings`: a `Settings` whose data_dir is a fresh temp folder and db_url its SQLite file,
   already migrated (`backend.store.db.upgrade`). Function-scoped, so every test starts empty.
 - `store`: a `SqlAlchemyStore` on those settings (schema verified); closed after the test.
-- `make_run(store, **config)`: helper creating a queued run with a tiny digits config.
+- `make_run(name=None, tags=(), **config)`: fixture; creates a queued run in `store` with the tiny
+  digits config TINY_CONFIG (overridden by **config).
+- Hand-made engine events for store tests: `tests/backend/store_events.py` (import it as
+  `store_events`: tests/ is not a package, pytest puts this folder on sys.path).
 
 Set MARGINSCOPE_TEST_DB_URL (e.g. a PostgreSQL URL) to run the same tests against a real server:
 the schema is then upgraded in place and every table emptied before each test.
@@ -12,7 +15,7 @@ the schema is then upgraded in place and every table emptied before each test.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,9 +49,12 @@ def store(settings: Settings) -> Iterator[SqlAlchemyStore]:
     s.close()
 
 
-def make_run(store: SqlAlchemyStore, name: str | None = None, tags: tuple[str, ...] = (),
-             **config: Any) -> Run:
-    return store.create_run(name=name, config={**TINY_CONFIG, **config}, tags=list(tags))
+@pytest.fixture
+def make_run(store: SqlAlchemyStore) -> Callable[..., Run]:
+    def _make(name: str | None = None, tags: tuple[str, ...] = (), **config: Any) -> Run:
+        return store.create_run(name=name, config={**TINY_CONFIG, **config}, tags=list(tags))
+
+    return _make
 
 
 def _empty_tables(db_url: str) -> None:
