@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 setup: $(STAMP)
 
+# migrate the database, then serve the dashboard (prints its URL; Ctrl-C stops it, workers keep going)
 run: setup
-	$(BIN)/marginscope demo
+	$(BIN)/marginscope db upgrade
+	$(BIN)/marginscope serve
 
 test: setup
 	$(BIN)/python -m pytest

@@ -19,6 +19,7 @@ queued run cannot be started and cancelled at the same time.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -201,8 +202,11 @@ class Launcher:
     def _crash(self, run: Run, reason: str) -> None:
         log.warning("run %d crashed: %s", run.id, reason)
         worker_log = Path(self.store.run_dir(run.id)) / WORKER_LOG
-        self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
-                              message=f"crashed: {reason}")
+        try:
+            self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
+                                  message=f"crashed: {reason}", expect=(RunStatus.RUNNING,))
+        except Conflict:
+            pass  # the worker recorded its own end meanwhile
 
     # ------------------------------------------------------------------ supervision
 
@@ -220,7 +224,9 @@ class Launcher:
                 continue  # the worker recorded its own end (finished, failed, cancelled)
             if worker.cancel_deadline is not None:
                 how = "killed after the grace period" if worker.killed else "stopped"
-                self.store.set_status(run.id, RunStatus.CANCELLED, message=f"cancelled: worker {how}")
+                with contextlib.suppress(Conflict):
+                    self.store.set_status(run.id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
+                                          message=f"cancelled: worker {how}")
             elif code < 0 and worker.popen is not None:
                 self._crash(run, f"worker killed by signal {-code}")
             elif code == -1:
@@ -273,16 +279,21 @@ class Launcher:
         env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
         # running before the process exists: a worker that fails at once cannot be overwritten
         # by a late "running" from here (the worker records its own pid again when it starts)
-        self.store.set_status(run.id, RunStatus.RUNNING, host=HOST,
-                              message=f"starting worker{' (resume)' if resume else ''}")
+        try:
+            self.store.set_status(run.id, RunStatus.RUNNING, host=HOST, expect=(RunStatus.QUEUED,),
+                                  message=f"starting worker{' (resume)' if resume else ''}")
+        except (Conflict, RunNotFound):
+            return  # cancelled or deleted meanwhile
         try:
             with (run_dir / WORKER_LOG).open("ab") as out:
                 popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                          cwd=str(REPO_ROOT))
         except OSError as exc:
-            self.store.set_status(run.id, RunStatus.FAILED, error=f"cannot start worker: {exc}",
-                                  message=f"failed: cannot start worker: {exc}")
+            with contextlib.suppress(Conflict):
+                self.store.set_status(run.id, RunStatus.FAILED, error=f"cannot start worker: {exc}",
+                                      message=f"failed: cannot start worker: {exc}",
+                                      expect=(RunStatus.RUNNING,))
             return
         self._workers[run.id] = _Worker(run.id, popen.pid, popen)
         log.info("started run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
@@ -294,7 +305,8 @@ class Launcher:
         with self._lock:
             run = self.store.get_run(run_id)
             if run.status == RunStatus.QUEUED:
-                return self.store.set_status(run_id, RunStatus.CANCELLED, message="cancelled before start")
+                return self.store.set_status(run_id, RunStatus.CANCELLED, expect=(RunStatus.QUEUED,),
+                                             message="cancelled before start")
             if run.status != RunStatus.RUNNING:
                 raise Conflict(f"run {run_id} is already {run.status}; only queued or running runs "
                                "can be cancelled")
@@ -305,7 +317,7 @@ class Launcher:
                 if run.host not in (None, HOST) and run_id in self._remote:
                     raise Conflict(f"run {run_id} runs on host {run.host}; cancel it there")
                 # nothing to signal: the process is gone, so the run ends here
-                return self.store.set_status(run_id, RunStatus.CANCELLED,
+                return self.store.set_status(run_id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
                                              message="cancelled (worker process not found)")
             if worker.cancel_deadline is None:
                 worker.cancel_deadline = time.monotonic() + self.grace_period
@@ -313,6 +325,19 @@ class Launcher:
                 _signal_group(worker.pid, signal.SIGTERM)
             self._wake.set()
             return self.store.get_run(run_id)
+
+    def wait_stopped(self, run_id: int, timeout: float) -> Run:
+        """Supervise only `run_id`'s worker (reap, escalate) until it exits or `timeout` passes;
+        for callers without the supervisor thread (the `runs cancel` command)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                if run_id not in self._workers:
+                    break
+                self._reap()
+                self._escalate()
+            time.sleep(0.2)
+        return self.store.get_run(run_id)
 
     def resume(self, run_id: int) -> Run:
         """Queue a crashed or cancelled run that has a checkpoint; its worker continues from it."""
@@ -323,6 +348,7 @@ class Launcher:
             if not run.checkpoint_path or not Path(run.checkpoint_path).exists():
                 raise Conflict(f"run {run_id} has no checkpoint to resume from")
             run = self.store.set_status(run_id, RunStatus.QUEUED,
+                                        expect=(RunStatus.CRASHED, RunStatus.CANCELLED),
                                         message=f"resume queued (checkpoint at step {run.checkpoint_step})")
             self._wake.set()
             return run

@@ -1,0 +1,234 @@
+"""The `marginscope` command: the engine's `train` and `demo`, plus the server's commands.
+
+    marginscope serve [--host 127.0.0.1] [--port 8000] [--db-url URL] [--data-dir DIR]
+    marginscope db upgrade
+    marginscope runs list | show ID | cancel ID | export ID --format csv|json|parquet
+
+The engine's typer app (`engine.cli.app`) gets these commands added here; the engine never imports
+the backend. Every command reads the same settings as the server (MARGINSCOPE_* variables, then
+the options) and works on the same store, so `runs` commands work with or without a server.
+`serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set, and an out-of-date database
+(naming `marginscope db upgrade`).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from pydantic import ValidationError
+
+try:
+    from engine.cli import app
+except ImportError:  # the engine's CLI is optional for the server's commands
+    app = typer.Typer(help="MarginScope", no_args_is_help=True, add_completion=False)
+
+from backend.settings import Settings
+
+db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
+runs_app = typer.Typer(help="Runs in the store (works with or without a server).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(runs_app, name="runs")
+
+DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [default: MARGINSCOPE_DB_URL or "
+                     "<data dir>/marginscope.db]", show_default=False)
+DataDir = typer.Option(None, "--data-dir", help="Datasets, checkpoints, SQLite [default: "
+                       "MARGINSCOPE_DATA_DIR or ./data]", show_default=False)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment with the given command-line values on top."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+    raise AssertionError("unreachable")
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost, 127.0.0.0/8 and ::1 (a name other than localhost counts as public)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _open_store(settings: Settings) -> Any:
+    from backend.store import SchemaOutOfDate, open_store
+
+    try:
+        return open_store(settings)
+    except SchemaOutOfDate as exc:
+        _fail(str(exc), code=1)
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@app.command()
+def serve(
+    host: Optional[str] = typer.Option(None, help="Interface [default: MARGINSCOPE_HOST or 127.0.0.1]",
+                                       show_default=False),
+    port: Optional[int] = typer.Option(None, help="Port [default: MARGINSCOPE_PORT or 8000]",
+                                       show_default=False),
+    db_url: Optional[str] = DbUrl,
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Serve the dashboard and the API (and run queued trainings)."""
+    import logging
+
+    import uvicorn
+
+    from backend.main import create_app
+
+    settings = load_settings(host=host, port=port, db_url=db_url, data_dir=data_dir)
+    if not is_loopback(settings.host) and settings.token is None:
+        _fail(f"refusing to listen on {settings.host} without a token: set MARGINSCOPE_TOKEN "
+              "(mutating requests and websockets will need it) or keep --host 127.0.0.1")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _open_store(settings).close()  # schema check before binding, with a readable message
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    shown = f"[{settings.host}]" if ":" in settings.host else settings.host
+    typer.echo(f"MarginScope: http://{shown}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
+                timeout_graceful_shutdown=5)
+
+
+# --------------------------------------------------------------------------- db
+
+
+@db_app.command("upgrade")
+def db_upgrade(db_url: Optional[str] = DbUrl, data_dir: Optional[Path] = DataDir) -> None:
+    """Migrate the database to the newest schema (creates it if missing)."""
+    from backend.store.db import head_revision, upgrade
+
+    settings = load_settings(db_url=db_url, data_dir=data_dir)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.db_url)
+    typer.echo(f"database {settings.db_url} is at revision {head_revision()}")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def _run_line(run: Any) -> str:
+    total = f"/{run.total_steps}" if run.total_steps else ""
+    acc = run.latest.get("val/best_accuracy")
+    best = f"{acc:.2%}" if acc is not None else "-"
+    return (f"{run.id:>5}  {run.status!s:<9}  {run.name[:24]:<24}  {run.dataset or '-':<10}  "
+            f"{run.selector or '-':<12}  {run.step}{total:<8}  {best}")
+
+
+@runs_app.command("list")
+def runs_list(
+    status: Optional[str] = typer.Option(None, help="queued, running, finished, failed, cancelled, crashed"),
+    limit: int = typer.Option(50, min=1),
+    as_json: bool = typer.Option(False, "--json", help="Print RunPublic JSON."),
+    db_url: Optional[str] = DbUrl,
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """List runs, newest first."""
+    from backend.schemas import run_json
+    from backend.store import InvalidArgument
+
+    store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
+    try:
+        runs, count = store.list_runs(status=status, limit=limit)
+    except InvalidArgument as exc:
+        _fail(str(exc))
+    finally:
+        store.close()
+    if as_json:
+        typer.echo(json.dumps({"data": [run_json(r) for r in runs], "count": count}, indent=2))
+        return
+    typer.echo(f"{'id':>5}  {'status':<9}  {'name':<24}  {'dataset':<10}  {'selector':<12}  "
+               f"{'step':<9}  best val")
+    for run in runs:
+        typer.echo(_run_line(run))
+    typer.echo(f"({len(runs)} of {count})")
+
+
+@runs_app.command("show")
+def runs_show(run_id: int, db_url: Optional[str] = DbUrl, data_dir: Optional[Path] = DataDir) -> None:
+    """Print one run as JSON."""
+    from backend.schemas import run_json
+    from backend.store import RunNotFound
+
+    store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
+    try:
+        typer.echo(json.dumps(run_json(store.get_run(run_id)), indent=2))
+    except RunNotFound as exc:
+        _fail(str(exc), code=1)
+    finally:
+        store.close()
+
+
+@runs_app.command("cancel")
+def runs_cancel(
+    run_id: int,
+    wait: float = typer.Option(15.0, help="Seconds to wait for the worker to stop (SIGKILL after 10)."),
+    db_url: Optional[str] = DbUrl,
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Cancel a queued run, or stop a running one (SIGTERM, then SIGKILL)."""
+    from backend.launcher import Launcher
+    from backend.store import Conflict, RunNotFound
+
+    settings = load_settings(db_url=db_url, data_dir=data_dir)
+    store = _open_store(settings)
+    try:
+        launcher = Launcher(store, settings)
+        run = launcher.cancel(run_id)
+        run = launcher.wait_stopped(run_id, timeout=wait)
+        typer.echo(f"run {run_id}: {run.status}")
+    except (RunNotFound, Conflict) as exc:
+        _fail(str(exc), code=1)
+    finally:
+        store.close()
+
+
+@runs_app.command("export")
+def runs_export(
+    run_id: int,
+    format: str = typer.Option("csv", help="csv, json or parquet"),  # noqa: A002
+    out: Optional[Path] = typer.Option(None, help="File to write [default: run-<id>.<format>]"),
+    db_url: Optional[str] = DbUrl,
+    data_dir: Optional[Path] = DataDir,
+) -> None:
+    """Write a run's scalars, histograms and selection counts to a file."""
+    from backend.routes.export import export_json, tidy_rows, to_csv, to_parquet
+    from backend.store import RunNotFound
+
+    if format not in ("csv", "json", "parquet"):
+        _fail(f"--format must be csv, json or parquet, not {format!r}")
+    store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
+    try:
+        data = export_json(store, run_id)
+    except RunNotFound as exc:
+        _fail(str(exc), code=1)
+    finally:
+        store.close()
+    body = (json.dumps(data).encode() if format == "json"
+            else to_csv(tidy_rows(data)) if format == "csv" else to_parquet(tidy_rows(data)))
+    path = out or Path(f"run-{run_id}.{format}")
+    path.write_bytes(body)
+    typer.echo(f"wrote {path} ({len(body):,} bytes)")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
