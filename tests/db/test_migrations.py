@@ -1,0 +1,77 @@
+"""Alembic owns the schema: the migrated schema equals the models, and the check names the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect
+
+from backend.store.db import current_revision, head_revision, make_engine, upgrade, verify_schema
+from backend.store.dbmodels import Base
+from backend.store.exceptions import SchemaOutOfDate
+from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+
+def test_migrated_schema_equals_models(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nested' / 'folder' / 'ms.db'}"
+    upgrade(url)  # creates the folder too
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "compare_server_default": True})
+            assert compare_metadata(ctx, Base.metadata) == []
+        assert current_revision(engine) == head_revision()
+        assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)
+        verify_schema(engine)  # at head: no error
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_is_idempotent(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ms.db'}"
+    upgrade(url)
+    upgrade(url)
+    SqlAlchemyStore(url, data_dir=tmp_path).close()
+
+
+def test_empty_database_is_refused_naming_the_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    engine = make_engine(url)
+    with engine.begin() as conn:  # an existing file without our schema
+        conn.exec_driver_sql("CREATE TABLE unrelated (x INTEGER)")
+    with pytest.raises(SchemaOutOfDate, match="marginscope db upgrade"):
+        verify_schema(engine)
+    engine.dispose()
+
+
+def test_missing_database_is_refused_naming_the_command(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'nowhere' / 'ms.db'}"
+    with pytest.raises(SchemaOutOfDate, match="marginscope db upgrade"):
+        SqlAlchemyStore(url, data_dir=tmp_path)
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_old_revision_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ms.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = '0000_older'")
+    with pytest.raises(SchemaOutOfDate, match="0000_older.*marginscope db upgrade"):
+        verify_schema(engine)
+    engine.dispose()
+
+
+def test_sqlite_pragmas(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'ms.db'}"
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
+    engine.dispose()
