@@ -69,18 +69,20 @@ def minimal_margin_scores(logits: Tensor, weight: Tensor, *, runner_up_only: boo
     if num_classes < 2:
         raise ValueError("MMS needs at least 2 classes")
     z = logits.detach().float()
-    dist = pairwise_row_distances(weight.to(z.device))  # (K, K)
-    eps = max(NORM_EPS * float(weight.detach().float().norm(dim=1).max()), _F32_TINY)
-    denom = dist.clamp_min(eps)
+    w = weight.detach().to(device=z.device, dtype=torch.float32)
+    # A tensor, not a float: no device sync on GPU.
+    eps = (NORM_EPS * w.norm(dim=1).max()).clamp_min(_F32_TINY)
 
     if runner_up_only:
+        # Only B pairs are needed: take the row differences directly (O(Bd), exact, no K x K).
         top_vals, top_idx = z.topk(2, dim=1)  # (B, 2)
         gap = top_vals[:, 0] - top_vals[:, 1]
-        scores = gap / denom[top_idx[:, 0], top_idx[:, 1]]
+        scores = gap / (w[top_idx[:, 0]] - w[top_idx[:, 1]]).norm(dim=1).clamp_min(eps)
     else:
+        denom = pairwise_row_distances(w).clamp_min(eps)  # (K, K)
         top_vals, pred = z.max(dim=1)  # (B,)
         gap = top_vals[:, None] - z  # (B, K), >= 0
-        ratio = gap / denom[pred]  # (B, K): row i of the distance matrix for each sample
+        ratio = gap / denom.index_select(0, pred)  # (B, K): row i of the distances for each sample
         ratio.scatter_(1, pred[:, None], float("inf"))  # mask j = i
         scores = ratio.min(dim=1).values
     # NaN logits (a diverged model) score 0 = "most uncertain"; overflow saturates.
