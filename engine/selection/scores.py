@@ -40,7 +40,10 @@ def pairwise_row_distances(weight: Tensor) -> Tensor:
 
     Rows are centred first: distances do not change, and the ||a||^2 + ||b||^2 - 2 a.b
     cancellation shrinks when the rows share a large common component. The squared norms are
-    the Gram diagonal, so identical rows give exactly 0.
+    the Gram diagonal, so identical rows give exactly 0 (on CPU; a GPU GEMM may differ in the
+    last bits). Known limit of the float32 Gram form: rows closer than about 3e-4 x their centred
+    norm get a noisy distance, possibly 0 (then the NORM_EPS guard applies); trained heads are far
+    from that.
     """
     w = weight.detach().float()
     w = w - w.mean(dim=0, keepdim=True)
