@@ -50,12 +50,12 @@ const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
 export function layout(title, xTitle, yTitle, extra = {}) {
   const { xaxis = {}, yaxis = {}, ...rest } = extra;
   return {
-    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left" },
+    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left", y: 0.98, yanchor: "top" },
     font: FONT,
-    margin: { l: 64, r: 16, t: 36, b: 48 },
+    margin: { l: 64, r: 16, t: 44, b: 48 },
     xaxis: { title: { text: xTitle }, automargin: true, zeroline: false, ...xaxis },
     yaxis: { title: { text: yTitle }, automargin: true, zeroline: false, ...yaxis },
-    legend: { orientation: "h", y: -0.22, x: 0, font: { size: 11 } },
+    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(255,255,255,0.6)" },
     hovermode: "closest",
     uirevision: "keep",
     paper_bgcolor: "#fff",

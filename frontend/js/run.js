@@ -280,7 +280,7 @@ function drawHeatmaps() {
   for (const pop of ["candidates", "selected"]) {
     const H = S.hist[pop];
     const el = `heat-${pop}`;
-    const title = pop === "candidates" ? "MMS distribution of candidates over steps" : "MMS distribution of selected samples over steps";
+    const title = pop === "candidates" ? "MMS of candidates over steps (dotted: selection threshold)" : "MMS of selected samples over steps";
     if (!S.centres.length || !H.steps.length) {
       draw(el, [], layout(title, "step", "minimal margin score", { annotations: [waiting("waiting for the first histogram…")] }));
       continue;
@@ -302,7 +302,7 @@ function drawHeatmaps() {
     }
     const count = H.steps.length;
     const p = draw(el, traces, layout(title, "step", "", {
-      yaxis: mmsAxis(), showlegend: traces.length > 1, legend: { x: 0, y: 1.08, orientation: "h", bgcolor: "rgba(0,0,0,0)" },
+      yaxis: mmsAxis(), showlegend: false,
     }));
     if (pop === "candidates") {
       const last = H.steps[count - 1];
