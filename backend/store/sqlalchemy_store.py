@@ -89,10 +89,9 @@ class _Batch:
         self.run_info: dict[str, Any] = {}
         self.counters: Counters | None = None  # of the last StepMetrics (latest counters, progress)
 
-    def scalar(self, key: str, value: float | None, counters: Counters) -> dict[str, Any]:
-        row = {"key": key, "value": _finite(value), **_counter_cols(counters)}
-        self.rows.append((SqlMetric, row))
-        return row
+    def scalar(self, key: str, value: float | None, counters: dict[str, Any]) -> None:
+        """`counters` is `_counter_cols(event.counters)`, computed once per event."""
+        self.rows.append((SqlMetric, {"key": key, "value": _finite(value), **counters}))
 
     def log(self, level: str, message: str, step: int | None) -> None:
         self.rows.append((SqlRunLog, {"time": utcnow(), "level": level, "message": message,
@@ -350,8 +349,8 @@ class SqlAlchemyStore(AbstractStore):
                 row["seq"] = first + i
                 row["run_id"] = run_id
                 per_table.setdefault(table, []).append(row)
-            for table, rows in per_table.items():
-                s.execute(_insert(table), rows)
+            for table, rows in per_table.items():  # Core executemany: no ORM bookkeeping
+                s.execute(table.__table__.insert(), rows)
             if batch.edges is not None:
                 have = set(s.execute(select(SqlHistogramEdges.population)
                                      .where(SqlHistogramEdges.run_id == run_id)).scalars())
@@ -625,19 +624,19 @@ class SqlAlchemyStore(AbstractStore):
 
 def _map_event(b: _Batch, e: Event) -> None:
     if isinstance(e, StepMetrics):
-        c = e.counters
+        c = _counter_cols(e.counters)
         for key, value in (("train/loss", e.loss), ("train/accuracy", e.accuracy), ("lr", e.lr),
                            ("samples_per_s", e.samples_per_s), ("score_time", e.score_time),
                            ("step_time", e.step_time)):
             b.scalar(key, value, c)
-        if b.counters is None or c.step >= b.counters.step:
-            b.counters = c
+        if b.counters is None or e.counters.step >= b.counters.step:
+            b.counters = e.counters
     elif isinstance(e, Histogram):
-        c = e.counters
+        c = _counter_cols(e.counters)
         q = {k: _finite(e.quantiles.get(k)) for k in QUANTILE_KEYS}
         b.rows.append((SqlHistogram, {
-            "population": e.population, **{k: v for k, v in _counter_cols(c).items()
-                                            if k in ("step", "epoch", "wall_time")},
+            "population": e.population, "step": c["step"], "epoch": c["epoch"],
+            "wall_time": c["wall_time"],
             "counts": [int(x) for x in e.counts], **q, "mean": _finite(e.mean), "count": int(e.count),
             "threshold": _finite(e.threshold)}))
         for k in ("p5", "p50", "p95"):
@@ -646,14 +645,14 @@ def _map_event(b: _Batch, e: Event) -> None:
         if e.threshold is not None:
             b.scalar("mms/threshold", e.threshold, c)
     elif isinstance(e, ClassSelection):
-        c = e.counters
+        c = _counter_cols(e.counters)
         b.rows.append((SqlClassSelection, {
-            "step": c.step, "epoch": c.epoch, "candidate_counts": [int(x) for x in e.candidate_counts],
+            "step": c["step"], "epoch": c["epoch"], "candidate_counts": [int(x) for x in e.candidate_counts],
             "selected_counts": [int(x) for x in e.selected_counts],
             "misclassified_share": _finite(e.selected_misclassified)}))
         b.scalar("selection/misclassified_share", e.selected_misclassified, c)
     elif isinstance(e, Evaluation):
-        c = e.counters
+        c = _counter_cols(e.counters)
         b.scalar(f"{e.split}/loss", e.loss, c)
         b.scalar(f"{e.split}/accuracy", e.accuracy, c)
         if e.split == "val":
@@ -702,12 +701,6 @@ def _histogram_series(population: str, edges: list[float],
         counts=[r.counts for r in rows],
         quantiles={k: [r.quantiles.get(k, float("nan")) for r in rows] for k in QUANTILE_KEYS},
         thresholds=[r.threshold for r in rows])
-
-
-def _insert(table: Any) -> Any:
-    from sqlalchemy import insert
-
-    return insert(table)
 
 
 def _clean_tags(tags: Sequence[str]) -> list[str]:
