@@ -208,6 +208,7 @@ def runs_export(
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
     from backend.routes.export import export_json, tidy_rows, to_csv, to_parquet
+    from backend.schemas import json_safe
     from backend.store import RunNotFound
 
     if format not in ("csv", "json", "parquet"):
@@ -219,7 +220,7 @@ def runs_export(
         _fail(str(exc), code=1)
     finally:
         store.close()
-    body = (json.dumps(data).encode() if format == "json"
+    body = (json.dumps(json_safe(data), allow_nan=False).encode() if format == "json"
             else to_csv(tidy_rows(data)) if format == "csv" else to_parquet(tidy_rows(data)))
     path = out or Path(f"run-{run_id}.{format}")
     path.write_bytes(body)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
 from collections.abc import Awaitable
@@ -31,7 +32,14 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from backend.schemas import histogram_json, log_json, run_json, scalar_json, selection_json
+from backend.schemas import (
+    histogram_json,
+    json_safe,
+    log_json,
+    run_json,
+    scalar_json,
+    selection_json,
+)
 from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus
 
 log = logging.getLogger(__name__)
@@ -239,7 +247,7 @@ class LiveHub:
             if since is None or since > run.last_seq:
                 cursor, snapshot = await asyncio.to_thread(self._snapshot, run_id)
                 last_step = snapshot["run"]["progress"]["step"]
-                await websocket.send_json(snapshot)
+                await _send(websocket, snapshot)
             else:
                 cursor = since
             last_sent = time.monotonic()
@@ -265,7 +273,7 @@ class LiveHub:
                     continue
                 if changed_run is not None:
                     last_step = changed_run.step
-                await websocket.send_json(self._delta(changes, changed_run))
+                await _send(websocket, self._delta(changes, changed_run))
                 last_sent = time.monotonic()
                 cursor = changes.seq
             if closing.done():
@@ -292,7 +300,7 @@ class LiveHub:
         code = 1000
         try:
             runs, _ = await asyncio.to_thread(self.store.list_runs, sort="-created_at", limit=200)
-            await websocket.send_json({"type": "snapshot", "runs": [run_json(r) for r in runs]})
+            await _send(websocket, {"type": "snapshot", "runs": [run_json(r) for r in runs]})
             last_sent = time.monotonic()
             while True:
                 getter = asyncio.create_task(queue.get())
@@ -307,7 +315,7 @@ class LiveHub:
                     message = queue.get_nowait()
                     pending[message["run"]["id"]] = message
                 for message in pending.values():
-                    await websocket.send_json(message)
+                    await _send(websocket, message)
                 last_sent = time.monotonic()
             if closing.done():
                 code = GOING_AWAY
@@ -318,6 +326,11 @@ class LiveHub:
             closing.cancel()
             self._list_clients.discard(queue)
             await _close(websocket, code)
+
+
+async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
+    """Send strict JSON (non-finite floats as null)."""
+    await websocket.send_text(json.dumps(json_safe(message), allow_nan=False, separators=(",", ":")))
 
 
 async def _drain(websocket: WebSocket) -> None:

@@ -31,7 +31,7 @@ RATIO_AXES = ("step", "samples_backpropagated", "samples_forwarded", "wall_time"
 
 def _query_error(name: str, message: str, value: object) -> RequestValidationError:
     return RequestValidationError([{"type": "value_error", "loc": ("query", name), "msg": message,
-                                    "input": value}])
+                                    "input": str(value)}])
 
 
 def parse_run_ids(raw: str) -> list[int]:

@@ -23,7 +23,7 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend.deps import StoreDep
-from backend.schemas import RunPublic
+from backend.schemas import RunPublic, json_safe
 from backend.store import AbstractStore
 
 router = APIRouter(prefix="/api/runs", tags=["export"])
@@ -107,7 +107,7 @@ def export_run(run_id: int, store: StoreDep,
     """Download a run's scalars, histograms and selection counts."""
     data = export_json(store, run_id)
     if format == "json":
-        body = json.dumps(data).encode()
+        body = json.dumps(json_safe(data), allow_nan=False).encode()
     elif format == "csv":
         body = to_csv(tidy_rows(data))
     else:

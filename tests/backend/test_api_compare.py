@@ -1,0 +1,111 @@
+"""GET /api/compare: time-to-target table math on runs with hand-written evaluation events."""
+
+from __future__ import annotations
+
+import pytest
+from api_fixtures import app, client, create  # noqa: F401
+from fastapi.testclient import TestClient
+from store_events import run_started
+
+from backend.store.sqlalchemy_store import SqlAlchemyStore
+from engine.events import Counters, Evaluation
+
+
+def _evals(store: SqlAlchemyStore, rid: int, accs: list[float], *, fwd_per_step: int,
+           secs_per_step: float, test: float | None = None) -> None:
+    """Validation every 10 steps with the given accuracies (b = 16 samples per step)."""
+    events: list = [run_started(10 * len(accs))]
+    for i, acc in enumerate(accs, start=1):
+        step = 10 * i
+        c = Counters(step=step, epoch=step / 10, samples_forwarded=step * fwd_per_step,
+                     samples_backpropagated=step * 16, wall_time=step * secs_per_step)
+        events.append(Evaluation(counters=c, split="val", loss=1 - acc, accuracy=acc,
+                                 per_class_accuracy=[acc] * 10, samples=100))
+    if test is not None:
+        events.append(Evaluation(counters=c, split="test", loss=1 - test, accuracy=test,
+                                 per_class_accuracy=[test] * 10, samples=100))
+    store.write_events(rid, events)
+
+
+@pytest.fixture
+def three(client: TestClient, store: SqlAlchemyStore) -> tuple[int, int, int]:
+    base = create(client, selector="uniform", candidates=16)["id"]
+    fast = create(client, selector="mms")["id"]
+    slow = create(client, selector="entropy")["id"]
+    _evals(store, base, [0.5, 0.7, 0.8], fwd_per_step=16, secs_per_step=0.1, test=0.79)
+    _evals(store, fast, [0.6, 0.8, 0.85], fwd_per_step=64, secs_per_step=0.2, test=0.84)
+    _evals(store, slow, [0.4, 0.5, 0.6], fwd_per_step=64, secs_per_step=0.2)
+    return base, fast, slow
+
+
+def test_default_target_is_the_baseline_best(client: TestClient, three: tuple[int, int, int]) -> None:
+    base, fast, slow = three
+    r = client.get(f"/api/compare?runs={base},{fast},{slow}&baseline={base}")
+    assert r.status_code == 200
+    body = r.json()
+    assert body["target"] == pytest.approx(0.8) and body["baseline"] == base
+    rows = {row["run_id"]: row for row in body["table"]}
+    assert [row["run_id"] for row in body["table"]] == [base, fast, slow]  # never dropped
+    b, f, s = rows[base], rows[fast], rows[slow]
+    assert b["reached"] and b["step"] == 30 and b["samples_backpropagated"] == 480
+    assert b["ratios"] == {"step": 1.0, "samples_backpropagated": 1.0, "samples_forwarded": 1.0,
+                           "wall_time": 1.0}
+    assert f["reached"] and f["step"] == 20 and f["samples_forwarded"] == 20 * 64
+    assert f["ratios"]["step"] == pytest.approx(20 / 30)
+    assert f["ratios"]["samples_backpropagated"] == pytest.approx(320 / 480)
+    assert f["ratios"]["samples_forwarded"] == pytest.approx((20 * 64) / (30 * 16))
+    assert f["ratios"]["wall_time"] == pytest.approx((20 * 0.2) / (30 * 0.1))
+    assert f["best"] == pytest.approx(0.85) and f["final_test"] == pytest.approx(0.84)
+    assert s["reached"] is False and s["ratios"] is None and s["step"] is None
+    assert s["best"] == pytest.approx(0.6) and s["final_test"] is None
+    assert set(body["series"]) == {str(base), str(fast), str(slow)}
+    assert body["series"][str(fast)]["y"] == pytest.approx([0.6, 0.8, 0.85])
+    assert [run["id"] for run in body["runs"]] == [base, fast, slow]
+
+
+def test_given_target_and_other_baseline(client: TestClient, three: tuple[int, int, int]) -> None:
+    base, fast, slow = three
+    body = client.get(f"/api/compare?runs={base},{fast},{slow}&baseline={fast}&target=0.6&x=wall_time").json()
+    rows = {row["run_id"]: row for row in body["table"]}
+    assert body["target"] == 0.6 and body["x"] == "wall_time"
+    assert rows[fast]["step"] == 10 and rows[base]["step"] == 20 and rows[slow]["step"] == 30
+    assert rows[base]["ratios"]["step"] == pytest.approx(2.0)
+    assert rows[slow]["ratios"]["step"] == pytest.approx(3.0)
+    assert body["series"][str(base)]["x"] == pytest.approx([1.0, 2.0, 3.0])
+
+
+def test_baseline_defaults_to_the_first_run(client: TestClient, three: tuple[int, int, int]) -> None:
+    base, fast, _ = three
+    body = client.get(f"/api/compare?runs={fast},{base}").json()
+    assert body["baseline"] == fast and body["target"] == pytest.approx(0.85)
+    rows = {row["run_id"]: row for row in body["table"]}
+    assert rows[base]["reached"] is False and rows[base]["ratios"] is None
+
+
+def test_a_baseline_without_values_gives_no_target(client: TestClient, three: tuple[int, int, int]) -> None:
+    base, fast, _ = three
+    empty = create(client)["id"]
+    body = client.get(f"/api/compare?runs={empty},{base},{fast}").json()
+    assert body["target"] is None
+    assert all(row["reached"] is False and row["ratios"] is None for row in body["table"])
+    assert {row["run_id"]: row["best"] for row in body["table"]}[fast] == pytest.approx(0.85)
+
+
+def test_loss_keys_count_lower_as_better(client: TestClient, three: tuple[int, int, int]) -> None:
+    base, fast, _ = three
+    body = client.get(f"/api/compare?runs={base},{fast}&key=val/loss").json()
+    assert body["target"] == pytest.approx(0.2)  # the baseline's lowest loss
+    rows = {row["run_id"]: row for row in body["table"]}
+    assert rows[base]["step"] == 30 and rows[fast]["step"] == 20
+
+
+@pytest.mark.parametrize("query", ["runs=abc", "runs=", "runs=1,x", "runs=1&baseline=2",
+                                   "runs=1&x=bogus", "runs=1&target=nan", ""])
+def test_compare_bad_input_is_422(client: TestClient, query: str) -> None:
+    create(client)
+    assert client.get(f"/api/compare?{query}").status_code == 422
+
+
+def test_compare_unknown_run_is_404(client: TestClient) -> None:
+    rid = create(client)["id"]
+    assert client.get(f"/api/compare?runs={rid},999").status_code == 404
