@@ -1,0 +1,127 @@
+"""The worker process end to end on a real (tiny) digits run: finished, failed, cancelled, resumed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from backend.settings import Settings
+from backend.store import Run, RunStatus
+from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+MakeRun = Callable[..., Run]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _worker(settings: Settings, run_id: int, *extra: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "backend.worker", str(run_id), "--db-url", settings.db_url,
+         "--data-dir", str(settings.data_dir), *extra],
+        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(proc: subprocess.Popen[str], timeout: float = 240) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def test_digits_run_ends_finished_with_metrics(settings: Settings, store: SqlAlchemyStore,
+                                               make_run: MakeRun) -> None:
+    run = make_run()  # digits, mms, B=64, b=16, 30 steps, eval every 10, histograms every 5
+    code, out = _finish(_worker(settings, run.id))
+    assert code == 0, out
+    got = store.get_run(run.id)
+    assert got.status == RunStatus.FINISHED, (got.error, out)
+    assert got.pid and got.host and got.started_at and got.finished_at and got.heartbeat_at
+    assert got.step == 30 and got.total_steps == 30 and got.error is None
+    assert got.checkpoint_path == str(settings.data_dir / "runs" / str(run.id) / "checkpoint.pt")
+    assert Path(got.checkpoint_path).is_file()
+    assert got.summary["steps"] == 30 and got.class_names == [str(i) for i in range(10)]
+    latest = got.latest
+    for key in ("train/loss", "val/accuracy", "val/best_accuracy", "test/accuracy",
+                "mms/candidates/p50", "mms/selected/p50", "selection/misclassified_share"):
+        assert key in latest, key
+    loss = store.get_series(run.id, ["train/loss"])["train/loss"]
+    assert loss.step[-1] == 30 and loss.step == sorted(set(loss.step))
+    hist = store.get_histograms(run.id, "candidates")
+    assert hist.steps == [5, 10, 15, 20, 25, 30]
+    assert len(hist.counts[0]) == len(hist.edges) - 1 == 60
+    assert sum(hist.counts[0]) == 64  # every candidate of the step lands in a bin
+    assert store.get_selection(run.id).steps[-1] == 30
+    statuses = [line.message for line in store.get_logs(run.id) if line.message.startswith("status")]
+    assert statuses[0].startswith("status queued → running") and statuses[-1] == "status running → finished"
+
+
+def test_missing_dataset_ends_failed_with_error_kept(settings: Settings, store: SqlAlchemyStore,
+                                                     make_run: MakeRun) -> None:
+    run = make_run(dataset="cifar10", model="resnet20")  # no CIFAR in the empty data dir
+    code, out = _finish(_worker(settings, run.id))
+    assert code == 1, out
+    got = store.get_run(run.id)
+    assert got.status == RunStatus.FAILED and got.finished_at is not None
+    assert got.error and "cifar" in got.error.lower()
+    assert got.traceback and "Traceback" in got.traceback
+    assert any(line.level == "error" for line in store.get_logs(run.id))
+
+
+def test_invalid_stored_config_ends_failed(settings: Settings, store: SqlAlchemyStore,
+                                           make_run: MakeRun) -> None:
+    run = make_run(batch_size=0)
+    code, _ = _finish(_worker(settings, run.id))
+    got = store.get_run(run.id)
+    assert code == 1 and got.status == RunStatus.FAILED and "batch_size" in (got.error or "")
+
+
+def test_run_cancelled_before_start_is_left_alone(settings: Settings, store: SqlAlchemyStore,
+                                                  make_run: MakeRun) -> None:
+    run = make_run()
+    store.set_status(run.id, "cancelled")
+    code, _ = _finish(_worker(settings, run.id))
+    assert code == 0 and store.get_run(run.id).status == RunStatus.CANCELLED
+    assert store.get_run(run.id).pid is None
+
+
+def test_unknown_run_exits_1(settings: Settings, store: SqlAlchemyStore) -> None:
+    code, out = _finish(_worker(settings, 4242))
+    assert code == 1 and "4242" in out
+
+
+@pytest.mark.slow
+def test_sigterm_cancels_then_resume_continues_the_series(settings: Settings, store: SqlAlchemyStore,
+                                                          make_run: MakeRun) -> None:
+    run = make_run(steps=150, eval_every=20, hist_every=10, log_every=1)
+    proc = _worker(settings, run.id)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        got = store.get_run(run.id)
+        if (got.checkpoint_step or 0) >= 40:
+            break
+        assert proc.poll() is None, proc.communicate()[0]
+        time.sleep(0.1)
+    beat = store.get_run(run.id).heartbeat_at
+    time.sleep(1.2)
+    assert store.get_run(run.id).heartbeat_at > beat  # heartbeats while training
+    proc.send_signal(signal.SIGTERM)
+    code, out = _finish(proc)
+    cancelled = store.get_run(run.id)
+    assert code == 0 and cancelled.status == RunStatus.CANCELLED, out
+    assert 40 <= cancelled.checkpoint_step < 150  # a checkpoint at the step it stopped
+    stopped_at = cancelled.checkpoint_step
+
+    store.set_status(run.id, "queued")  # what POST /resume does before spawning the worker
+    code, out = _finish(_worker(settings, run.id, "--resume"))
+    done = store.get_run(run.id)
+    assert code == 0 and done.status == RunStatus.FINISHED, (done.error, out)
+    steps = store.get_series(run.id, ["train/loss"], max_points=10_000)["train/loss"].step
+    assert steps == list(range(1, 151))  # one clean series: no gap, no duplicate around the resume
+    assert done.run_info["resumed_from_step"] == stopped_at
+    hist = store.get_histograms(run.id, "candidates", max_rows=1000).steps
+    assert hist == list(range(10, 151, 10))
