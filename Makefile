@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast setup demo clean
+.PHONY: run test test-fast setup demo clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,13 @@ run: setup
 	$(BIN)/marginscope db upgrade
 	$(BIN)/marginscope serve
 
-test: setup
+# Browser tests use Debian's Chromium (CI runs as root; elsewhere install it yourself or they skip).
+chromium:
+	@command -v chromium >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update && apt-get install -y chromium); \
+	  else echo "chromium is missing and this is not root: run 'sudo apt-get install -y chromium' (browser tests will skip)"; fi
+
+test: setup chromium
 	$(BIN)/python -m pytest
 
 test-fast: setup

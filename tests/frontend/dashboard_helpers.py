@@ -1,0 +1,118 @@
+"""Browser-test helpers: the real server in a subprocess, screenshots, readiness.
+
+Each server gets a temporary data dir and SQLite file, migrated with the project's own Alembic
+upgrade before start-up, and listens on a free port. Chromium is found at /usr/bin/chromium
+(Debian's package) or $MARGINSCOPE_CHROMIUM.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--disable-quic"]
+VIEWPORT = {"width": 1366, "height": 900}  # a laptop screen
+
+
+def chromium_path() -> str | None:
+    for candidate in (os.environ.get("MARGINSCOPE_CHROMIUM"), "/usr/bin/chromium",
+                      shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A `uvicorn backend.main:create_app` subprocess on its own data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {**os.environ, "MARGINSCOPE_DATA_DIR": str(data_dir),
+                    "MARGINSCOPE_MAX_CONCURRENT_RUNS": "2", "MARGINSCOPE_TOKEN": ""}
+        self.env.pop("MARGINSCOPE_DB_URL", None)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log = data_dir / "server.log"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "marginscope.db"
+
+    def migrate(self) -> None:
+        subprocess.run([sys.executable, "-c", "from backend.settings import Settings; "
+                        "from backend.store.db import upgrade; upgrade(Settings().db_url)"],
+                       cwd=REPO, env=self.env, check=True, timeout=120)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
+             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            cwd=REPO, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/runs", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"server did not answer in 90 s: {self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    # --- small API helpers for setting up what a test is not about
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(method, f"{self.url}{path}", timeout=30, **kw)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def launch(self, name: str, **config: Any) -> dict[str, Any]:
+        return self.api("POST", "/api/runs", json={"name": name, "config": config})  # type: ignore[no-any-return]
+
+    def wait_status(self, run_id: int, statuses: set[str], timeout: float = 120) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = self.api("GET", f"/api/runs/{run_id}")
+            if run["status"] in statuses:
+                return run  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise AssertionError(f"run {run_id} still {run['status']} after {timeout} s")
+            time.sleep(0.3)
+
+
+def shot(page: Any, name: str) -> Path:
+    """A full-page screenshot under the test's temp dir."""
+    path = page.shots / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def wait_ready(page: Any) -> None:
+    page.wait_for_selector("body[data-ready='1']")
