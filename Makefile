@@ -24,6 +24,10 @@ run: setup
 	$(BIN)/marginscope db upgrade
 	$(BIN)/marginscope serve
 
+# the engine alone: uniform vs MMS on offline MNIST with progress bars and a comparison line
+demo: setup
+	$(BIN)/marginscope demo
+
 # Browser tests use Debian's Chromium (CI runs as root; elsewhere install it yourself or they skip).
 chromium:
 	@command -v chromium >/dev/null || \

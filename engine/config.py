@@ -129,6 +129,12 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
             )
+        from engine.selection import make_selector
+
+        try:  # reject unknown or out-of-range selector options now, not at the first step
+            make_selector(self.selector, **{"chunk": self.score_chunk, **self.selector_options})
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"selector_options: {exc}") from None
         return self
 
     @property
