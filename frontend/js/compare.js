@@ -27,7 +27,6 @@ if (!state.runs.includes(state.baseline)) state.baseline = state.runs[0] ?? null
 
 const data = { cmp: null, loss: null, hist: {}, median: {}, allRuns: [] };
 let refreshTimer = null;
-const t0 = performance.now();
 
 // ---------------------------------------------------------------- URL state
 
@@ -253,7 +252,8 @@ async function drawAll() {
   drawTable();
   drawPicker();
   await Promise.all([drawCurves(), drawDistributions(), drawMedians()]);
-  if (!window.__compareLoadMs) window.__compareLoadMs = performance.now() - t0;
+  // navigation start → every plot drawn (read by the browser tests)
+  if (!window.__compareLoadMs) window.__compareLoadMs = performance.now();
   document.body.dataset.ready = "1";
 }
 

@@ -57,9 +57,11 @@ class Server:
         return self.data_dir / "marginscope.db"
 
     def migrate(self) -> None:
-        subprocess.run([sys.executable, "-c", "from backend.settings import Settings; "
-                        "from backend.store.db import upgrade; upgrade(Settings().db_url)"],
-                       cwd=REPO, env=self.env, check=True, timeout=120)
+        """Create the SQLite file at the Alembic head (in-process: saves a Python start-up)."""
+        from backend.settings import Settings
+        from backend.store.db import upgrade
+
+        upgrade(Settings(data_dir=self.data_dir, db_url="").db_url)
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
