@@ -1,0 +1,190 @@
+"""End to end: the real server (`marginscope serve` in a subprocess), real workers, real websockets.
+
+One test walks a user's path: launch a tiny `digits` run through the API and watch its deltas over
+a websocket until it finishes; stop the dashboard while a run trains and find it re-attached after a
+restart, then cancel it; kill -9 a worker while the dashboard is down, find it crashed after the
+restart's reconciliation with its flushed metrics kept, and resume it to the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.slow
+
+TINY = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16, "steps": 60,
+        "eval_every": 20, "hist_every": 5, "log_every": 5}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """`python -m backend.cli serve` on a free port with its own data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
+        self.env["MARGINSCOPE_HEARTBEAT_INTERVAL"] = "0.5"
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(self.data_dir)],
+                              env=self.env, capture_output=True, text=True, timeout=120)
+
+    def start(self) -> None:
+        log = (self.data_dir / "server.log").open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "backend.cli", "serve", "--port", str(self.port),
+             "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()
+            try:
+                if httpx.get(f"{self.url}/api/runs", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise AssertionError("server did not start")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def get(self, path: str) -> Any:
+        r = httpx.get(f"{self.url}{path}", timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def post(self, path: str, body: Any = None, expect: int = 200) -> Any:
+        r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
+        assert r.status_code == expect, r.text
+        return r.json()
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    srv = Server(tmp_path / "data")
+    srv.data_dir.mkdir()
+    assert srv.cli("db", "upgrade").returncode == 0
+    srv.start()
+    yield srv
+    srv.stop()
+    listing = srv.cli("runs", "list", "--json")
+    for run in json.loads(listing.stdout)["data"] if listing.returncode == 0 else []:
+        if run["status"] == "running" and run["pid"]:  # leave no worker behind
+            try:
+                os.killpg(run["pid"], signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def test_launch_watch_restart_cancel_crash_resume(server: Server) -> None:
+    # --- 1. a tiny run, watched live over a websocket until it finishes
+    run = server.post("/api/runs", {"name": "e2e", "config": TINY}, expect=201)
+    rid = run["id"]
+    deltas: list[dict[str, Any]] = []
+    with connect(f"ws://127.0.0.1:{server.port}/ws/runs/{rid}", open_timeout=30) as ws:
+        snapshot = json.loads(ws.recv(timeout=30))
+        assert snapshot["type"] == "snapshot" and snapshot["run"]["id"] == rid
+        seq = snapshot["seq"]
+        status = snapshot["run"]["status"]
+        while status not in ("finished", "failed"):
+            message = json.loads(ws.recv(timeout=120))
+            assert message["type"] == "delta" and message["seq"] > seq
+            seq = message["seq"]
+            deltas.append(message)
+            if message["run"]:
+                status = message["run"]["status"]
+    assert status == "finished", server.get(f"/api/runs/{rid}")
+    streamed = sorted({r["step"] for d in deltas for r in d["scalars"] if r["key"] == "train/loss"})
+    assert streamed[-1] == 60 and len(streamed) >= 6  # deltas arrived while it trained
+    assert sum(1 for d in deltas if d["scalars"]) >= 3
+    done = server.get(f"/api/runs/{rid}")
+    assert done["progress"]["step"] == 60 and "test/accuracy" in done["latest"]
+    loss = server.get(f"/api/runs/{rid}/metrics?keys=train/loss")["series"]["train/loss"]
+    assert loss["step"] == list(range(5, 61, 5))
+    hist = server.get(f"/api/runs/{rid}/histograms?population=selected")
+    assert hist["steps"] and len(hist["edges"]) == len(hist["counts"][0]) + 1
+    assert (server.data_dir / "runs" / str(rid) / "worker.log").exists()
+
+    # --- 2. the dashboard restarts while a run trains: re-attached, then cancelled
+    long = server.post("/api/runs", {"config": {**TINY, "steps": 100_000, "eval_every": 1000}},
+                       expect=201)["id"]
+    wait_for(lambda: server.get(f"/api/runs/{long}")["progress"]["step"] >= 10, "run 2 to train")
+    pid = server.get(f"/api/runs/{long}")["pid"]
+    server.stop()
+    assert _alive(pid), "stopping the dashboard must not stop the worker"
+    server.start()
+    assert server.get(f"/api/runs/{long}")["status"] == "running"  # re-attached
+    server.post(f"/api/runs/{long}/cancel")
+    wait_for(lambda: server.get(f"/api/runs/{long}")["status"] == "cancelled", "the cancel", 60)
+    wait_for(lambda: not _alive(pid), "the worker to exit", 30)
+    server.post(f"/api/runs/{long}/cancel", expect=409)
+
+    # --- 3. kill -9 while the dashboard is down → crashed at restart → resume to the end
+    crash_cfg = {**TINY, "steps": 120, "checkpoint_every": 20, "eval_every": 40}
+    rid3 = server.post("/api/runs", {"config": crash_cfg}, expect=201)["id"]
+    wait_for(lambda: (server.get(f"/api/runs/{rid3}")["checkpoint_step"] or 0) >= 20
+             and server.get(f"/api/runs/{rid3}")["progress"]["step"] >= 30, "run 3 to checkpoint")
+    before = server.get(f"/api/runs/{rid3}")
+    server.stop()
+    os.killpg(before["pid"], signal.SIGKILL)
+    wait_for(lambda: not _alive(before["pid"]), "the kill", 10)
+    server.start()
+    crashed = server.get(f"/api/runs/{rid3}")
+    assert crashed["status"] == "crashed" and "gone" in crashed["error"]
+    kept = server.get(f"/api/runs/{rid3}/metrics?keys=train/loss")["series"]["train/loss"]["step"]
+    assert kept and kept[-1] >= before["progress"]["step"]  # flushed rows survive the kill
+    assert server.post(f"/api/runs/{rid3}/resume")["status"] == "queued"
+    wait_for(lambda: server.get(f"/api/runs/{rid3}")["status"] in ("finished", "failed"), "the resume")
+    final = server.get(f"/api/runs/{rid3}")
+    assert final["status"] == "finished", final["error"]
+    steps = server.get(f"/api/runs/{rid3}/metrics?keys=train/loss")["series"]["train/loss"]["step"]
+    assert steps == list(range(5, 121, 5))  # one series, continued, no duplicated steps
+    logs = [line["message"] for line in server.get(f"/api/runs/{rid3}/logs")["data"]]
+    assert any("resum" in m for m in logs)
