@@ -4,7 +4,8 @@ The database is the source of truth, not an in-memory broadcast (FastAPI's webso
 in-memory connection list only works within one process; our writers are worker processes). One
 poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s) and wakes
 that run's clients; each client then fetches exactly the rows with seq > its cursor through the
-store's indexed `changes_since`, and sends them as one numbered delta. A client never sends more
+store's indexed `changes_since`, and sends them as one numbered delta. After a resume deleted
+rows the client already holds (the crashed attempt's tail), a fresh snapshot follows. A client never sends more
 than one message per `min_interval` (0.1 s): rows arriving meanwhile are coalesced into the next
 delta. Because the cursor is the per-run `seq` of the store, `?since=S` after a reconnect yields
 exactly what the client missed, whichever process wrote it and across dashboard restarts.
@@ -46,6 +47,9 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 RUN_DELETED = 4404
+# the worker logs this after deleting the crashed attempt's tail before a resume (backend/worker.py):
+# rows the client already holds are gone, so it gets a fresh snapshot
+RESUME_LOG_PREFIX = "resuming from the checkpoint"
 
 
 @dataclass
@@ -276,6 +280,10 @@ class LiveHub:
                 await _send(websocket, self._delta(changes, changed_run))
                 last_sent = time.monotonic()
                 cursor = changes.seq
+                if any(line.message.startswith(RESUME_LOG_PREFIX) for line in changes.logs):
+                    cursor, snapshot = await asyncio.to_thread(self._snapshot, run_id)
+                    last_step = snapshot["run"]["progress"]["step"]
+                    await _send(websocket, snapshot)
             if closing.done():
                 code = GOING_AWAY
         except (WebSocketDisconnect, RuntimeError, OSError):
