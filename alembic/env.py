@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging.config
 
 from alembic import context
-
 from backend.store.db import make_engine, sqlite_path
 from backend.store.dbmodels import Base
 

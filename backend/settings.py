@@ -52,4 +52,4 @@ class Settings(BaseSettings):
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The process's settings from the environment (cached; call `get_settings.cache_clear()` to re-read)."""
-    return Settings()
+    return Settings()  # type: ignore[call-arg]  # values come from the environment

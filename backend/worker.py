@@ -55,7 +55,7 @@ class _Heartbeat(threading.Thread):
         while not self.stopped.wait(self.interval):
             try:
                 self.store.heartbeat(self.run_id)
-            except Exception as exc:  # a missed beat is not fatal; a stale one is the launcher's call
+            except Exception as exc:  # noqa: BLE001 - a missed beat is not fatal; a stale one is the launcher's call
                 log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
 
     def stop(self) -> None:
@@ -137,11 +137,11 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
         if writer is not None:
             try:
                 writer.close()
-            except Exception as flush_exc:
+            except Exception as flush_exc:  # noqa: BLE001 - still record the failure below
                 log.error("could not write the last events of run %s: %s", run_id, flush_exc)
         try:
             store.set_status(run_id, RunStatus.FAILED, error=text, traceback=trace)
-        except Exception as status_exc:
+        except Exception as status_exc:  # noqa: BLE001 - nothing left to try; logged
             log.error("could not mark run %s failed: %s", run_id, status_exc)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise

@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from engine.events import Event
-
 from backend.store.entities import (
     Changes,
     HistogramSeries,
@@ -30,6 +28,7 @@ from backend.store.entities import (
     Series,
     TargetReached,
 )
+from engine.events import Event
 
 # sort keys accepted by list_runs (prefix "-" for descending)
 RUN_SORT_KEYS = ("id", "name", "status", "created_at", "started_at", "finished_at", "dataset",

@@ -25,20 +25,6 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from engine.events import (
-    CheckpointSaved,
-    ClassSelection,
-    Counters,
-    Evaluation,
-    Event,
-    Histogram,
-    LogMessage,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    StepMetrics,
-)
-
 from backend.store import entities as ent
 from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
 from backend.store.db import make_engine, verify_schema
@@ -56,6 +42,19 @@ from backend.store.dbmodels import (
 )
 from backend.store.downsample import downsample_indices, thin_indices
 from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
+from engine.events import (
+    CheckpointSaved,
+    ClassSelection,
+    Counters,
+    Evaluation,
+    Event,
+    Histogram,
+    LogMessage,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    StepMetrics,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +82,7 @@ class _Batch:
     """Rows and run changes produced by mapping a batch of events (seqs assigned later)."""
 
     def __init__(self) -> None:
-        self.rows: list[tuple[type, dict[str, Any]]] = []  # in event order; each gets the next seq
+        self.rows: list[tuple[Any, dict[str, Any]]] = []  # in event order; each gets the next seq
         self.edges: list[float] | None = None
         self.run: dict[str, Any] = {}
         self.run_info: dict[str, Any] = {}
@@ -344,7 +343,7 @@ class SqlAlchemyStore(AbstractStore):
             first = self._take_seqs(s, run_id, max(len(batch.rows), 1))
             run = self._get(s, run_id)
             self._fill_best(s, run_id, batch)
-            per_table: dict[type, list[dict[str, Any]]] = {}
+            per_table: dict[Any, list[dict[str, Any]]] = {}
             for i, (table, row) in enumerate(batch.rows):
                 row["seq"] = first + i
                 row["run_id"] = run_id
@@ -567,7 +566,8 @@ class SqlAlchemyStore(AbstractStore):
             run = self._get(s, run_id)
             found: list[tuple[int, Any]] = []
             full = False
-            for table in (SqlMetric, SqlHistogram, SqlClassSelection, SqlRunLog):
+            tables: tuple[Any, ...] = (SqlMetric, SqlHistogram, SqlClassSelection, SqlRunLog)
+            for table in tables:
                 rows = list(s.execute(select(table).where(table.run_id == run_id, table.seq > seq)
                                       .order_by(table.seq).limit(limit)).scalars())
                 full = full or len(rows) == limit

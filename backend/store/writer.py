@@ -13,10 +13,10 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
-
-from engine.events import Event
+from typing import Self
 
 from backend.store.abstract_store import AbstractStore
+from engine.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class BatchedWriter:
                 break
             try:
                 self.flush()
-            except Exception as exc:  # retried on the next tick
+            except Exception as exc:  # noqa: BLE001 - any failure is retried on the next tick
                 if self.last_error is None:
                     log.warning("writing events of run %s failed (will retry): %s", self.run_id, exc)
                 self.last_error = exc
@@ -99,7 +99,7 @@ class BatchedWriter:
         with self._lock:
             return len(self._buffer)
 
-    def __enter__(self) -> BatchedWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

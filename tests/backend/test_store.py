@@ -7,9 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
-from backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
 from store_events import (
     EDGES,
     evaluation,
@@ -19,6 +16,9 @@ from store_events import (
     selection,
     step_metrics,
 )
+
+from backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
+from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 from store_events import evaluation, full_run, histogram, selection, step_metrics
 
 from backend.settings import Settings
-from backend.store import Run
+from backend.store import Run, RunNotFound
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from backend.store.writer import BatchedWriter
 
@@ -38,7 +37,7 @@ def test_failed_flush_keeps_events_in_order(store: SqlAlchemyStore, make_run: Ma
     run = make_run()
     writer = BatchedWriter(store, 12345, flush_interval=60)  # unknown run: every flush fails
     writer.write([step_metrics(1), step_metrics(2)])
-    with pytest.raises(Exception):
+    with pytest.raises(RunNotFound):
         writer.flush()
     assert writer.pending == 2
     writer.run_id = run.id  # the database "comes back"
@@ -57,7 +56,7 @@ def _hammer(db_url: str, data_dir: str, run_ids: list[int], batches: int, out: m
                                             evaluation(step, 0.5)])
                 store.heartbeat(run_id)
                 store.append_log(run_id, "info", f"batch {b}")
-            except Exception as exc:  # reported to the parent
+            except Exception as exc:  # noqa: BLE001 - reported to the parent
                 errors.append(repr(exc))
     store.close()
     out.put(errors)

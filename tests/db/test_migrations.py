@@ -9,7 +9,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from backend.store.db import current_revision, head_revision, make_engine, upgrade, verify_schema
+from backend.store.db import (
+    current_revision,
+    head_revision,
+    make_engine,
+    upgrade,
+    verify_schema,
+)
 from backend.store.dbmodels import Base
 from backend.store.exceptions import SchemaOutOfDate
 from backend.store.sqlalchemy_store import SqlAlchemyStore
