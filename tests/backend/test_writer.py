@@ -83,8 +83,8 @@ def test_two_processes_write_one_sqlite_file_without_locking_errors(
         assert len(store.get_histograms(run.id, "candidates", max_rows=1000).steps) == 40
 
 
-def test_events_per_second_through_batched_writer(store: SqlAlchemyStore, make_run: MakeRun) -> None:
-    """Throughput guard (the measured number is in the report): a realistic mix of events."""
+def test_batched_writer_persists_a_realistic_mix(store: SqlAlchemyStore, make_run: MakeRun) -> None:
+    """A realistic mix of 2,000 steps arrives whole (speed is measured in benchmarks, not here)."""
     run = make_run()
     events = []
     for s in range(1, 2001):
@@ -94,9 +94,8 @@ def test_events_per_second_through_batched_writer(store: SqlAlchemyStore, make_r
         if s % 100 == 0:
             events.append(evaluation(s, 0.5))
     writer = BatchedWriter(store, run.id, flush_interval=0.5)
-    start = time.perf_counter()
     writer.write(events)
     writer.close()
-    rate = len(events) / (time.perf_counter() - start)
     assert store.get_run(run.id).step == 2000
-    assert rate > 1000, f"{rate:.0f} events/s"
+    assert len(store.get_histograms(run.id, "candidates", max_rows=1000).steps) == 200
+    assert len(store.get_series(run.id, ["train/loss"], x="step", max_points=5000)["train/loss"].y) == 2000
