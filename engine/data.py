@@ -91,7 +91,7 @@ class Split(torch.utils.data.Dataset[tuple[int, Tensor, int]]):
     def __len__(self) -> int:
         return int(self.images.shape[0])
 
-    def __getitem__(self, i: int) -> tuple[int, Tensor, int]:  # type: ignore[override]
+    def __getitem__(self, i: int) -> tuple[int, Tensor, int]:
         i = int(i)
         x = _to_unit_float(self.images[i : i + 1])
         x = (x - _channel_view(self.mean, x)) / _channel_view(self.std, x)
@@ -141,7 +141,7 @@ class DatasetBundle:
     def batch(
         self,
         split: Split,
-        idx: Tensor,
+        idx: Tensor | list[int],
         *,
         augment: bool,
         generator: torch.Generator | None = None,
@@ -156,7 +156,7 @@ class DatasetBundle:
         the batch exactly.
         """
         device = torch.device(device)
-        idx = idx.to(split.images.device, torch.long)
+        idx = torch.as_tensor(idx).to(split.images.device, torch.long)
         x = split.images.index_select(0, idx).to(device, non_blocking=True)
         y = split.labels.index_select(0, idx).to(device, non_blocking=True)
         if augment and self.augmentation != "none" and x.shape[0] > 0:
@@ -387,11 +387,11 @@ def _read_folder(root: Path, class_to_idx: dict[str, int], size: int) -> tuple[T
     samples = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
     images = np.empty((len(samples), size, size, 3), dtype=np.uint8)
     for k, (path, _) in enumerate(samples):
-        with Image.open(path) as im:
-            im = im.convert("RGB")
-            if im.size != (size, size):
-                im = im.resize((size, size), Image.Resampling.BILINEAR)
-            images[k] = np.asarray(im)
+        with Image.open(path) as f:
+            im = f.convert("RGB")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.Resampling.BILINEAR)
+        images[k] = np.asarray(im)
     labels = torch.tensor([t for _, t in samples], dtype=torch.long)
     return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous(), labels
 

@@ -58,11 +58,12 @@ def create_model(name: str, *, num_classes: int, input_shape: tuple[int, int, in
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
+    shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
     if name in _model_registry:
-        return _model_registry[name](num_classes=num_classes, input_shape=tuple(input_shape))
+        return _model_registry[name](num_classes=num_classes, input_shape=shape)
     match = _WRN_PATTERN.match(name)
     if match:
-        return _create_wrn(int(match[1]), int(match[2]), num_classes, tuple(input_shape))
+        return _create_wrn(int(match[1]), int(match[2]), num_classes, shape)
     raise ValueError(
         f"unknown model {name!r}; choose one of {', '.join(list_models())} (or wrn-<depth>-<width>)"
     )
@@ -86,7 +87,8 @@ class Classifier(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.head(self.features(x))
+        logits: Tensor = self.head(self.features(x))
+        return logits
 
 
 def _init_weights(model: nn.Module) -> None:
@@ -219,8 +221,8 @@ class WideBasicBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         o = F.relu(self.bn1(x))
-        shortcut = x if self.proj is None else self.proj(o)
-        out = self.conv1(o)
+        shortcut: Tensor = x if self.proj is None else self.proj(o)
+        out: Tensor = self.conv1(o)
         out = self.conv2(self.dropout(F.relu(self.bn2(out))))
         return out + shortcut
 
@@ -252,7 +254,7 @@ class WideResNet(Classifier):
         _init_weights(self)
 
     def features(self, x: Tensor) -> Tensor:
-        out = F.relu(self.bn(self.blocks(self.stem(x))))
+        out: Tensor = F.relu(self.bn(self.blocks(self.stem(x))))
         return torch.flatten(self.pool(out), 1)  # (B, 64k)
 
 
