@@ -11,12 +11,13 @@ import { api, liveSocket, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDu
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, markNav } from "./ui.js";
 import {
   runColor, classColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares,
-  logShareMatrix, shareColorbar, lrDrops, vlines,
+  logShareMatrix, shareColorbar, lrDrops, vlines, thin,
 } from "./plots.js";
 
 const RUN_ID = Number(location.pathname.split("/").filter(Boolean).pop());
 const COUNTERS = ["step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time"];
 const TERMINAL = new Set(["finished", "failed", "cancelled", "crashed"]);
+const MAX_COLUMNS = 800; // heatmap columns drawn at most
 
 const S = {
   run: null,
@@ -31,6 +32,8 @@ const S = {
   follow: true,
   histIndex: 0,
   xAxis: "step",
+  sinceSent: [], // the ?since= of every (re)connection, for the tests
+  disconnects: 0,
 };
 
 // Page-side timing, read by the browser tests: when each candidates-histogram step arrived and
@@ -169,6 +172,7 @@ function onMessage(msg) {
     const hs = msg.histograms || {};
     for (const pop of ["candidates", "selected"]) if (hs[pop]) setHist(pop, hs[pop]);
     if (msg.selection) setSelection(msg.selection);
+    if (msg.logs) appendLogs(msg.logs);
     for (const pop of ["candidates", "selected"]) for (const st of S.hist[pop].steps) timing.received[st] ??= null;
     Object.assign(dirty, { heat: true, hist: true, quant: true, sel: true, scalars: true, head: true });
   } else if (msg.type === "delta") {
@@ -285,8 +289,12 @@ function drawHeatmaps() {
       draw(el, [], layout(title, "step", "minimal margin score", { annotations: [waiting("waiting for the first histogram…")] }));
       continue;
     }
+    // Long runs: draw at most MAX_COLUMNS columns (evenly strided, newest kept) so redraws stay fast.
+    const idx = thin(H.steps.length, MAX_COLUMNS);
+    const xs = idx ? idx.map((i) => H.steps[i]) : H.steps;
+    const rows = idx ? idx.map((i) => H.counts[i]) : H.counts;
     const traces = [{
-      type: "heatmap", x: H.steps, y: S.centres, z: logShareMatrix(H.counts, S.centres.length),
+      type: "heatmap", x: xs, y: S.centres, z: logShareMatrix(rows, S.centres.length),
       colorscale: "Viridis", zmin: -4, zmax: 0, hoverongaps: false,
       colorbar: shareColorbar(`share of ${pop} (log scale)`),
       hovertemplate: "step %{x}<br>MMS ≈ %{y:.3g}<br>log10(share) %{z:.2f}<extra></extra>",
@@ -552,11 +560,10 @@ function init() {
   // REST first for the run header (fast), then the live socket delivers everything else.
   api.get(`/api/runs/${RUN_ID}`).then((r) => { if (!S.run) { setRun(r); schedule(); } })
     .catch((err) => { $("#run-meta").textContent = err.status === 404 ? `Run ${RUN_ID} does not exist.` : errorText(err); });
-  loadLogs();
   loadSelection();
-  liveSocket(`/ws/runs/${RUN_ID}`, {
-    since: () => S.seq,
-    onStatus: (ok) => { connectionBanner(ok); if (ok) { loadLogs(); } },
+  window.__marginscope.socket = liveSocket(`/ws/runs/${RUN_ID}`, {
+    since: () => { S.sinceSent.push(S.seq); return S.seq; },
+    onStatus: (ok) => { connectionBanner(ok); if (!ok) S.disconnects += 1; },
     onMessage,
   });
   setInterval(() => { if (S.run && S.run.status === "running") { dirty.head = true; schedule(); } }, 1000);
