@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
@@ -78,12 +77,12 @@ def _open_store(settings: Settings) -> Any:
 
 @app.command()
 def serve(
-    host: Optional[str] = typer.Option(None, help="Interface [default: MARGINSCOPE_HOST or 127.0.0.1]",
+    host: str | None = typer.Option(None, help="Interface [default: MARGINSCOPE_HOST or 127.0.0.1]",
                                        show_default=False),
-    port: Optional[int] = typer.Option(None, help="Port [default: MARGINSCOPE_PORT or 8000]",
+    port: int | None = typer.Option(None, help="Port [default: MARGINSCOPE_PORT or 8000]",
                                        show_default=False),
-    db_url: Optional[str] = DbUrl,
-    data_dir: Optional[Path] = DataDir,
+    db_url: str | None = DbUrl,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Serve the dashboard and the API (and run queued trainings)."""
     import logging
@@ -109,7 +108,7 @@ def serve(
 
 
 @db_app.command("upgrade")
-def db_upgrade(db_url: Optional[str] = DbUrl, data_dir: Optional[Path] = DataDir) -> None:
+def db_upgrade(db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> None:
     """Migrate the database to the newest schema (creates it if missing)."""
     from backend.store.db import head_revision, upgrade
 
@@ -132,11 +131,11 @@ def _run_line(run: Any) -> str:
 
 @runs_app.command("list")
 def runs_list(
-    status: Optional[str] = typer.Option(None, help="queued, running, finished, failed, cancelled, crashed"),
+    status: str | None = typer.Option(None, help="queued, running, finished, failed, cancelled, crashed"),
     limit: int = typer.Option(50, min=1),
     as_json: bool = typer.Option(False, "--json", help="Print RunPublic JSON."),
-    db_url: Optional[str] = DbUrl,
-    data_dir: Optional[Path] = DataDir,
+    db_url: str | None = DbUrl,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """List runs, newest first."""
     from backend.schemas import run_json
@@ -160,7 +159,7 @@ def runs_list(
 
 
 @runs_app.command("show")
-def runs_show(run_id: int, db_url: Optional[str] = DbUrl, data_dir: Optional[Path] = DataDir) -> None:
+def runs_show(run_id: int, db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> None:
     """Print one run as JSON."""
     from backend.schemas import run_json
     from backend.store import RunNotFound
@@ -178,8 +177,8 @@ def runs_show(run_id: int, db_url: Optional[str] = DbUrl, data_dir: Optional[Pat
 def runs_cancel(
     run_id: int,
     wait: float = typer.Option(15.0, help="Seconds to wait for the worker to stop (SIGKILL after 10)."),
-    db_url: Optional[str] = DbUrl,
-    data_dir: Optional[Path] = DataDir,
+    db_url: str | None = DbUrl,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Cancel a queued run, or stop a running one (SIGTERM, then SIGKILL)."""
     from backend.launcher import Launcher
@@ -201,10 +200,10 @@ def runs_cancel(
 @runs_app.command("export")
 def runs_export(
     run_id: int,
-    format: str = typer.Option("csv", help="csv, json or parquet"),  # noqa: A002
-    out: Optional[Path] = typer.Option(None, help="File to write [default: run-<id>.<format>]"),
-    db_url: Optional[str] = DbUrl,
-    data_dir: Optional[Path] = DataDir,
+    format: str = typer.Option("csv", help="csv, json or parquet"),
+    out: Annotated[Path | None, typer.Option(help="File to write [default: run-<id>.<format>]")] = None,
+    db_url: str | None = DbUrl,
+    data_dir: Path | None = DataDir,
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
     from backend.routes.export import export_json, tidy_rows, to_csv, to_parquet
@@ -232,4 +231,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -9,6 +9,7 @@ and `LauncherDep`, so tests can swap any of them with `app.dependency_overrides`
 from __future__ import annotations
 
 import secrets
+from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
@@ -42,13 +43,12 @@ def token_matches(expected: str | None, given: str | None) -> bool:
     return given is not None and secrets.compare_digest(given.encode(), expected.encode())
 
 
-def given_token(headers: dict[str, str] | object, query: dict[str, str] | object) -> str | None:
+def given_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
     """The token a request or websocket carries: `Authorization: Bearer <t>` first, then `?token=`."""
-    auth = headers.get("authorization", "")  # type: ignore[attr-defined]
+    auth = headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
-        return str(auth[7:].strip())
-    token = query.get("token")  # type: ignore[attr-defined]
-    return str(token) if token is not None else None
+        return auth[7:].strip()
+    return query.get("token")
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:

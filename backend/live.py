@@ -256,9 +256,9 @@ class LiveHub:
                 cursor = since
             last_sent = time.monotonic()
             while True:
-                if watch.seq <= cursor and not watch.gone:
-                    if not await _wait_for(watch.event.wait(), receiver, closing):
-                        break
+                if watch.seq <= cursor and not watch.gone and \
+                        not await _wait_for(watch.event.wait(), receiver, closing):
+                    break
                 # coalesce: at most one message per min_interval
                 delay = last_sent + self.min_interval - time.monotonic()
                 if delay > 0 and not await _wait_for(asyncio.sleep(delay), receiver, closing):

@@ -20,7 +20,14 @@ from backend.launcher import Launcher
 from backend.live import LiveHub
 from backend.routes import compare, export, live, metrics, options, pages, runs
 from backend.settings import Settings, get_settings
-from backend.store import Conflict, InvalidArgument, RunNotFound, SchemaOutOfDate, StoreError, open_store
+from backend.store import (
+    Conflict,
+    InvalidArgument,
+    RunNotFound,
+    SchemaOutOfDate,
+    StoreError,
+    open_store,
+)
 
 log = logging.getLogger(__name__)
 

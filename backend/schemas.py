@@ -14,9 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from engine.config import TrainConfig
-
 from backend.store import HistogramRow, LogLine, Run, ScalarRow, SelectionRow
+from engine.config import TrainConfig
 
 XAxis = Literal["step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time"]
 Population = Literal["candidates", "selected"]
@@ -86,7 +85,7 @@ class RunCreate(BaseModel):
     """POST /api/runs: a name, the training config, tags and notes."""
 
     name: str | None = Field(None, max_length=200)
-    config: TrainConfig = Field(default_factory=TrainConfig)
+    config: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
     tags: list[str] = Field(default_factory=list, max_length=50)
     notes: str = Field("", max_length=20000)
 

@@ -37,12 +37,12 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.settings import Settings  # noqa: E402
-from backend.store import RunStatus, open_store  # noqa: E402
-from backend.store.db import upgrade  # noqa: E402
-from backend.store.writer import BatchedWriter  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.events import Event, StepMetrics  # noqa: E402
+from backend.settings import Settings
+from backend.store import RunStatus, open_store
+from backend.store.db import upgrade
+from backend.store.writer import BatchedWriter
+from engine.config import TrainConfig
+from engine.events import Event, StepMetrics
 
 
 class TimedStore:
@@ -65,7 +65,7 @@ class TimedStore:
 
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def main() -> None:

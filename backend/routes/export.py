@@ -83,8 +83,8 @@ def to_csv(rows: list[dict[str, Any]]) -> bytes:
 
 
 def to_parquet(rows: list[dict[str, Any]]) -> bytes:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
     schema = pa.schema([("kind", pa.string()), ("key", pa.string()), ("step", pa.int64()),
                         ("epoch", pa.float64()), ("samples_forwarded", pa.int64()),
@@ -103,7 +103,7 @@ MEDIA = {"csv": "text/csv", "json": "application/json", "parquet": "application/
 @router.get("/{run_id}/export", response_class=Response,
             responses={200: {"content": {m: {} for m in MEDIA.values()}}})
 def export_run(run_id: int, store: StoreDep,
-               format: Literal["csv", "json", "parquet"] = "csv") -> Response:  # noqa: A002
+               format: Literal["csv", "json", "parquet"] = "csv") -> Response:
     """Download a run's scalars, histograms and selection counts."""
     data = export_json(store, run_id)
     if format == "json":

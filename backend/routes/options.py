@@ -11,10 +11,15 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from engine.config import field_specs
-
 from backend.deps import SettingsDep
-from backend.schemas import DatasetOption, OptionsPublic, Preset, PresetRun, SelectorOption
+from backend.schemas import (
+    DatasetOption,
+    OptionsPublic,
+    Preset,
+    PresetRun,
+    SelectorOption,
+)
+from engine.config import field_specs
 
 router = APIRouter(prefix="/api/options", tags=["options"])
 

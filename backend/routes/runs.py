@@ -13,11 +13,17 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from engine.config import TrainConfig
-
 from backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
-from backend.schemas import LogPublic, LogsPublic, RunCreate, RunPublic, RunsPublic, RunUpdate
+from backend.schemas import (
+    LogPublic,
+    LogsPublic,
+    RunCreate,
+    RunPublic,
+    RunsPublic,
+    RunUpdate,
+)
 from backend.settings import Settings
+from engine.config import TrainConfig
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

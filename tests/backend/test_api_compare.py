@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from api_fixtures import app, client, create  # noqa: F401
+from api_fixtures import create
 from fastapi.testclient import TestClient
 from store_events import run_started
 
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from engine.events import Counters, Evaluation
+
+pytest_plugins = ["api_fixtures"]
 
 
 def _evals(store: SqlAlchemyStore, rid: int, accs: list[float], *, fwd_per_step: int,

@@ -8,11 +8,13 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from api_fixtures import app, client, create  # noqa: F401
+from api_fixtures import create
 from fastapi.testclient import TestClient
 from store_events import full_run
 
 from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+pytest_plugins = ["api_fixtures"]
 
 
 @pytest.fixture

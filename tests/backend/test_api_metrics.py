@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from api_fixtures import app, client, create  # noqa: F401
+from api_fixtures import create
 from fastapi.testclient import TestClient
 from store_events import full_run, run_started, step_metrics
 
 from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+pytest_plugins = ["api_fixtures"]
 
 
 def test_series_on_every_x_axis(client: TestClient, store: SqlAlchemyStore) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from api_fixtures import app, client  # noqa: F401
 from fastapi.testclient import TestClient
 
 from engine.config import TrainConfig, field_specs
 from engine.selection import list_selectors
+
+pytest_plugins = ["api_fixtures"]
 
 
 def test_options_lists_the_engine_registries(client: TestClient) -> None:

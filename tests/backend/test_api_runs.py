@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from api_fixtures import TINY, TOKEN, app, client, create, token_client  # noqa: F401
+from api_fixtures import TINY, TOKEN, create
 from fastapi.testclient import TestClient
 from store_events import counters, run_started, step_metrics
 
@@ -17,6 +17,8 @@ from backend.settings import Settings
 from backend.store import RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from engine.events import CheckpointSaved
+
+pytest_plugins = ["api_fixtures"]
 
 
 # --------------------------------------------------------------------------- create

@@ -48,7 +48,8 @@ class Server:
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(self.data_dir)],
-                              env=self.env, capture_output=True, text=True, timeout=120)
+                              env=self.env, capture_output=True, text=True, timeout=120,
+                              check=False)
 
     def start(self) -> None:
         log = (self.data_dir / "server.log").open("ab")

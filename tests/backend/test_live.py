@@ -9,13 +9,15 @@ import time
 from typing import Any
 
 import pytest
-from api_fixtures import TOKEN, app, client, create, token_client  # noqa: F401
+from api_fixtures import TOKEN, create
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from store_events import full_run, histogram, run_started, step_metrics
 
 from backend.store import RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+pytest_plugins = ["api_fixtures"]
 
 
 def _rows(message: dict[str, Any]) -> int:
@@ -138,26 +140,22 @@ def test_runs_stream_reports_status_changes(client: TestClient, store: SqlAlchem
 
 
 def test_unknown_or_malformed_run_is_refused(client: TestClient) -> None:
-    with pytest.raises(WebSocketDisconnect) as exc:
-        with client.websocket_connect("/ws/runs/999") as ws:
-            ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect("/ws/runs/999") as ws:
+        ws.receive_json()
     assert exc.value.code == 1008
-    with pytest.raises(WebSocketDisconnect) as exc:
-        with client.websocket_connect("/ws/runs/abc") as ws:
-            ws.receive_json()
+    with pytest.raises(WebSocketDisconnect) as exc, client.websocket_connect("/ws/runs/abc") as ws:
+        ws.receive_json()
     assert exc.value.code == 1008
-    with pytest.raises(WebSocketDisconnect):
-        with client.websocket_connect("/ws/runs/1?since=-5") as ws:
-            ws.receive_json()
+    with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws/runs/1?since=-5") as ws:
+        ws.receive_json()
 
 
 def test_token_is_required_when_set(token_client: TestClient) -> None:
     rid = token_client.post("/api/runs", json={"config": {"dataset": "digits"}},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["id"]
     for path in (f"/ws/runs/{rid}", "/ws/runs", f"/ws/runs/{rid}?token=wrong"):
-        with pytest.raises(WebSocketDisconnect) as exc:
-            with token_client.websocket_connect(path) as ws:
-                ws.receive_json()
+        with pytest.raises(WebSocketDisconnect) as exc, token_client.websocket_connect(path) as ws:
+            ws.receive_json()
         assert exc.value.code == 1008
     with token_client.websocket_connect(f"/ws/runs/{rid}?token={TOKEN}") as ws:
         assert ws.receive_json()["type"] == "snapshot"
