@@ -2,24 +2,20 @@
 
 `client` runs the app's lifespan (store, hub) with the launcher's thread off, so creating a run
 spawns nothing; tests that need the supervisor build a `Launcher` themselves. Import the fixtures
-into a test module (`from api_fixtures import client`) to use them.
+into a test module with `pytest_plugins = ["api_fixtures"]`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from api_helpers import TOKEN
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from backend.main import create_app
 from backend.settings import Settings
-
-TINY: dict[str, Any] = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16,
-                        "steps": 60, "eval_every": 20, "hist_every": 5, "log_every": 5}
-TOKEN = "s3cret-token"
 
 
 @pytest.fixture
@@ -37,9 +33,3 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 def token_client(settings: Settings) -> Iterator[TestClient]:
     with TestClient(create_app(settings.model_copy(update={"token": TOKEN}), supervise=False)) as c:
         yield c
-
-
-def create(client: TestClient, **config: Any) -> dict[str, Any]:
-    r = client.post("/api/runs", json={"config": {**TINY, **config}})
-    assert r.status_code == 201, r.text
-    return r.json()  # type: ignore[no-any-return]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from api_fixtures import create
+from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import run_started
 

@@ -8,7 +8,7 @@ import json
 
 import pyarrow.parquet as pq
 import pytest
-from api_fixtures import create
+from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api_fixtures import create
+from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run, run_started, step_metrics
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from api_fixtures import TINY, TOKEN, create
+from api_helpers import TINY, TOKEN, create
 from fastapi.testclient import TestClient
 from store_events import counters, run_started, step_metrics
 

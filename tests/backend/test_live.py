@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from api_fixtures import TOKEN, create
+from api_helpers import TOKEN, create
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from store_events import full_run, histogram, run_started, step_metrics
