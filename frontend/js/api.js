@@ -12,7 +12,7 @@ function readToken() {
   }
   try { return localStorage.getItem("marginscope.token"); } catch (_) { return null; }
 }
-const TOKEN = readToken();
+let TOKEN = readToken();
 
 /** An HTTP error from the API, carrying the status and the server's `detail`. */
 export class ApiError extends Error {
@@ -34,7 +34,7 @@ export function query(params = {}) {
   return s ? `?${s}` : "";
 }
 
-async function request(method, path, { params, body } = {}) {
+async function request(method, path, { params, body } = {}, retried = false) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
@@ -49,11 +49,25 @@ async function request(method, path, { params, body } = {}) {
   if (text) {
     try { data = JSON.parse(text); } catch (_) { data = text; }
   }
+  if (res.status === 401 && !retried) {
+    // The server was started with MARGINSCOPE_TOKEN: ask once, remember it, and try again.
+    const t = window.prompt("This MarginScope server needs its access token (MARGINSCOPE_TOKEN):");
+    if (t) {
+      TOKEN = t;
+      try { localStorage.setItem("marginscope.token", t); } catch (_) { /* private mode */ }
+      return request(method, path, { params, body }, true);
+    }
+  }
   if (!res.ok) {
     const detail = data && typeof data === "object" && "detail" in data ? data.detail : data;
     throw new ApiError(res.status, detail || res.statusText);
   }
   return data;
+}
+
+/** `?token=` for plain links (downloads) when the server needs a token; "" otherwise. */
+export function tokenQuery(extra = {}) {
+  return query({ ...extra, token: TOKEN });
 }
 
 export const api = {

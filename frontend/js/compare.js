@@ -5,7 +5,7 @@
 // distributions from each run's histograms, the median MMS from its `mms/<population>/p50` series.
 // While any run is still active the page refreshes its data every few seconds.
 
-import { api, errorText, fmtNum, fmtPct, fmtDuration, isActive, query } from "./api.js";
+import { api, errorText, fmtNum, fmtPct, fmtDuration, isActive, query, tokenQuery } from "./api.js";
 import { h, $, toast, statusBadge, markNav } from "./ui.js";
 import { runColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex } from "./plots.js";
 
@@ -138,7 +138,7 @@ function ratioCell(v) {
   if (v === null || v === undefined) return h("td", { class: "num muted" }, "–");
   const faster = v < 1;
   return h("td", { class: "num", title: faster ? `${(1 / v).toFixed(2)}× faster than the baseline` : `${v.toFixed(2)}× the baseline` },
-    `${v.toFixed(2)}×`, h("span", { class: "muted" }, v > 0 ? ` (${faster ? `${(1 / v).toFixed(2)}× faster` : v === 1 ? "same" : `${v.toFixed(2)}× slower`})` : ""));
+    `${v.toFixed(2)}×`, h("span", { class: "muted small" }, v > 0 && Math.abs(v - 1) > 0.005 ? ` ${faster ? `${(1 / v).toFixed(1)}× faster` : `${v.toFixed(1)}× slower`}` : ""));
 }
 
 function drawTable() {
@@ -212,13 +212,13 @@ function drawDistributions() {
   const xType = logFriendly(centres) ? "log" : "linear";
   const title = `MMS distribution of ${state.pop} at ${state.align} ${state.align === "epoch" ? fmtNum(at, 2) : at}`;
   const lay = layout(title, "minimal margin score", "share of population", {
-    xaxis: { type: xType, exponentformat: "power" }, yaxis: { tickformat: ".0%", rangemode: "tozero" },
+    xaxis: { type: xType, exponentformat: "power", dtick: xType === "log" ? 1 : undefined }, yaxis: { tickformat: ".0%", rangemode: "tozero" },
   });
   if (side) {
     lay.grid = { rows: 1, columns: runsWith.length, pattern: "independent" };
     runsWith.forEach((id, k) => {
       if (k === 0) return;
-      lay[`xaxis${k + 1}`] = { type: xType, exponentformat: "power", title: { text: "minimal margin score" }, matches: "x" };
+      lay[`xaxis${k + 1}`] = { type: xType, exponentformat: "power", dtick: xType === "log" ? 1 : undefined, title: { text: "minimal margin score" }, matches: "x" };
       lay[`yaxis${k + 1}`] = { tickformat: ".0%", matches: "y" };
     });
   }
@@ -275,7 +275,7 @@ function drawPicker() {
   base.value = String(state.baseline ?? "");
   $("#export-runs").replaceChildren(...state.runs.map((id) => h("a", {
     class: "button secondary small", style: "font-size:12px; padding:2px 8px", download: "",
-    href: `/api/runs/${id}/export${query({ format: "csv", token: params.get("token") })}`, title: `All data of run ${id} as CSV`,
+    href: `/api/runs/${id}/export${tokenQuery({ format: "csv" })}`, title: `All data of run ${id} as CSV`,
   }, `#${id} CSV`)));
 }
 

@@ -7,7 +7,7 @@
 // toggles survive every redraw; the histogram slider follows the newest step only while
 // "follow live" is ticked.
 
-import { api, liveSocket, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, parseTime, escapeHtml, query } from "./api.js";
+import { api, liveSocket, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, escapeHtml, tokenQuery } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, markNav } from "./ui.js";
 import {
   runColor, classColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares,
@@ -66,6 +66,8 @@ function seriesFrom(raw, xName) {
 }
 
 function setEdges(edges) {
+  // The snapshot gives {population: edges}; the histogram endpoint a plain list.
+  if (edges && !Array.isArray(edges)) edges = edges.candidates ?? Object.values(edges)[0];
   if (!Array.isArray(edges) || edges.length < 2) return;
   S.edges = edges;
   S.centres = binCentres(edges);
@@ -165,8 +167,12 @@ async function ensureEdges() {
 function onMessage(msg) {
   if (msg.seq !== undefined && msg.seq !== null) S.seq = msg.seq;
   if (msg.type === "snapshot") {
+    // A snapshot replaces everything (it can come again mid-stream after a resume truncated the
+    // crashed attempt's tail).
     setRun(msg.run);
     S.scalars = {};
+    S.hist = { candidates: emptyHist(), selected: emptyHist() };
+    if (msg.logs) { S.logs = []; S.lastLogSeq = -1; dirty.log = true; }
     for (const [k, raw] of Object.entries(msg.series || {})) S.scalars[k] = seriesFrom(raw, msg.x || "step");
     setEdges(msg.edges);
     const hs = msg.histograms || {};
@@ -201,15 +207,29 @@ function schedule() {
   if (frame === null) frame = requestAnimationFrame(() => { frame = null; redraw(); });
 }
 
+// The margin plots redraw on every frame with news; the secondary plots (selection statistics,
+// loss/accuracy, throughput, LR) at most every SECONDARY_MS, so a busy stream keeps the page light.
+const SECONDARY = ["quant", "sel", "scalars"];
+const SECONDARY_MS = 400;
+let lastSecondary = 0;
+let secondaryTimer = null;
+
 function redraw() {
+  const now = performance.now();
+  const secondaryDue = now - lastSecondary >= SECONDARY_MS;
   const d = { ...dirty };
-  for (const k of Object.keys(dirty)) dirty[k] = false;
+  for (const k of Object.keys(dirty)) if (secondaryDue || !SECONDARY.includes(k)) dirty[k] = false;
   if (d.head) drawHead();
   if (d.heat) drawHeatmaps();
   if (d.hist) drawCurrentHist();
-  if (d.quant || d.scalars) drawQuantiles();
-  if (d.sel) drawSelection();
-  if (d.scalars) drawScalars();
+  if (secondaryDue) {
+    if (d.quant || d.sel || d.scalars) lastSecondary = now;
+    if (d.quant || d.scalars) drawQuantiles();
+    if (d.sel) drawSelection();
+    if (d.scalars) drawScalars();
+  } else if (SECONDARY.some((k) => dirty[k]) && secondaryTimer === null) {
+    secondaryTimer = setTimeout(() => { secondaryTimer = null; schedule(); }, SECONDARY_MS - (now - lastSecondary));
+  }
   if (d.log) drawLog();
   document.body.dataset.ready = "1";
 }
@@ -277,7 +297,7 @@ function lastCounter(c) {
 }
 
 function mmsAxis(extra = {}) {
-  return { title: { text: "minimal margin score" }, type: logFriendly(S.centres) ? "log" : "linear", exponentformat: "power", ...extra };
+  return { title: { text: "minimal margin score" }, type: logFriendly(S.centres) ? "log" : "linear", exponentformat: "power", dtick: logFriendly(S.centres) ? 1 : undefined, ...extra };
 }
 
 function drawHeatmaps() {
@@ -540,10 +560,9 @@ async function resumeRun() {
 function init() {
   markNav("run");
   if (!Number.isFinite(RUN_ID)) { $("#run-meta").textContent = "No run id in the address."; return; }
-  const tokenQ = query({ token: new URLSearchParams(location.search).get("token") });
-  $("#export-csv").href = `/api/runs/${RUN_ID}/export${query({ format: "csv", token: new URLSearchParams(location.search).get("token") })}`;
-  $("#export-json").href = `/api/runs/${RUN_ID}/export${query({ format: "json", token: new URLSearchParams(location.search).get("token") })}`;
-  $("#compare-link").href = `/compare?runs=${RUN_ID}&baseline=${RUN_ID}${tokenQ ? `&${tokenQ.slice(1)}` : ""}`;
+  $("#export-csv").href = `/api/runs/${RUN_ID}/export${tokenQuery({ format: "csv" })}`;
+  $("#export-json").href = `/api/runs/${RUN_ID}/export${tokenQuery({ format: "json" })}`;
+  $("#compare-link").href = `/compare?runs=${RUN_ID}&baseline=${RUN_ID}`;
   $("#cancel-btn").addEventListener("click", cancelRun);
   $("#resume-btn").addEventListener("click", resumeRun);
   const slider = $("#hist-slider");
