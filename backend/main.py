@@ -14,11 +14,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from backend.launcher import Launcher
 from backend.live import LiveHub
 from backend.routes import compare, export, live, metrics, options, pages, runs
+from backend.schemas import json_safe
 from backend.settings import Settings, get_settings
 from backend.store import (
     Conflict,
@@ -67,6 +70,13 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
 
 def _add_error_handlers(app: FastAPI) -> None:
+    async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
+        # FastAPI's own handler, but strict JSON: a NaN in the body must not turn the 422 into a 500
+        errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+        return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, status_code=422)
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+
     def answer(code: int):  # type: ignore[no-untyped-def]
         async def handler(_: Request, exc: Exception) -> JSONResponse:
             return JSONResponse({"detail": str(exc)}, status_code=code)
