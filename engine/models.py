@@ -110,7 +110,7 @@ def _conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
 
 
 class SmallCNN(Classifier):
-    """Two conv blocks (32, 64 channels; BN, ReLU, 2x2 max-pool), pooled to 4x4, then a 128-d FC.
+    """Two conv blocks (32, 64 channels; BN, ReLU, 2x2 max-pool), pooled to 4x4, then a 128-d FC+BN.
 
     ~0.15M parameters. Adaptive average pooling to 4x4 keeps some spatial layout (digits need it)
     and lets 8x8 inputs (2x2 after the pools) through unchanged in shape.
@@ -125,7 +125,10 @@ class SmallCNN(Classifier):
             nn.MaxPool2d(2),
             nn.AdaptiveAvgPool2d(4),
         )
-        self.fc = nn.Linear(64 * 4 * 4, feature_dim)
+        # BatchNorm before the feature ReLU: without it, training on the smallest-margin samples
+        # at lr 0.05-0.1 drove every feature unit dead within ~50 steps (all candidates got the
+        # same MMS and accuracy stayed at chance); uniform training hid the problem.
+        self.fc = nn.Sequential(nn.Linear(64 * 4 * 4, feature_dim, bias=False), nn.BatchNorm1d(feature_dim))
         self.feature_dim = feature_dim
         self.head = nn.Linear(feature_dim, num_classes)
         _init_weights(self)

@@ -213,7 +213,8 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
     if config.threads:
         torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
-    data = load_dataset(config.dataset, config.data_dir, download=config.download, seed=config.seed,
+    # The split seed is fixed so that runs with different seeds validate on the same hold-out.
+    data = load_dataset(config.dataset, config.data_dir, download=config.download, seed=0,
                         val_fraction=config.val_fraction, train_subset=config.train_subset)
     model_name = default_model_for(data.name) if config.model == "auto" else config.model
     model = create_model(model_name, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
@@ -308,6 +309,15 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
     sel_wrong = torch.zeros((), dtype=torch.long, device=device)
     status = "finished"
     head_weight = model.head.weight
+    # Selectors that rank candidates from stored scores (mms-memory) do not forward the pool, but
+    # re-score the training split themselves through `refresh` (engine/selection/memory.py).
+    forwards_candidates = getattr(selector, "forwards_candidates", True) and selector.uses_candidates
+    refresh = getattr(selector, "refresh", None)
+
+    def train_inputs(idx: torch.Tensor) -> torch.Tensor:
+        """Training samples as the model sees them when scoring: no augmentation."""
+        x_, _ = data.batch(data.train, idx, augment=False, generator=None, device=device)
+        return x_.contiguous(memory_format=torch.channels_last) if channels_last else x_
 
     # --- the loop
     try:
@@ -345,10 +355,14 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
             scaler.update()
             logits = logits.detach().float()
             selector.observe(indices[chosen.cpu()], logits, yb)
+            if refresh is not None:  # real work: counted in samples_forwarded and in this step's time
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+                    forwarded += refresh(model, train_inputs, num_train=n_train,
+                                         steps_per_epoch=steps_per_epoch)
 
             step += 1
             step_box[0] = step
-            forwarded += (len(indices) if selector.uses_candidates else 0) + len(chosen)
+            forwarded += (len(indices) if forwards_candidates else 0) + len(chosen)
             backpropagated += len(chosen)
             loss_sum += loss.detach()
             correct_sum += (logits.argmax(1) == yb).sum()
