@@ -25,6 +25,7 @@ from engine.selection.selectors import (
     register_selector,
     selector_help,
 )
+from engine.selection import memory as _memory  # noqa: F401  registers mms-memory (cheap mode)
 
 __all__ = [
     "Selection",

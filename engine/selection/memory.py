@@ -1,0 +1,127 @@
+"""`mms-memory`: MMS selection from a per-sample score memory instead of a fresh candidate forward.
+
+Why: fresh MMS scores B candidates with a forward pass every step, so one step costs about
+(1 + B/3b)x a uniform step (shared/design/MMS.md): on 2 CPU cores the step savings of MMS are
+eaten by the scoring cost. This mode keeps one MMS value per training sample and reuses it:
+
+- **unseen first**: the memory starts at -inf, so a sample never scored ranks before any scored one;
+- **free updates**: after each training step the loop hands the training forward's logits to
+  `observe()`, and the memory takes their MMS (train-mode logits, the head's weight just after the
+  update: a slightly stale but free score);
+- **rolling refresh**: `refresh()` re-scores the training split in eval mode, in blocks of `block`
+  samples, at a pace that covers the whole split once every `refresh_epochs` epochs; the loop counts
+  these forwards in `samples_forwarded` and their time in `wall_time` (they are real work);
+- **selection**: the loop still draws a random pool of B candidates (no forward); the batch is the
+  `1 - mix` share with the lowest stored scores plus a `mix` share drawn uniformly from the rest of
+  the pool (without it, stale scores keep picking the same hard samples).
+
+The faithful `mms` selector (fresh scores every step) stays the default; this is a separate, named
+mode. Calibration lead: MMS.md, "Score memory won in wall-clock".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from engine.selection.scores import minimal_margin_scores
+from engine.selection.selectors import (
+    Option, Selection, Selector, _at_least, _positive, _share, head_weight, register_selector,
+)
+
+__all__ = ["ScoreMemorySelector"]
+
+
+@register_selector
+class ScoreMemorySelector(Selector):
+    name = "mms-memory"
+    help = ("Cheap MMS: rank a random pool of B by a per-sample score memory (unseen first), updated "
+            "for free from every training forward and refreshed over the whole training set about "
+            "once per epoch; a share of the batch is drawn uniformly. No candidate forward.")
+    forwards_candidates: ClassVar[bool] = False  # the pool is ranked from memory, not forwarded
+    options: ClassVar[dict[str, Option]] = {
+        "mix": Option(0.25, "Share of the batch drawn uniformly at random from the rest of the pool.",
+                      _share),
+        "refresh_epochs": Option(1.0, "Re-score the whole training set once every this many epochs "
+                                 "(rolling, in blocks).", _positive),
+        "block": Option(1024, "Samples re-scored together in one refresh (forwarded in chunks).",
+                        _at_least(1)),
+    }
+    mix: float
+    refresh_epochs: float
+    block: int
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.memory = torch.empty(0)  # float32 [N] MMS per dataset index; -inf = never scored
+        self.cursor = 0  # next dataset index the rolling refresh re-scores
+        self.owed = 0.0  # samples due for refresh but not yet re-scored
+        self._weight: Tensor | None = None  # the head's weight, remembered for observe()
+
+    def _ensure(self, n: int) -> None:
+        """Grow the memory to at least n entries (new ones unseen)."""
+        if self.memory.numel() < n:
+            grown = torch.full((n,), float("-inf"))
+            grown[: self.memory.numel()] = self.memory
+            self.memory = grown
+
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
+        if indices is None:
+            raise ValueError("mms-memory needs the candidates' dataset indices")
+        self._weight = head_weight(model)
+        idx = indices.detach().long().cpu()
+        self._ensure(int(idx.max()) + 1)
+        scores = self.memory[idx]  # (B,)
+        n_random = min(round(self.mix * b), b)
+        n_ranked = b - n_random
+        # A random key breaks ties (all unseen samples are -inf) without favouring pool order.
+        tiebreak = self._randperm(idx.numel(), torch.device("cpu"))
+        order = torch.argsort(scores[tiebreak], stable=True)
+        ranked = tiebreak[order[:n_ranked]]
+        rest = tiebreak[order[n_ranked:]]
+        extra = rest[self._randperm(rest.numel(), torch.device("cpu"))[:n_random]]
+        index = torch.cat([ranked, extra])
+        threshold = float(scores[ranked].max()) if n_ranked else None
+        return Selection(index=index.to(inputs.device), scores=scores, logits=None, threshold=threshold)
+
+    def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
+        """Store the MMS of the samples just trained on, from the training forward's logits."""
+        if self._weight is None or indices is None:
+            return
+        idx = indices.detach().long().cpu()
+        self._ensure(int(idx.max()) + 1)
+        self.memory[idx] = minimal_margin_scores(logits, self._weight).cpu()
+
+    def refresh(self, model: nn.Module, fetch: Callable[[Tensor], Tensor], *, num_train: int,
+                steps_per_epoch: int) -> int:
+        """Called by the loop once per step: re-score whole blocks that have come due.
+
+        `fetch(indices)` returns those training samples (no augmentation) ready for the model.
+        Returns the number of samples forwarded, for the loop's counters.
+        """
+        self._ensure(num_train)
+        self.owed += num_train / (self.refresh_epochs * steps_per_epoch)
+        done = 0
+        while self.owed >= min(self.block, num_train):
+            size = min(self.block, num_train)
+            idx = (self.cursor + torch.arange(size)) % num_train
+            logits = self._logits(model, fetch(idx))
+            self.memory[idx] = minimal_margin_scores(logits, head_weight(model)).cpu()
+            self.cursor = int((self.cursor + size) % num_train)
+            self.owed -= size
+            done += size
+        return done
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "memory": self.memory.clone(), "cursor": self.cursor,
+                "owed": self.owed}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        self.memory = state["memory"].detach().float().cpu().clone()
+        self.cursor, self.owed = int(state["cursor"]), float(state["owed"])
