@@ -7,7 +7,7 @@
 
 import { api, errorText, fmtNum, fmtPct, fmtDuration, isActive, query, tokenQuery } from "./api.js";
 import { h, $, toast, statusBadge, markNav } from "./ui.js";
-import { runColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex } from "./plots.js";
+import { runColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend } from "./plots.js";
 
 const MAX_POINTS = 1500;
 const params = new URLSearchParams(location.search);
@@ -127,9 +127,10 @@ async function drawCurves() {
   await Promise.all([
     draw("acc-plot", curveTraces(cmp), layout(accTitle, xt, state.key.includes("accuracy") ? "accuracy" : state.key, {
       yaxis: state.key.includes("accuracy") ? { tickformat: ".1%" } : {}, shapes: targetLine, annotations: targetNote,
+      ...sideLegend(state.runs.length),
     })),
     draw("loss-plot", curveTraces(data.loss), layout(data.loss?.key === "train/loss" ? "Training-batch loss" : "Validation loss", xt, "cross-entropy (nats)", {
-      yaxis: { type: "log", exponentformat: "power" },
+      yaxis: { type: "log", exponentformat: "power" }, ...sideLegend(state.runs.length),
     })),
   ]);
 }
@@ -213,6 +214,7 @@ function drawDistributions() {
   const title = `MMS distribution of ${state.pop} at ${state.align} ${state.align === "epoch" ? fmtNum(at, 2) : at}`;
   const lay = layout(title, "minimal margin score", "share of population", {
     xaxis: { type: xType, exponentformat: "power", dtick: xType === "log" ? 1 : undefined }, yaxis: { tickformat: ".0%", rangemode: "tozero" },
+    ...sideLegend(traces.length),
   });
   if (side) {
     lay.grid = { rows: 1, columns: runsWith.length, pattern: "independent" };
@@ -244,7 +246,7 @@ function drawMedians() {
     });
   }
   return draw("median-plot", traces, layout(`Median MMS of ${state.pop} over time`, X_AXES[state.x], "median minimal margin score", {
-    yaxis: { type: "log", exponentformat: "power" },
+    yaxis: { type: "log", exponentformat: "power" }, ...sideLegend(traces.length),
   }));
 }
 

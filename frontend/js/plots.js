@@ -64,11 +64,22 @@ export function layout(title, xTitle, yTitle, extra = {}) {
   };
 }
 
-/** Plotly.react, remembering that the element has a plot (a tiny wrapper for readability). */
+let revision = 0;
+
+/**
+ * Plotly.react with a fresh `datarevision`: the live pages append to their arrays in place, and
+ * Plotly.react only notices in-place changes when the revision moves.
+ */
 export function draw(el, data, lay) {
   if (typeof el === "string") el = document.getElementById(el);
   if (!el) return Promise.resolve();
-  return Plotly.react(el, data, lay, PLOT_CONFIG);
+  revision += 1;
+  return Plotly.react(el, data, { ...lay, datarevision: revision }, PLOT_CONFIG);
+}
+
+/** A vertical legend on the right, for plots with many traces (compare page with many runs). */
+export function sideLegend(n) {
+  return n > 4 ? { showlegend: true, legend: { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top", font: { size: 11 } }, margin: { l: 64, r: 8, t: 44, b: 48 } } : {};
 }
 
 // ---------------------------------------------------------------- histogram maths

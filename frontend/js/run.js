@@ -411,7 +411,7 @@ function drawQuantiles() {
     { type: "scatter", mode: "lines", x: C.steps, y: pos(q.p5), name: "p5", line: { color: "#08519c", width: 1, dash: "dot" } },
   ];
   const drops = lrDropSteps();
-  const annotations = drops.map((x) => ({ x, xref: "x", y: 1, yref: "paper", text: "LR drop", showarrow: false, font: { size: 10, color: "#666" }, yanchor: "bottom" }));
+  const annotations = drops.map((x) => ({ x, xref: "x", y: 0, yref: "paper", text: "LR drop", showarrow: false, font: { size: 10, color: "#666" }, yanchor: "bottom", xanchor: "left" }));
   draw("quantiles", traces, layout("Candidate MMS quantiles (dashed lines: LR drops)", "step", "", {
     yaxis: { title: { text: "minimal margin score" }, type: "log", exponentformat: "power" },
     shapes: vlines(drops), annotations,

@@ -156,6 +156,10 @@ def test_launch_from_form_watch_heatmap_grow_and_reload(server: Server, page: An
         wait_columns_above(page, 39)  # 160 steps / 4 = 40 histograms
         assert page.locator("#progress-text").inner_text().startswith("step 160 / 160")
         page.locator("#log", has_text="run finished").wait_for()
+        # plots fed by arrays that grow in place follow them to the end of the run
+        for plot in ("misclassified", "lr", "loss", "class-share", "quantiles"):
+            page.wait_for_function(
+                f"document.getElementById('{plot}')._fullLayout.xaxis.range[1] >= 150", timeout=10_000)
         shot(page, "run-finished")
         timing_after = page_timing(page)
     finally:
