@@ -17,6 +17,7 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
+from engine.bench import DEFAULT_ARMS
 from engine.config import TrainConfig
 
 app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
@@ -170,6 +171,59 @@ def demo(
 
 def _time_at_best(result) -> float:
     return next(e["wall_time"] for e in result.evaluations if e["step"] == result.best_val_step)
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for results.json, results.md, "
+                             "curves.html (micro.json, micro.md with --micro)."),
+    quick: bool = typer.Option(False, "--quick", help="Short smoke run (~2 min on 2 CPU cores)."),
+    micro: bool = typer.Option(False, "--micro", help="Run the micro-benchmarks instead of the suite."),
+    dataset: Optional[str] = typer.Option(None, help="Dataset (default: mnist)."),
+    model: Optional[str] = typer.Option(None, help="Model (default: small-cnn)."),
+    candidates: Optional[int] = typer.Option(None, min=1, help="Candidate pool B (default: 640; quick 256)."),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="Training batch b (default: 64)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Steps per run (default: 3000; quick 160)."),
+    epochs: Optional[float] = typer.Option(None, help="Run length in epochs (N/b steps each); overrides --steps."),
+    regime: Optional[str] = typer.Option(None, help="The suite's LR regime (default: normal); an arm "
+                                         "selector@aggressive runs the paper's short aggressive regime."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: 0,1,2; quick 0,1)."),
+    selectors: Optional[str] = typer.Option(None, help="Comma-separated arms, selector[@regime] "
+                                            "(default: " + ",".join(DEFAULT_ARMS) + ")."),
+    eval_every: Optional[int] = typer.Option(None, min=1, help="Validate every N steps (default: 100)."),
+    eval_samples: Optional[int] = typer.Option(None, min=1, help="Validate on N samples (default: all)."),
+    chunk: Optional[int] = typer.Option(None, min=0, help="Candidate chunk size (default: measured)."),
+    device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps (default: auto)."),
+    data_dir: Optional[str] = typer.Option(None, help="Data folder (default: data)."),
+    db_url: Optional[str] = typer.Option(None, "--db-url", envvar="MARGINSCOPE_DB_URL",
+                                         help="Also record every run in this store, tagged with the id."),
+    bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
+) -> None:
+    """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
+    from engine.bench import BenchSettings, run_micro, run_suite, steps_for_epochs, write_outputs
+
+    given = dict(dataset=dataset, model=model, candidates=candidates, batch_size=batch_size, steps=steps,
+                 regime=regime, eval_every=eval_every, eval_samples=eval_samples, score_chunk=chunk,
+                 device=device, data_dir=data_dir,
+                 seeds=tuple(int(s) for s in seeds.split(",")) if seeds else None,
+                 arms=tuple(a.strip() for a in selectors.split(",") if a.strip()) if selectors else None)
+    given = {k: v for k, v in given.items() if v is not None}
+    settings = BenchSettings.quick_settings(**given) if quick else BenchSettings(**given)
+    if epochs is not None:
+        settings.steps = steps_for_epochs(settings, epochs)
+    command = "marginscope " + " ".join(sys.argv[1:])
+    try:
+        if micro:
+            run_micro(settings, out, log=typer.echo, command=command)
+            typer.echo((out / "micro.md").read_text())
+            return
+        results = run_suite(settings, None, db_url=db_url, bench_id=bench_id, log=typer.echo)
+    except ValidationError as exc:
+        fail(describe_validation_error(exc))
+    results["command"] = command
+    write_outputs(results, out, command)
+    typer.echo((out / "results.md").read_text())
+    typer.echo(f"wrote {out}/results.json, results.md, curves.html")
 
 
 def main() -> None:
