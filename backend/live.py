@@ -86,11 +86,17 @@ class LiveHub:
         self._list_clients: set[asyncio.Queue[dict[str, Any]]] = set()
         self._closing: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
+        self._changed_since: datetime | None = None  # runs-list poller: newest status change seen
+        self._seen: dict[int, tuple[str, int]] = {}  # run id → (status, status_seq) last broadcast
+        self._progress: dict[int, int] = {}  # run id → step last broadcast
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         self._closing = asyncio.Event()
+        # baseline of every run's status before any client connects: a change after it is
+        # broadcast (perhaps also inside a client's snapshot, harmlessly), never missed
+        self._changed_since = await self._poll_statuses(None, broadcast=False)
         self._task = asyncio.create_task(self._poll_forever(), name="marginscope-live-poller")
 
     async def stop(self) -> None:
@@ -116,22 +122,18 @@ class LiveHub:
     # ------------------------------------------------------------------ the poller
 
     async def _poll_forever(self) -> None:
-        last_list_poll = 0.0
-        last_progress_poll = 0.0
-        changed_since: datetime | None = None
-        seen: dict[int, tuple[str, int]] = {}
-        progress: dict[int, int] = {}
+        last_list_poll = last_progress_poll = time.monotonic()
         while True:
             try:
                 if self._watches:
                     await self._poll_runs()
                 now = time.monotonic()
-                if self._list_clients and now - last_list_poll >= self.list_interval:
+                if now - last_list_poll >= self.list_interval:  # cheap: one indexed query
                     last_list_poll = now
-                    changed_since = await self._poll_statuses(changed_since, seen, progress)
-                    if now - last_progress_poll >= 1.0:
-                        last_progress_poll = now
-                        await self._poll_progress(progress)
+                    self._changed_since = await self._poll_statuses(self._changed_since)
+                if self._list_clients and now - last_progress_poll >= 1.0:
+                    last_progress_poll = now
+                    await self._poll_progress()
             except asyncio.CancelledError:
                 raise
             except Exception:  # a database hiccup must not end live updates
@@ -156,27 +158,27 @@ class LiveHub:
             if watch is not None:
                 watch.bump(seq if seq is not None else watch.seq, gone=seq is None)
 
-    async def _poll_statuses(self, since: datetime | None, seen: dict[int, tuple[str, int]],
-                             progress: dict[int, int]) -> datetime | None:
+    async def _poll_statuses(self, since: datetime | None, *, broadcast: bool = True) -> datetime | None:
+        """Broadcast runs whose (status, status_seq) changed since the last poll (`since` None:
+        look at every run); `broadcast=False` only records the baseline."""
         runs = await asyncio.to_thread(self.store.runs_changed_since, since)
         for run in runs:
             key = (str(run.status), run.status_seq)
-            if seen.get(run.id) == key:
+            if self._seen.get(run.id) == key:
                 continue
-            first = run.id not in seen
-            seen[run.id] = key
-            progress[run.id] = run.step
-            if since is not None or not first:
+            self._seen[run.id] = key
+            self._progress[run.id] = run.step
+            if broadcast:
                 self._broadcast_list({"type": "run", "run": run_json(run)})
             since = run.status_changed_at if since is None else max(since, run.status_changed_at)
         return since
 
-    async def _poll_progress(self, progress: dict[int, int]) -> None:
+    async def _poll_progress(self) -> None:
         runs, _ = await asyncio.to_thread(self.store.list_runs, status=RunStatus.RUNNING.value,
                                           limit=200)
         for run in runs:
-            if progress.get(run.id) != run.step:
-                progress[run.id] = run.step
+            if self._progress.get(run.id) != run.step:
+                self._progress[run.id] = run.step
                 self._broadcast_list({"type": "run", "run": run_json(run)})
 
     def _broadcast_list(self, message: dict[str, Any]) -> None:

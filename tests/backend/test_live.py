@@ -126,7 +126,6 @@ def test_runs_stream_reports_status_changes(client: TestClient, store: SqlAlchem
     with client.websocket_connect("/ws/runs") as ws:
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and [r["id"] for r in snap["runs"]] == [a]
-        time.sleep(0.7)  # let the poller take its baseline
         store.set_status(a, RunStatus.RUNNING)
         message = ws.receive_json()
         while message["run"]["id"] != a or message["run"]["status"] != "running":
