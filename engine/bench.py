@@ -88,7 +88,7 @@ class BenchSettings:
     model: str = "small-cnn"
     batch_size: int = 64  # b
     candidates: int = 640  # B, for the selectors that draw a pool
-    steps: int = 3000  # steps of an arm under the suite's regime
+    steps: int = 2000  # steps of an arm under the suite's regime (2.56 epochs of MNIST at b = 64)
     regime: str = "normal"
     seeds: tuple[int, ...] = (0, 1, 2)
     arms: tuple[str, ...] = DEFAULT_ARMS
@@ -166,12 +166,15 @@ def load_average() -> list[float] | None:
 
 def _timed(fn: Callable[[], Any], reps: int, warmup: int = 2) -> float:
     """Median seconds per call of fn (after warm-up calls)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
+        sync()
         t = time.perf_counter()
         fn()
+        sync()  # on a GPU, time the work, not the kernel launches
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
@@ -203,7 +206,8 @@ def _candidates(data, n: int, device: torch.device, seed: int = 0) -> tuple[torc
 def chunk_sweep(model: torch.nn.Module, x: torch.Tensor, chunks: Sequence[int] = CHUNKS,
                 rounds: int = 3, reps: int = 3) -> dict[str, Any]:
     """Seconds per candidate batch of the eval-mode forward for each chunk size, interleaved in
-    rounds (so a change of load hits every size alike); the best is the smallest median."""
+    rounds (so a change of load hits every size alike): the median of `reps` calls per round, the
+    best round per size; the best chunk is the fastest."""
     from engine.selection import score_logits
 
     times: dict[int, list[float]] = {c: [] for c in chunks}
@@ -212,7 +216,7 @@ def chunk_sweep(model: torch.nn.Module, x: torch.Tensor, chunks: Sequence[int] =
     for _ in range(rounds):
         for c in chunks:
             times[c].append(_timed(lambda c=c: score_logits(model, x, chunk=c), reps, warmup=0))
-    med = {c: statistics.median(v) for c, v in times.items()}
+    med = {c: min(v) for c, v in times.items()}  # the least disturbed round: load only adds time
     best = min(med, key=med.get)
     return {"batch": int(x.shape[0]), "seconds": {str(c): med[c] for c in chunks}, "best": best,
             "vs_one_batch": med[0] / med[best] if 0 in med else None}
@@ -303,6 +307,10 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, db_url: str |
                 finally:
                     if recorder is not None:
                         recorder.finish()
+                line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
+                        f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
+                        f"{result.wall_time:.1f} s training, load {load_average()}")
+                (bars.progress.console.print if progress else log)(line)
                 runs.append({"arm": arm.label, "selector": arm.selector,
                              "regime": arm.regime or settings.regime, "seed": seed,
                              "steps": config.steps, "load_after": load_average(),
@@ -539,6 +547,15 @@ def micro_mms_vs_naive(ks: Sequence[int] = (10, 100, 1000), d: int = 128) -> lis
     return rows
 
 
+def _contiguous_copy(model: torch.nn.Module) -> torch.nn.Module | None:
+    import copy
+
+    try:
+        return copy.deepcopy(model).to(memory_format=torch.contiguous_format)
+    except Exception:  # noqa: BLE001 - a model that cannot be copied just skips this line
+        return None
+
+
 def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) -> dict[str, Any]:
     """Seconds of each part of one fresh-MMS step (B candidates, b trained) and of a uniform step."""
     from engine.selection import head_weight, make_selector, minimal_margin_scores, score_logits
@@ -594,7 +611,7 @@ def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) ->
     }
 
 
-def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 120, rounds: int = 2) -> list[dict[str, Any]]:
+def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 200, rounds: int = 3) -> list[dict[str, Any]]:
     """Wall-clock of the same short run with histograms every step vs monitoring off,
     alternated `rounds` times (the minimum of each is kept, the least disturbed by load)."""
     from engine.train import train
@@ -617,7 +634,7 @@ def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 120, roun
 
 
 def run_micro(settings: BenchSettings, out: Path | None = None, *, log: Callable[[str], None] = print,
-              monitoring_steps: int = 120, command: str | None = None) -> dict[str, Any]:
+              monitoring_steps: int = 200, command: str | None = None) -> dict[str, Any]:
     """All micro-benchmarks in one run (so their ratios share the machine's state)."""
     load_before = load_average()
     log("MMS: vectorised vs naive loop ...")
@@ -627,13 +644,19 @@ def run_micro(settings: BenchSettings, out: Path | None = None, *, log: Callable
     x, _ = _candidates(data, settings.candidates, next(model.parameters()).device)
     sweep = chunk_sweep(model, x)
     chunk = int(sweep["best"]) if settings.score_chunk is None else settings.score_chunk
+    from engine.selection import score_logits
+    contiguous = x.contiguous()
+    layout = {"channels_last_s": _timed(lambda: score_logits(model, x, chunk=chunk), 7),
+              "contiguous_model_and_input_s": _timed(
+                  lambda: score_logits(model_nchw, contiguous, chunk=chunk), 7)} if (
+        model_nchw := _contiguous_copy(model)) is not None else None
     log("step breakdown ...")
     breakdown = micro_step_breakdown(settings, chunk)
     log("monitoring overhead ...")
     monitoring = micro_monitoring(settings, chunk, steps=monitoring_steps)
     results = {"command": command, "settings": asdict(settings), "machine": machine_info(),
                "load_average": {"before": load_before, "after": load_average()},
-               "mms_vs_naive": mms_rows, "chunk_sweep": sweep, "step_breakdown": breakdown,
+               "mms_vs_naive": mms_rows, "chunk_sweep": sweep, "layout": layout, "step_breakdown": breakdown,
                "monitoring": monitoring}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -658,11 +681,16 @@ def micro_markdown(r: dict[str, Any], command: str | None = None) -> str:
                      f"{row['naive_s'] * 1e3:,.0f} ms | {row['speedup']:,.0f}× | {row['max_abs_diff']:.1e} | "
                      f"{row['max_rel_diff']:.1e} |")
     sw = r["chunk_sweep"]
-    lines += ["", f"Eval-mode forward of {sw['batch']} candidates by chunk size (median of rounds):", "",
+    lines += ["", f"Eval-mode forward of {sw['batch']} candidates by chunk size (best round of medians):", "",
               "| chunk | " + " | ".join("one batch" if k == "0" else k for k in sw["seconds"]) + " |",
               "|---" * (len(sw["seconds"]) + 1) + "|",
               "| ms | " + " | ".join(f"{v * 1e3:.1f}" for v in sw["seconds"].values()) + " |", "",
               f"Best: {sw['best'] or 'one batch'} ({sw['vs_one_batch']:.2f}× faster than one batch).", ""]
+    if r.get("layout"):
+        lay = r["layout"]
+        lines += [f"Memory layout at that chunk: channels-last {lay['channels_last_s'] * 1e3:.1f} ms vs "
+                  f"contiguous (NCHW) {lay['contiguous_model_and_input_s'] * 1e3:.1f} ms "
+                  f"({lay['contiguous_model_and_input_s'] / lay['channels_last_s']:.2f}×).", ""]
     s = bd["seconds"]
     lines += [
         f"One fresh-MMS step (B = {bd['B']}, b = {bd['b']}, chunk {bd['chunk'] or 'one batch'}), parts "

@@ -183,7 +183,7 @@ def bench(
     model: Optional[str] = typer.Option(None, help="Model (default: small-cnn)."),
     candidates: Optional[int] = typer.Option(None, min=1, help="Candidate pool B (default: 640; quick 256)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Training batch b (default: 64)."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Steps per run (default: 3000; quick 160)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Steps per run (default: 2000; quick 160)."),
     epochs: Optional[float] = typer.Option(None, help="Run length in epochs (N/b steps each); overrides --steps."),
     regime: Optional[str] = typer.Option(None, help="The suite's LR regime (default: normal); an arm "
                                          "selector@aggressive runs the paper's short aggressive regime."),
