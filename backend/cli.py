@@ -64,11 +64,11 @@ def is_loopback(host: str) -> bool:
 
 
 def _open_store(settings: Settings) -> Any:
-    from backend.store import SchemaOutOfDate, open_store
+    from backend.store import StoreError, open_store
 
     try:
         return open_store(settings)
-    except SchemaOutOfDate as exc:
+    except StoreError as exc:  # out-of-date schema (names the command), missing driver, unreachable
         _fail(str(exc), code=1)
 
 
@@ -110,12 +110,20 @@ def serve(
 @db_app.command("upgrade")
 def db_upgrade(db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> None:
     """Migrate the database to the newest schema (creates it if missing)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from backend.store import StoreError
     from backend.store.db import head_revision, upgrade
 
     settings = load_settings(db_url=db_url, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    upgrade(settings.db_url)
-    typer.echo(f"database {settings.db_url} is at revision {head_revision()}")
+    shown = make_url(settings.db_url).render_as_string(hide_password=True)
+    try:
+        upgrade(settings.db_url)
+    except (StoreError, SQLAlchemyError) as exc:
+        _fail(f"cannot migrate {shown}: {exc}", code=1)
+    typer.echo(f"database {shown} is at revision {head_revision()}")
 
 
 # --------------------------------------------------------------------------- runs

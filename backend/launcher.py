@@ -50,6 +50,12 @@ def worker_command(run_id: int, resume: bool) -> list[str]:
     return [sys.executable, "-m", "backend.worker", str(run_id), *(["--resume"] if resume else [])]
 
 
+def worker_marker(run_id: int) -> str:
+    """Text in the command line of run `run_id`'s worker (/proc cmdline, NULs read as spaces):
+    `... backend.worker <id> ...`, with the space after the id so run 5 does not match run 55."""
+    return f"backend.worker {run_id} "
+
+
 def pid_alive(pid: int, *, expect: str | None = None) -> bool:
     """True if a live (non-zombie) process has this pid; with `expect`, its command line must contain
     it too (a recycled pid then reads as dead). /proc is used where it exists (Linux)."""
@@ -175,7 +181,7 @@ class Launcher:
                 if run.id in self._workers:
                     continue
                 if run.host == HOST and run.pid:
-                    if pid_alive(run.pid, expect="backend.worker"):
+                    if pid_alive(run.pid, expect=worker_marker(run.id)):
                         self._workers[run.id] = _Worker(run.id, run.pid)
                         done["reattached"].append(run.id)
                         log.info("re-attached to run %d (pid %d)", run.id, run.pid)
@@ -278,10 +284,12 @@ class Launcher:
         })
         env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
         # running before the process exists: a worker that fails at once cannot be overwritten
-        # by a late "running" from here (the worker records its own pid again when it starts)
+        # by a late "running" from here. No pid until the worker records its own (a stale one
+        # from an earlier attempt would point cancel and reconcile at the wrong process).
         try:
             self.store.set_status(run.id, RunStatus.RUNNING, host=HOST, expect=(RunStatus.QUEUED,),
-                                  message=f"starting worker{' (resume)' if resume else ''}")
+                                  clear_pid=True, message="status queued → running: starting worker"
+                                  + (" to resume from the checkpoint" if resume else ""))
         except (Conflict, RunNotFound):
             return  # cancelled or deleted meanwhile
         try:
@@ -311,7 +319,10 @@ class Launcher:
                 raise Conflict(f"run {run_id} is already {run.status}; only queued or running runs "
                                "can be cancelled")
             worker = self._workers.get(run_id)
-            if worker is None and run.host == HOST and run.pid and pid_alive(run.pid):
+            # only a process whose command line is this run's worker: a recycled pid must never
+            # receive the signal (it goes to the whole process group)
+            if worker is None and run.host == HOST and run.pid and \
+                    pid_alive(run.pid, expect=worker_marker(run_id)):
                 worker = self._workers[run_id] = _Worker(run_id, run.pid)
             if worker is None:
                 if run.host not in (None, HOST) and run_id in self._remote:
@@ -347,17 +358,33 @@ class Launcher:
                 raise Conflict(f"run {run_id} is {run.status}; only crashed or cancelled runs resume")
             if not run.checkpoint_path or not Path(run.checkpoint_path).exists():
                 raise Conflict(f"run {run_id} has no checkpoint to resume from")
+            if self._worker_alive(run):  # two workers must never write one run
+                raise Conflict(f"run {run_id}'s previous worker is still stopping; resume it in a "
+                               "few seconds")
             run = self.store.set_status(run_id, RunStatus.QUEUED,
                                         expect=(RunStatus.CRASHED, RunStatus.CANCELLED),
                                         message=f"resume queued (checkpoint at step {run.checkpoint_step})")
             self._wake.set()
             return run
 
+    def _worker_alive(self, run: Run) -> bool:
+        """Whether a worker process of this run still exists on this host (watched or by pid)."""
+        worker = self._workers.get(run.id)
+        if worker is not None and worker.exit_code() is None:
+            return True
+        return bool(run.host == HOST and run.pid and pid_alive(run.pid, expect=worker_marker(run.id)))
+
     def delete(self, run_id: int) -> None:
-        """Delete a run that is not running (the store raises Conflict otherwise)."""
+        """Delete a run that is not running (the store raises Conflict otherwise). A worker of it
+        that is still shutting down (a cancel in progress was recorded already) is killed."""
         with self._lock:
             self.store.delete_run(run_id)
-            self._workers.pop(run_id, None)
+            worker = self._workers.pop(run_id, None)
+            if worker is not None and worker.exit_code() is None:
+                _signal_group(worker.pid, signal.SIGKILL)
+                if worker.popen is not None:
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        worker.popen.wait(timeout=5)
             self._remote.discard(run_id)
 
     @property

@@ -2,10 +2,11 @@
 
 The database is the source of truth, not an in-memory broadcast (FastAPI's websocket guide warns an
 in-memory connection list only works within one process; our writers are worker processes). One
-poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s) and wakes
-that run's clients; each client then fetches exactly the rows with seq > its cursor through the
-store's indexed `changes_since`, and sends them as one numbered delta. After a resume deleted
-rows the client already holds (the crashed attempt's tail), a fresh snapshot follows. A client never sends more
+poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s), in one
+query (`store.last_seqs`), and wakes that run's clients; each client then fetches exactly the rows
+with seq > its cursor through the store's indexed `changes_since`, and sends them as one numbered
+delta. When those changes include a resume (`Changes.resumed`: the store deleted the crashed
+attempt's tail, rows the client may hold), a fresh snapshot follows. A client never sends more
 than one message per `min_interval` (0.1 s): rows arriving meanwhile are coalesced into the next
 delta. Because the cursor is the per-run `seq` of the store, `?since=S` after a reconnect yields
 exactly what the client missed, whichever process wrote it and across dashboard restarts.
@@ -47,9 +48,6 @@ log = logging.getLogger(__name__)
 
 GOING_AWAY = 1001
 RUN_DELETED = 4404
-# the worker logs this after deleting the crashed attempt's tail before a resume (backend/worker.py):
-# rows the client already holds are gone, so it gets a fresh snapshot
-RESUME_LOG_PREFIX = "resuming from the checkpoint"
 
 
 @dataclass
@@ -143,20 +141,13 @@ class LiveHub:
 
     async def _poll_runs(self) -> None:
         ids = list(self._watches)
-
-        def heads() -> dict[int, int | None]:
-            out: dict[int, int | None] = {}
-            for run_id in ids:
-                try:
-                    out[run_id] = self.store.get_run(run_id).last_seq
-                except RunNotFound:
-                    out[run_id] = None
-            return out
-
-        for run_id, seq in (await asyncio.to_thread(heads)).items():
+        heads = await asyncio.to_thread(self.store.last_seqs, ids)
+        for run_id in ids:
             watch = self._watches.get(run_id)
-            if watch is not None:
-                watch.bump(seq if seq is not None else watch.seq, gone=seq is None)
+            if watch is None:
+                continue
+            seq = heads.get(run_id)
+            watch.bump(seq if seq is not None else watch.seq, gone=seq is None)
 
     async def _poll_statuses(self, since: datetime | None, *, broadcast: bool = True) -> datetime | None:
         """Broadcast runs whose (status, status_seq) changed since the last poll (`since` None:
@@ -282,7 +273,7 @@ class LiveHub:
                 await _send(websocket, self._delta(changes, changed_run))
                 last_sent = time.monotonic()
                 cursor = changes.seq
-                if any(line.message.startswith(RESUME_LOG_PREFIX) for line in changes.logs):
+                if changes.resumed:  # rows this client holds past the checkpoint were deleted
                     cursor, snapshot = await asyncio.to_thread(self._snapshot, run_id)
                     last_step = snapshot["run"]["progress"]["step"]
                     await _send(websocket, snapshot)

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import make_url
 
 from backend.launcher import Launcher
 from backend.live import LiveHub
@@ -50,7 +51,8 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         if supervise:
             launcher.start()
         await hub.start()
-        log.info("MarginScope serving %s (data dir %s)", conf.db_url, conf.data_dir)
+        log.info("MarginScope serving %s (data dir %s)",
+                 make_url(conf.db_url).render_as_string(hide_password=True), conf.data_dir)
         try:
             yield
         finally:

@@ -10,12 +10,24 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 from backend.store import HistogramRow, LogLine, Run, ScalarRow, SelectionRow
 from engine.config import TrainConfig
+
+
+def _no_nul(value: str) -> str:
+    """PostgreSQL text cannot hold NUL; refuse it everywhere so both backends behave alike."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_no_nul)]
+# a tag: at most 100 characters (the store's column)
+Tag = Annotated[str, Field(max_length=100), AfterValidator(_no_nul)]
 
 XAxis = Literal["step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time"]
 Population = Literal["candidates", "selected"]
@@ -55,6 +67,7 @@ class RunPublic(BaseModel):
     progress: Progress
     latest: dict[str, float]
     checkpoint_step: int | None = None
+    attempt: int = 0  # 0 for the first attempt, +1 per resume from a checkpoint
     summary: dict[str, Any] = Field(default_factory=dict)
 
     @classmethod
@@ -67,7 +80,8 @@ class RunPublic(BaseModel):
             pid=run.pid, host=run.host, error=run.error, traceback=run.traceback,
             tags=list(run.tags), notes=run.notes,
             progress=Progress(step=run.step, total_steps=run.total_steps, epoch=run.epoch),
-            latest=dict(run.latest), checkpoint_step=run.checkpoint_step, summary=run.summary,
+            latest=dict(run.latest), checkpoint_step=run.checkpoint_step, attempt=run.attempt,
+            summary=run.summary,
         )
 
 
@@ -84,18 +98,18 @@ class RunsPublic(BaseModel):
 class RunCreate(BaseModel):
     """POST /api/runs: a name, the training config, tags and notes."""
 
-    name: str | None = Field(None, max_length=200)
+    name: Text | None = Field(None, max_length=200)
     config: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
-    tags: list[str] = Field(default_factory=list, max_length=50)
-    notes: str = Field("", max_length=20000)
+    tags: list[Tag] = Field(default_factory=list, max_length=50)
+    notes: Text = Field("", max_length=20000)
 
 
 class RunUpdate(BaseModel):
     """PATCH /api/runs/{id}: only the given fields change."""
 
-    name: str | None = Field(None, min_length=1, max_length=200)
-    tags: list[str] | None = Field(None, max_length=50)
-    notes: str | None = Field(None, max_length=20000)
+    name: Text | None = Field(None, min_length=1, max_length=200)
+    tags: list[Tag] | None = Field(None, max_length=50)
+    notes: Text | None = Field(None, max_length=20000)
 
 
 class LogPublic(BaseModel):

@@ -10,16 +10,18 @@ run in its own session; the worker itself only needs the database:
 2. mark it running with this pid and host (only if it is queued or running: a run cancelled before
    its worker got going is left alone, exit 0);
 3. heartbeat every `heartbeat_interval` seconds on a thread; SIGTERM/SIGINT set a flag that the
-   engine polls (`should_stop`), so a cancel ends with a checkpoint and status cancelled;
+   engine polls (`should_stop`), so a cancel ends with a checkpoint and status cancelled. The
+   heartbeat sets the same flag when the store no longer says `running` (or the run was deleted);
 4. feed every event to a BatchedWriter (flushed every 0.5 s and at the end);
 5. finished | cancelled on return (exit 0); failed with error and traceback on an exception
-   (exit 1) — the rows already written stay.
+   (exit 1) — the rows already written stay. If another process ended the run meanwhile, the
+   worker's outcome replaces it only where that is the truer account (END_MAY_REPLACE).
 
 Resume (`--resume`): the run must have a checkpoint file. Rows of the crashed attempt after the
-checkpoint's step are DELETED first (`store.truncate_after_step`) and the engine continues from that
-step, so each series stays one clean curve with no duplicated steps. Log lines are kept (they tell
-what happened). A websocket client that saw the deleted rows keeps them until it re-reads the
-series (the hub may send a fresh snapshot on resume).
+checkpoint's step are DELETED first (`store.truncate_after_step`, which also counts the attempt
+and records the resume's seq) and the engine continues from that step, so each series stays one
+clean curve with no duplicated steps. Log lines are kept (they tell what happened). The live hub
+sends its clients a fresh snapshot when it sees the resume marker.
 """
 
 from __future__ import annotations
@@ -46,21 +48,56 @@ EXIT_OK, EXIT_FAILED = 0, 1
 
 
 class _Heartbeat(threading.Thread):
-    def __init__(self, store: AbstractStore, run_id: int, interval: float) -> None:
+    """Beats every `interval` s; sets `stop_run` when the store says the run is no longer running
+    (cancelled by a process that could not signal this one, marked crashed, queued again) or is
+    gone (deleted): the engine then stops after its step with a checkpoint."""
+
+    def __init__(self, store: AbstractStore, run_id: int, interval: float,
+                 stop_run: threading.Event) -> None:
         super().__init__(name=f"heartbeat-{run_id}", daemon=True)
         self.store, self.run_id, self.interval = store, run_id, interval
+        self.stop_run = stop_run
         self.stopped = threading.Event()
 
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
-                self.store.heartbeat(self.run_id)
+                status = self.store.heartbeat(self.run_id)
+            except RunNotFound:
+                status = None
             except Exception as exc:  # noqa: BLE001 - a missed beat is not fatal; a stale one is the launcher's call
                 log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
+                continue
+            if status != RunStatus.RUNNING and not self.stop_run.is_set():
+                log.warning("run %s is %s in the store: stopping after the current step",
+                            self.run_id, status or "deleted")
+                self.stop_run.set()
 
     def stop(self) -> None:
         self.stopped.set()
         self.join(timeout=5)
+
+
+# Which status the worker's own outcome may replace. Another process may have ended the run first:
+# the launcher (cancel without a process to signal, a stale heartbeat → crashed, a worker it saw
+# exit) or `marginscope runs cancel`. A run that trained to the end is finished whatever was
+# recorded meanwhile; a clean stop or a failure replaces only a `crashed` guess (the worker, alive,
+# knows better) and never a cancel the user asked for. A run queued again (a resume) is left alone.
+END_MAY_REPLACE: dict[RunStatus, tuple[RunStatus, ...]] = {
+    RunStatus.FINISHED: (RunStatus.RUNNING, RunStatus.CRASHED, RunStatus.CANCELLED),
+    RunStatus.CANCELLED: (RunStatus.RUNNING, RunStatus.CRASHED),
+    RunStatus.FAILED: (RunStatus.RUNNING, RunStatus.CRASHED),
+}
+
+
+def _record_end(store: AbstractStore, run_id: int, status: RunStatus, **fields: Any) -> None:
+    """Record how the run ended unless another process already recorded a final say (see above)."""
+    try:
+        store.set_status(run_id, status, expect=END_MAY_REPLACE[status], **fields)
+    except Conflict as exc:
+        log.warning("run %s ended %s here, but its status stays: %s", run_id, status.value, exc)
+    except RunNotFound:
+        log.warning("run %s was deleted while its worker ran", run_id)
 
 
 def build_config(stored: dict[str, Any], *, run_dir: Path, data_dir: Path,
@@ -103,7 +140,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
     except Conflict as exc:
         log.warning("not starting: %s", exc)
         return EXIT_OK
-    heartbeat = _Heartbeat(store, run_id, settings.heartbeat_interval)
+    heartbeat = _Heartbeat(store, run_id, settings.heartbeat_interval, stop)
     heartbeat.start()
     writer: BatchedWriter | None = None
     try:
@@ -113,10 +150,9 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
                 raise FileNotFoundError(f"run {run_id} has no checkpoint to resume from "
                                         f"({run.checkpoint_path or 'none recorded'})")
             resume_from = run.checkpoint_path
-            dropped = store.truncate_after_step(run_id, run.checkpoint_step or 0)
-            store.append_log(run_id, "info", f"resuming from the checkpoint at step "
-                             f"{run.checkpoint_step} ({dropped} rows after it dropped)",
-                             step=run.checkpoint_step)
+            # deletes the crashed attempt's tail and marks the resume (attempt, resumed_at_seq,
+            # a log line), which the live hub turns into a fresh snapshot for its clients
+            store.truncate_after_step(run_id, run.checkpoint_step or 0)
         config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir,
                               resume_from=resume_from)
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -127,7 +163,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
         result = train(config, callbacks=[writer], should_stop=stop.is_set)
         writer.close()
         status = RunStatus.CANCELLED if result.status == "cancelled" else RunStatus.FINISHED
-        store.set_status(run_id, status)
+        _record_end(store, run_id, status)
         log.info("run %s %s after %s steps", run_id, status.value, result.steps)
         return EXIT_OK
     except BaseException as exc:
@@ -140,7 +176,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
             except Exception as flush_exc:  # noqa: BLE001 - still record the failure below
                 log.error("could not write the last events of run %s: %s", run_id, flush_exc)
         try:
-            store.set_status(run_id, RunStatus.FAILED, error=text, traceback=trace)
+            _record_end(store, run_id, RunStatus.FAILED, error=text, traceback=trace)
         except Exception as status_exc:  # noqa: BLE001 - nothing left to try; logged
             log.error("could not mark run %s failed: %s", run_id, status_exc)
         if isinstance(exc, KeyboardInterrupt | SystemExit):

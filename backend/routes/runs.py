@@ -23,6 +23,7 @@ from backend.schemas import (
     RunUpdate,
 )
 from backend.settings import Settings
+from backend.store.dbmodels import TEXT_LIMITS
 from engine.config import TrainConfig
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -36,6 +37,18 @@ def _config_error(field: str, message: str, value: Any) -> RequestValidationErro
     }])
 
 
+def _strings(value: Any, field: str = "") -> list[tuple[str, str]]:
+    """(top-level field, text) for every string inside a dumped config, keys included."""
+    if isinstance(value, str):
+        return [(field, value)]
+    if isinstance(value, dict):
+        return [pair for k, v in value.items()
+                for pair in _strings(k, field or str(k)) + _strings(v, field or str(k))]
+    if isinstance(value, list | tuple):
+        return [pair for v in value for pair in _strings(v, field)]
+    return []
+
+
 def _inside(path: str, root: Path) -> bool:
     candidate = Path(path).expanduser()
     candidate = candidate if candidate.is_absolute() else root / candidate
@@ -45,9 +58,18 @@ def _inside(path: str, root: Path) -> bool:
 def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
     """The config the worker will run: data_dir forced to the server's; paths must stay inside it.
 
-    Raises RequestValidationError (422 naming the field) for a path outside the data dir.
+    Raises RequestValidationError (422 naming the field) for a path outside the data dir, and for
+    text the store cannot keep on every backend (NUL characters; dataset/model/selector longer
+    than their columns).
     """
     root = settings.data_dir
+    for field, value in _strings(config.model_dump(mode="json")):
+        if "\x00" in value:
+            raise _config_error(field, "must not contain NUL characters", value)
+    for field in ("dataset", "model", "selector"):
+        value = getattr(config, field)
+        if len(value) > TEXT_LIMITS[field]:
+            raise _config_error(field, f"at most {TEXT_LIMITS[field]} characters", value)
     if config.dataset.startswith(IMAGEFOLDER_PREFIX):
         folder = config.dataset[len(IMAGEFOLDER_PREFIX):].strip()
         if not folder or not _inside(folder, root):

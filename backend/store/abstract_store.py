@@ -74,7 +74,8 @@ class AbstractStore(ABC):
     def set_status(self, run_id: int, status: RunStatus | str, *, pid: int | None = None,
                    host: str | None = None, error: str | None = None,
                    traceback: str | None = None, message: str | None = None,
-                   expect: Sequence[RunStatus | str] | None = None) -> Run:
+                   expect: Sequence[RunStatus | str] | None = None,
+                   clear_pid: bool = False) -> Run:
         """Change the status; stamps started_at (the first → running; a resume keeps it),
         finished_at (→ an ended status; cleared on → queued/running), status_changed_at, and
         heartbeat_at (→ running). pid/host/error/traceback are set when given (→ queued/running clears error,
@@ -82,11 +83,15 @@ class AbstractStore(ABC):
         change, and records that seq as `status_seq`, so the hub notices status changes through
         `changes_since`. `expect`: the statuses the run may be in, checked atomically with the
         change — Conflict otherwise (e.g. the worker starts only a queued run; a cancel of a run
-        that just finished fails). Raises RunNotFound, InvalidArgument (unknown status)."""
+        that just finished fails). `clear_pid`: forget the recorded pid (the launcher marks a run
+        running before its worker exists; the worker records its own pid). Raises RunNotFound,
+        InvalidArgument (unknown status)."""
 
     @abstractmethod
-    def heartbeat(self, run_id: int) -> None:
-        """Set heartbeat_at = now (the worker calls it every heartbeat_interval seconds)."""
+    def heartbeat(self, run_id: int) -> RunStatus:
+        """Set heartbeat_at = now (the worker calls it every heartbeat_interval seconds) and return
+        the run's status: a worker whose run is no longer `running` stops (someone who could not
+        signal it ended the run). Raises RunNotFound (deleted: the worker stops too)."""
 
     @abstractmethod
     def next_queued(self, limit: int = 1) -> list[Run]:
@@ -103,6 +108,10 @@ class AbstractStore(ABC):
     def last_seq(self, run_id: int) -> int:
         """The run's highest seq (one indexed read: the hub polls it). Raises RunNotFound."""
 
+    @abstractmethod
+    def last_seqs(self, run_ids: Sequence[int]) -> dict[int, int]:
+        """{run id: highest seq} for these runs in one query; unknown (deleted) ids are absent."""
+
     # ------------------------------------------------------------------ writing
 
     @abstractmethod
@@ -115,10 +124,10 @@ class AbstractStore(ABC):
         selection row + selection/misclassified_share; Evaluation → <split>/loss,
         <split>/accuracy, and for val also val/best_accuracy (running max over the run);
         RunStarted → histogram edges (once per run and population), total_steps, run_info
-        (dataset facts with class_names, model, device), a log line; LogMessage → log line;
-        CheckpointSaved → checkpoint_path/step + log line; RunFinished → summary + log line;
-        RunFailed → error/traceback + log line. Statuses are NOT changed here (the worker calls
-        set_status). The latest-values table is upserted for every scalar."""
+        (dataset facts with class_names, model, device); LogMessage → log line;
+        CheckpointSaved → checkpoint_path/step + log line; RunFinished → summary;
+        RunFailed → error/traceback. Statuses are NOT changed here (the worker calls
+        set_status, whose log line says how the run ended; the engine logs its own start line). The latest-values table is upserted for every scalar."""
 
     @abstractmethod
     def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
@@ -129,6 +138,8 @@ class AbstractStore(ABC):
         """Delete the run's scalar/histogram/selection rows with step > `step` (log lines stay),
         and rebuild its latest values and progress from what remains. Used before a resume from a
         checkpoint at `step`, so the series continue without the crashed attempt's tail.
+        Marks the resume: `attempt` + 1, a log line ("resuming from the checkpoint at step ...")
+        whose seq becomes `resumed_at_seq` (so `changes_since` reports `resumed`).
         Returns the number of rows deleted."""
 
     # ------------------------------------------------------------------ reading

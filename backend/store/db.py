@@ -5,6 +5,11 @@
   writer waits for the write lock up front (honouring the busy timeout) instead of failing with
   "database is locked" when it upgrades a read snapshot that another process has moved past.
 - PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
+  The driver is an optional extra: `pip install -e '.[postgres]'` (psycopg 3), URL
+  `postgresql+psycopg://user:password@host/dbname`. Tested by running tests/backend and tests/db
+  with MARGINSCOPE_TEST_DB_URL set to such a URL (tests/conftest.py).
+- JSON columns are written with `json_dumps`: strict JSON, non-finite floats as null (PostgreSQL's
+  json type rejects NaN; a diverged run's summary or per-class accuracy may hold one).
 - Migrations live in the repository's root `alembic/` folder, found relative to this file
   (`<repo>/backend/store/db.py` → `<repo>/alembic`). That works from a checkout and from an editable
   install (`pip install -e .`, what `make setup` does); a wheel install would need the folder
@@ -13,7 +18,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -50,12 +57,49 @@ def sqlite_path(db_url: str) -> Path | None:
     return Path(url.database)
 
 
+def _finite_json(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def json_dumps(value: Any) -> str:
+    """The JSON columns' serializer: strict JSON (NaN and ±inf become null), on every backend."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except ValueError:  # rare: only values holding a non-finite float pay for the copy
+        return json.dumps(_finite_json(value), allow_nan=False)
+
+
+def _with_driver(db_url: str) -> str:
+    """`postgresql://` means psycopg2 to SQLAlchemy; the extra installs psycopg 3, so use it when
+    psycopg2 is absent (an explicit `postgresql+driver://` is left alone)."""
+    url = make_url(db_url)
+    if url.drivername != "postgresql":
+        return db_url
+    import importlib.util
+
+    if importlib.util.find_spec("psycopg2") is None and importlib.util.find_spec("psycopg") is not None:
+        return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return db_url
+
+
 def make_engine(db_url: str, **kwargs: Any) -> Engine:
     """An Engine for `db_url`; SQLite gets WAL, busy timeout, foreign keys and BEGIN IMMEDIATE writes.
 
     Use `engine.execution_options(marginscope_write=True)` for a writing connection."""
+    kwargs.setdefault("json_serializer", json_dumps)
     if not is_sqlite(db_url):
-        return create_engine(db_url, pool_pre_ping=True, **kwargs)
+        try:
+            return create_engine(_with_driver(db_url), pool_pre_ping=True, **kwargs)
+        except ImportError as exc:
+            raise StoreError(f"no database driver for {make_url(db_url).drivername!r} ({exc}); for "
+                             "PostgreSQL install the extra: pip install -e '.[postgres]' and use "
+                             "postgresql+psycopg://user:password@host/dbname") from exc
 
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))

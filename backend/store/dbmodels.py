@@ -39,6 +39,11 @@ NAMING_CONVENTION = {
     "pk": "pk_%(table_name)s",
 }
 
+MAX_INT32 = 2**31 - 1  # Integer columns (run ids, steps) on PostgreSQL
+MAX_INT64 = 2**63 - 1  # BigInteger columns (seqs)
+# lengths of the String columns a user's input reaches (PostgreSQL enforces them, SQLite does not)
+TEXT_LIMITS = {"name": 200, "dataset": 300, "model": 100, "selector": 100, "tag": 100}
+
 # A 64-bit primary key that is still SQLite's auto-incrementing rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -105,6 +110,11 @@ class SqlRun(Base):
     status_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0)
     checkpoint_path: Mapped[str | None] = mapped_column(Text)
     checkpoint_step: Mapped[int | None] = mapped_column(Integer)
+    # resumes (migration 0002): attempt 0 is the first run; every resume from a checkpoint
+    # (truncate_after_step) adds one and records the seq of its log line, so the hub can tell a
+    # client that rows it holds were deleted without parsing log text
+    attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    resumed_at_seq: Mapped[int | None] = mapped_column(BigInteger)
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     run_info: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
@@ -123,7 +133,8 @@ class SqlRun(Base):
             tags=[t.tag for t in self.tags], notes=self.notes or "", step=self.step or 0,
             epoch=self.epoch or 0.0, total_steps=self.total_steps, last_seq=self.last_seq or 0,
             status_seq=self.status_seq or 0, checkpoint_path=self.checkpoint_path,
-            checkpoint_step=self.checkpoint_step, summary=dict(self.summary or {}),
+            checkpoint_step=self.checkpoint_step, attempt=self.attempt or 0,
+            resumed_at_seq=self.resumed_at_seq, summary=dict(self.summary or {}),
             run_info=dict(self.run_info or {}), latest=dict(latest or {}),
         )
 

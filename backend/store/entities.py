@@ -65,6 +65,8 @@ class Run:
     status_seq: int  # seq of the log line written with the last status change
     checkpoint_path: str | None
     checkpoint_step: int | None
+    attempt: int  # 0 for the first attempt; +1 per resume from a checkpoint
+    resumed_at_seq: int | None  # seq of the log line of the latest resume (rows after its step deleted)
     summary: dict[str, Any]  # RunFinished.summary, {} until then
     run_info: dict[str, Any]  # from RunStarted: dataset facts (class_names...), model facts, device
     latest: dict[str, float] = field(default_factory=dict)
@@ -167,7 +169,8 @@ class Changes:
     `seq` is the new cursor (the largest seq returned, or the given cursor when nothing is new);
     `more` is true when `limit` cut the answer short (ask again from `seq`). `run` is the run when
     its status changed within the returned range (status_seq in (since, seq]) — otherwise None;
-    progress (step) changes arrive with the scalars.
+    progress (step) changes arrive with the scalars. `resumed` is true when the run's latest resume
+    (`resumed_at_seq`) lies in that range: rows the caller holds past the checkpoint are gone.
     """
 
     since: int
@@ -178,6 +181,7 @@ class Changes:
     logs: list[LogLine]
     run: Run | None
     more: bool
+    resumed: bool = False  # a resume deleted rows after its checkpoint within (since, seq]: re-read
 
     @property
     def empty(self) -> bool:

@@ -7,6 +7,14 @@ Design notes
 - seq: a writing transaction first runs `UPDATE runs SET last_seq = last_seq + n WHERE id = :id
   RETURNING last_seq`. That row lock serialises the writers of one run (SQLite: the database lock;
   PostgreSQL: the row lock), so seqs are unique per run and become visible in increasing order.
+- Read sessions see one snapshot: SQLite's read transaction does that by itself; on PostgreSQL
+  they run at REPEATABLE READ (READ COMMITTED would give each SELECT of `changes_since` its own
+  snapshot, and a writer committing between two of them could make the cursor skip rows).
+- Portability (SQLite by default, PostgreSQL by URL): ids and integer query bounds are checked or
+  clamped to the column ranges (an id past 32 bits is simply not found), text a user gives is
+  refused when it holds NUL or is longer than its column (PostgreSQL enforces both; SQLite
+  neither), and text the engine gives (log lines, errors) has NUL replaced. JSON columns are
+  written by a strict serializer (db.json_dumps: NaN/±inf become null; PostgreSQL rejects NaN).
 - Private helpers take the session; public methods open it.
 """
 
@@ -29,7 +37,10 @@ from backend.store import entities as ent
 from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
 from backend.store.db import make_engine, verify_schema
 from backend.store.dbmodels import (
+    MAX_INT32,
+    MAX_INT64,
     QUANTILE_KEYS,
+    TEXT_LIMITS,
     SqlClassSelection,
     SqlHistogram,
     SqlHistogramEdges,
@@ -63,6 +74,35 @@ LOG_LEVELS = ("info", "warning", "error")
 # counters kept in latest_metrics only (every scalar row carries them already)
 COUNTER_KEYS = ("epoch", "samples_forwarded", "samples_backpropagated", "wall_time")
 _IN_CHUNK = 500  # ids per IN (...) list
+MAX_OFFSET = 2**62  # beyond any table; keeps OFFSET inside SQLite's and PostgreSQL's 64-bit range
+
+
+def _clamp(value: int, lo: int, hi: int) -> int:
+    return max(lo, min(hi, int(value)))
+
+
+def _valid_id(run_id: int) -> bool:
+    """runs.id is a 32-bit integer: anything outside 1..2**31-1 cannot be a run."""
+    return isinstance(run_id, int) and 1 <= run_id <= MAX_INT32
+
+
+def check_text(field: str, value: str, *, limit: int | None = None) -> str:
+    """`value` if it can be stored portably; InvalidArgument naming `field` otherwise."""
+    if "\x00" in value:
+        raise InvalidArgument(f"{field} must not contain NUL characters")
+    if limit is not None and len(value) > limit:
+        raise InvalidArgument(f"{field} is too long ({len(value)} characters; at most {limit})")
+    return value
+
+
+def _engine_text(value: str | None) -> str | None:
+    """Text from the engine or a traceback: NUL (which PostgreSQL text refuses) becomes U+FFFD."""
+    return None if value is None else str(value).replace("\x00", "\ufffd")
+
+
+def _matchable(value: str | None) -> bool:
+    """False for a filter value that no stored text can equal (it holds NUL)."""
+    return value is None or "\x00" not in value
 
 
 def _finite(value: float | None) -> float | None:
@@ -93,8 +133,8 @@ class _Batch:
         self.rows.append((SqlMetric, {"key": key, "value": _finite(value), **counters}))
 
     def log(self, level: str, message: str, step: int | None) -> None:
-        self.rows.append((SqlRunLog, {"time": utcnow(), "level": level, "message": message,
-                                      "step": step}))
+        self.rows.append((SqlRunLog, {"time": utcnow(), "level": level,
+                                      "message": _engine_text(message), "step": step}))
 
 
 class SqlAlchemyStore(AbstractStore):
@@ -104,6 +144,9 @@ class SqlAlchemyStore(AbstractStore):
         self.data_dir = Path(data_dir).resolve()
         self.engine = make_engine(db_url, **engine_kwargs)
         self._write_engine = self.engine.execution_options(marginscope_write=True)
+        self._read_engine = self.engine
+        if self.engine.dialect.name == "postgresql":  # one snapshot per read session (see above)
+            self._read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         if verify:
             verify_schema(self.engine)
 
@@ -114,7 +157,7 @@ class SqlAlchemyStore(AbstractStore):
 
     @contextmanager
     def _session(self, *, write: bool = False) -> Iterator[Session]:
-        session = Session(bind=self._write_engine if write else self.engine, expire_on_commit=False,
+        session = Session(bind=self._write_engine if write else self._read_engine, expire_on_commit=False,
                           autoflush=False)
         try:
             yield session
@@ -133,8 +176,11 @@ class SqlAlchemyStore(AbstractStore):
             session.close()
 
     @staticmethod
-    def _get(session: Session, run_id: int) -> SqlRun:
-        run = session.get(SqlRun, run_id)
+    def _get(session: Session, run_id: int, *, lock: bool = False) -> SqlRun:
+        """The run row (RunNotFound otherwise); `lock`: SELECT ... FOR UPDATE where supported."""
+        if not _valid_id(run_id):
+            raise RunNotFound(run_id)
+        run = session.get(SqlRun, run_id, with_for_update=lock or None)
         if run is None:
             raise RunNotFound(run_id)
         return run
@@ -142,6 +188,8 @@ class SqlAlchemyStore(AbstractStore):
     @staticmethod
     def _take_seqs(session: Session, run_id: int, n: int) -> int:
         """Reserve n seqs for this run; returns the first. Locks the run row until commit."""
+        if not _valid_id(run_id):
+            raise RunNotFound(run_id)
         last = session.execute(
             update(SqlRun).where(SqlRun.id == run_id).values(last_seq=SqlRun.last_seq + n)
             .returning(SqlRun.last_seq).execution_options(synchronize_session=False)
@@ -169,6 +217,13 @@ class SqlAlchemyStore(AbstractStore):
 
     def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
                    notes: str = "") -> ent.Run:
+        name = (name or "").strip() or None  # blank → "run-<id>"
+        if name:
+            check_text("name", name, limit=TEXT_LIMITS["name"])
+        check_text("notes", notes or "")
+        for field in ("dataset", "model", "selector"):
+            if config.get(field) is not None:
+                check_text(f"config.{field}", str(config[field]), limit=TEXT_LIMITS[field])
         now = utcnow()
         with self._session(write=True) as s:
             run = SqlRun(
@@ -199,6 +254,9 @@ class SqlAlchemyStore(AbstractStore):
                   offset: int = 0) -> tuple[list[ent.Run], int]:
         if limit < 0 or offset < 0:
             raise InvalidArgument("limit and offset must be >= 0")
+        limit, offset = min(limit, MAX_OFFSET), min(offset, MAX_OFFSET)
+        if not all(_matchable(v) for v in (dataset, model, selector, tag)):
+            return [], 0
         desc = sort.startswith("-")
         sort_key = sort.lstrip("-+")
         if sort_key not in RUN_SORT_KEYS:
@@ -235,9 +293,9 @@ class SqlAlchemyStore(AbstractStore):
             if name is not None:
                 if not name.strip():
                     raise InvalidArgument("name must not be empty")
-                run.name = name
+                run.name = check_text("name", name, limit=TEXT_LIMITS["name"])
             if notes is not None:
-                run.notes = notes
+                run.notes = check_text("notes", notes)
             if tags is not None:
                 run.tags = [SqlRunTag(tag=t) for t in _clean_tags(tags)]
             s.flush()
@@ -245,7 +303,7 @@ class SqlAlchemyStore(AbstractStore):
 
     def delete_run(self, run_id: int) -> None:
         with self._session(write=True) as s:
-            run = self._get(s, run_id)
+            run = self._get(s, run_id, lock=True)  # no status change between check and delete
             if run.status == ent.RunStatus.RUNNING:
                 raise Conflict(f"run {run_id} is running; cancel it first")
             for table in (SqlMetric, SqlLatestMetric, SqlHistogram, SqlHistogramEdges,
@@ -257,7 +315,8 @@ class SqlAlchemyStore(AbstractStore):
     def set_status(self, run_id: int, status: ent.RunStatus | str, *, pid: int | None = None,
                    host: str | None = None, error: str | None = None,
                    traceback: str | None = None, message: str | None = None,
-                   expect: Sequence[ent.RunStatus | str] | None = None) -> ent.Run:
+                   expect: Sequence[ent.RunStatus | str] | None = None,
+                   clear_pid: bool = False) -> ent.Run:
         try:
             new = ent.RunStatus(status)
         except ValueError:
@@ -283,30 +342,33 @@ class SqlAlchemyStore(AbstractStore):
                 run.error = run.traceback = None
             else:
                 run.finished_at = now
+            if clear_pid:
+                run.pid = None
             if pid is not None:
                 run.pid = pid
             if host is not None:
-                run.host = host
+                run.host = _engine_text(host)
             if error is not None:
-                run.error = error
+                run.error = _engine_text(error)
             if traceback is not None:
-                run.traceback = traceback
-            text = message or f"status {old} → {new.value}" + (
-                f" (pid {run.pid} on {run.host})" if new == ent.RunStatus.RUNNING and run.pid else "")
-            if error and not message:
-                text += f": {error}"
+                run.traceback = _engine_text(traceback)
+            text = _engine_text(message) or _status_text(old, new, run, error)
             level = "error" if new in (ent.RunStatus.FAILED, ent.RunStatus.CRASHED) else "info"
             s.add(SqlRunLog(run_id=run_id, seq=seq, time=now, level=level, message=text,
                             step=run.step))
             s.flush()
             return self._entity(s, run)
 
-    def heartbeat(self, run_id: int) -> None:
+    def heartbeat(self, run_id: int) -> ent.RunStatus:
+        if not _valid_id(run_id):
+            raise RunNotFound(run_id)
         with self._session(write=True) as s:
-            res = s.execute(update(SqlRun).where(SqlRun.id == run_id).values(heartbeat_at=utcnow())
-                            .execution_options(synchronize_session=False))
-            if res.rowcount == 0:  # type: ignore[attr-defined]
+            status = s.execute(update(SqlRun).where(SqlRun.id == run_id).values(heartbeat_at=utcnow())
+                               .returning(SqlRun.status)
+                               .execution_options(synchronize_session=False)).scalar_one_or_none()
+            if status is None:
                 raise RunNotFound(run_id)
+            return ent.RunStatus(status)
 
     def next_queued(self, limit: int = 1) -> list[ent.Run]:
         with self._session() as s:
@@ -325,11 +387,25 @@ class SqlAlchemyStore(AbstractStore):
             return [r.to_entity(latest[r.id]) for r in runs]
 
     def last_seq(self, run_id: int) -> int:
+        if not _valid_id(run_id):
+            raise RunNotFound(run_id)
         with self._session() as s:
             value = s.execute(select(SqlRun.last_seq).where(SqlRun.id == run_id)).scalar_one_or_none()
             if value is None:
                 raise RunNotFound(run_id)
             return int(value)
+
+    def last_seqs(self, run_ids: Sequence[int]) -> dict[int, int]:
+        ids = sorted({i for i in run_ids if _valid_id(i)})
+        out: dict[int, int] = {}
+        if not ids:
+            return out
+        with self._session() as s:
+            for i in range(0, len(ids), _IN_CHUNK):
+                for rid, seq in s.execute(select(SqlRun.id, SqlRun.last_seq)
+                                          .where(SqlRun.id.in_(ids[i:i + _IN_CHUNK]))):
+                    out[int(rid)] = int(seq)
+        return out
 
     # ------------------------------------------------------------------ writing
 
@@ -412,13 +488,14 @@ class SqlAlchemyStore(AbstractStore):
             raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
         with self._session(write=True) as s:
             seq = self._take_seqs(s, run_id, 1)
-            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level=level, message=message,
-                            step=step))
+            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level=level,
+                            message=_engine_text(message), step=step))
             return seq
 
     def truncate_after_step(self, run_id: int, step: int) -> int:
+        step = _clamp(step, -MAX_INT32, MAX_INT32)
         with self._session(write=True) as s:
-            self._take_seqs(s, run_id, 0)  # lock the run row against a concurrent writer
+            seq = self._take_seqs(s, run_id, 1)  # also locks the run row against a concurrent writer
             run = self._get(s, run_id)
             deleted = 0
             for table in (SqlMetric, SqlHistogram, SqlClassSelection):
@@ -441,6 +518,11 @@ class SqlAlchemyStore(AbstractStore):
                                           step=last.step, seq=last.seq))
             run.step = min(run.step or 0, step)
             run.epoch = last.epoch if last is not None else 0.0
+            run.attempt = (run.attempt or 0) + 1
+            run.resumed_at_seq = seq
+            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level="info", step=step,
+                            message=f"resuming from the checkpoint at step {step} (attempt "
+                                    f"{run.attempt + 1}; {deleted} rows after it dropped)"))
             return deleted
 
     # ------------------------------------------------------------------ reading
@@ -467,6 +549,9 @@ class SqlAlchemyStore(AbstractStore):
         with self._session() as s:
             self._get(s, run_id)
             for key in dict.fromkeys(keys):
+                if not _matchable(key):
+                    out[key] = ent.Series(x=[], y=[], step=[])
+                    continue
                 rows = s.execute(select(xcol, SqlMetric.value, SqlMetric.step).where(
                     SqlMetric.run_id == run_id, SqlMetric.key == key)
                     .order_by(SqlMetric.step, SqlMetric.seq)).all()
@@ -481,7 +566,7 @@ class SqlAlchemyStore(AbstractStore):
             self._get(s, run_id)
             query = select(SqlMetric).where(SqlMetric.run_id == run_id)
             if keys:
-                query = query.where(SqlMetric.key.in_(list(keys)))
+                query = query.where(SqlMetric.key.in_([k for k in keys if _matchable(k)]))
             return [m.to_entity() for m in s.execute(
                 query.order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq)).scalars()]
 
@@ -504,9 +589,9 @@ class SqlAlchemyStore(AbstractStore):
             query = select(SqlHistogram.id).where(SqlHistogram.run_id == run_id,
                                                   SqlHistogram.population == population)
             if start is not None:
-                query = query.where(SqlHistogram.step >= start)
+                query = query.where(SqlHistogram.step >= _clamp(start, -MAX_INT32, MAX_INT32))
             if end is not None:
-                query = query.where(SqlHistogram.step <= end)
+                query = query.where(SqlHistogram.step <= _clamp(end, -MAX_INT32, MAX_INT32))
             ids = list(s.execute(query.order_by(SqlHistogram.step, SqlHistogram.seq)).scalars())
             if stride > 1 and ids:
                 last = ids[-1]
@@ -553,6 +638,7 @@ class SqlAlchemyStore(AbstractStore):
     def get_logs(self, run_id: int, *, after: int = 0, limit: int = 500) -> list[ent.LogLine]:
         if limit < 0:
             raise InvalidArgument("limit must be >= 0")
+        after, limit = _clamp(after, -MAX_INT64, MAX_INT64), min(limit, MAX_OFFSET)
         with self._session() as s:
             self._get(s, run_id)
             return [r.to_entity() for r in s.execute(
@@ -562,6 +648,7 @@ class SqlAlchemyStore(AbstractStore):
     def changes_since(self, run_id: int, seq: int, *, limit: int = 5000) -> ent.Changes:
         if limit < 1:
             raise InvalidArgument("limit must be >= 1")
+        seq, limit = _clamp(seq, -MAX_INT64, MAX_INT64), min(limit, MAX_OFFSET)
         with self._session() as s:
             run = self._get(s, run_id)
             found: list[tuple[int, Any]] = []
@@ -579,13 +666,14 @@ class SqlAlchemyStore(AbstractStore):
             if more and found and new_seq >= run.last_seq:
                 more = False
             changed = seq < run.status_seq <= new_seq
+            resumed = run.resumed_at_seq is not None and seq < run.resumed_at_seq <= new_seq
             return ent.Changes(
                 since=seq, seq=new_seq,
                 scalars=[r.to_entity() for _, r in found if isinstance(r, SqlMetric)],
                 histograms=[r.to_entity() for _, r in found if isinstance(r, SqlHistogram)],
                 selection=[r.to_entity() for _, r in found if isinstance(r, SqlClassSelection)],
                 logs=[r.to_entity() for _, r in found if isinstance(r, SqlRunLog)],
-                run=self._entity(s, run) if changed else None, more=more)
+                run=self._entity(s, run) if changed else None, more=more, resumed=resumed)
 
     def time_to_target(self, run_id: int, key: str, target: float, *,
                        higher_is_better: bool = True) -> ent.TargetReached:
@@ -593,6 +681,10 @@ class SqlAlchemyStore(AbstractStore):
         agg = func.max(SqlMetric.value) if higher_is_better else func.min(SqlMetric.value)
         with self._session() as s:
             self._get(s, run_id)
+            if not _matchable(key):
+                return ent.TargetReached(run_id=run_id, reached=False, step=None, epoch=None,
+                                         samples_forwarded=None, samples_backpropagated=None,
+                                         wall_time=None, best=None)
             base = (SqlMetric.run_id == run_id, SqlMetric.key == key)
             hit = s.execute(select(SqlMetric).where(*base, cond)
                             .order_by(SqlMetric.step, SqlMetric.seq).limit(1)).scalar_one_or_none()
@@ -666,29 +758,23 @@ def _map_event(b: _Batch, e: Event) -> None:
         b.run_info.update({"dataset": dict(e.dataset), "model": dict(e.model), "device": e.device,
                            "steps_per_epoch": int(e.steps_per_epoch),
                            "resumed_from_step": int(e.resumed_from_step)})
-        ds, md = e.dataset, e.model
-        text = (f"started on {e.device}: {ds.get('name', '?')} ({ds.get('num_train', '?')} train), "
-                f"{md.get('name', '?')} ({md.get('parameters', '?')} parameters), "
-                f"{e.total_steps} steps")
-        if e.resumed_from_step:
-            text += f", resumed from step {e.resumed_from_step}"
-        b.log("info", text, e.resumed_from_step)
+        # no log line: the engine logs its own "started ..." / "resumed at step ..." line
     elif isinstance(e, LogMessage):
         level = e.level if e.level in LOG_LEVELS else "info"
         b.log(level, e.message, e.step)
     elif isinstance(e, CheckpointSaved):
-        b.run["checkpoint_path"] = e.path
+        b.run["checkpoint_path"] = _engine_text(e.path)
         b.run["checkpoint_step"] = int(e.counters.step)
         b.log("info", f"checkpoint saved at step {e.counters.step}: {e.path}", e.counters.step)
     elif isinstance(e, RunFinished):
         b.run["summary"] = dict(e.summary)
         if b.counters is None or e.counters.step >= b.counters.step:
             b.counters = e.counters
-        b.log("info", f"run {e.status} at step {e.counters.step}", e.counters.step)
+        # no log line: the worker's status change ("status running → finished at step N") says it
     elif isinstance(e, RunFailed):
-        b.run["error"] = e.error
-        b.run["traceback"] = e.traceback
-        b.log("error", f"run failed at step {e.step}: {e.error}", e.step)
+        b.run["error"] = _engine_text(e.error)
+        b.run["traceback"] = _engine_text(e.traceback)
+        # no log line: the worker's status change ("status running → failed at step N: ...") says it
     else:
         log.warning("ignoring unknown event %r", type(e).__name__)
 
@@ -703,15 +789,31 @@ def _histogram_series(population: str, edges: list[float],
         thresholds=[r.threshold for r in rows])
 
 
+def _status_text(old: str, new: ent.RunStatus, run: SqlRun, error: str | None) -> str:
+    """The log line of a status change (when the caller gives no message)."""
+    if old == new.value == ent.RunStatus.RUNNING:  # the worker taking over from the launcher
+        where = f" (pid {run.pid} on {run.host})" if run.pid else ""
+        return f"worker running{where}"
+    if new.ended:  # the run's last word, e.g. "run finished at step 160 (was running)"
+        text = f"run {new.value} at step {run.step or 0} (was {old})"
+    else:
+        text = f"status {old} → {new.value}"
+        if new == ent.RunStatus.RUNNING and run.pid:
+            text += f" (pid {run.pid} on {run.host})"
+    if error:
+        text += f": {_engine_text(error)}"
+    return text
+
+
 def _clean_tags(tags: Sequence[str]) -> list[str]:
     out = []
     for t in tags:
         t = str(t).strip()
         if not t:
             continue
-        if len(t) > 100:
-            raise InvalidArgument(f"tag too long (max 100 characters): {t[:20]}...")
-        out.append(t)
+        if len(t) > TEXT_LIMITS["tag"]:
+            raise InvalidArgument(f"tag too long (max {TEXT_LIMITS['tag']} characters): {t[:20]}...")
+        out.append(check_text("tag", t))
     return list(dict.fromkeys(out))
 
 

@@ -8,13 +8,12 @@
 - Hand-made engine events for store tests: `tests/backend/store_events.py` (import it as
   `store_events`: tests/ is not a package, pytest puts this folder on sys.path).
 
-Set MARGINSCOPE_TEST_DB_URL (e.g. a PostgreSQL URL) to run the same tests against a real server:
-the schema is then upgraded in place and every table emptied before each test.
+Set MARGINSCOPE_TEST_DB_URL=postgresql+psycopg://... to run the same tests against a real server:
+every test then gets its own fresh schema there (`fresh_db_url` in tests/conftest.py).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,9 @@ TINY_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    data_dir = tmp_path / "data"
-    db_url = os.environ.get("MARGINSCOPE_TEST_DB_URL") or f"sqlite:///{data_dir / 'marginscope.db'}"
-    upgrade(db_url)
-    if os.environ.get("MARGINSCOPE_TEST_DB_URL"):
-        _empty_tables(db_url)
-    return Settings(data_dir=data_dir, db_url=db_url)
+def settings(tmp_path: Path, fresh_db_url: str) -> Settings:
+    upgrade(fresh_db_url)
+    return Settings(data_dir=tmp_path / "data", db_url=fresh_db_url)
 
 
 @pytest.fixture
@@ -56,15 +51,3 @@ def make_run(store: SqlAlchemyStore) -> Callable[..., Run]:
 
     return _make
 
-
-def _empty_tables(db_url: str) -> None:
-    from sqlalchemy import delete
-
-    from backend.store.db import make_engine
-    from backend.store.dbmodels import Base
-
-    engine = make_engine(db_url)
-    with engine.begin() as conn:
-        for table in reversed(Base.metadata.sorted_tables):
-            conn.execute(delete(table))
-    engine.dispose()

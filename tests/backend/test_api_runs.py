@@ -108,6 +108,27 @@ def test_get_unknown_is_404_and_malformed_is_422(client: TestClient) -> None:
     assert client.get("/api/runs/999").status_code == 404
     assert "999" in client.get("/api/runs/999").json()["detail"]
     assert client.get("/api/runs/abc").status_code == 422
+    for huge in (2**31, 2**63, 10**20):  # past the id column: unknown, not a database error
+        assert client.get(f"/api/runs/{huge}").status_code == 404
+        assert client.post(f"/api/runs/{huge}/cancel").status_code == 404
+        assert client.delete(f"/api/runs/{huge}").status_code == 404
+
+
+@pytest.mark.parametrize(("body", "loc"), [
+    ({"name": "a\x00b"}, ["body", "name"]),
+    ({"notes": "\x00"}, ["body", "notes"]),
+    ({"tags": ["ok", "x" * 101]}, ["body", "tags", 1]),
+    ({"config": {"dataset": "digits\x00"}}, ["body", "config", "dataset"]),
+    ({"config": {"dataset": "imagefolder:" + "x" * 400}}, ["body", "config", "dataset"]),
+    ({"config": {"model": "m" * 101}}, ["body", "config", "model"]),
+])
+def test_create_text_no_backend_can_keep_is_422(client: TestClient, body: dict[str, object],
+                                                loc: list[object]) -> None:
+    """NUL characters and text past a column's length: PostgreSQL would refuse them with a 500."""
+    config = {**TINY, **body.pop("config", {})}  # type: ignore[dict-item]
+    r = client.post("/api/runs", json={**body, "config": config})
+    assert r.status_code == 422, r.text
+    assert loc in [e["loc"] for e in r.json()["detail"]]
 
 
 def test_patch_changes_only_given_fields(client: TestClient) -> None:
@@ -134,8 +155,9 @@ def test_cancel_queued_is_immediate_and_cancel_again_is_409(client: TestClient) 
 
 def test_cancel_running_signals_the_worker_group(client: TestClient, store: SqlAlchemyStore) -> None:
     run = create(client)
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
-                            start_new_session=True)
+    # a stand-in worker: its command line names the run like the real one's
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "backend.worker",
+                             str(run["id"])], start_new_session=True)
     try:
         store.set_status(run["id"], RunStatus.RUNNING, pid=proc.pid, host=socket.gethostname())
         r = client.post(f"/api/runs/{run['id']}/cancel")
@@ -146,6 +168,42 @@ def test_cancel_running_signals_the_worker_group(client: TestClient, store: SqlA
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_cancel_never_signals_a_recycled_pid(client: TestClient, store: SqlAlchemyStore) -> None:
+    """The recorded pid now belongs to an unrelated process (the worker died, the pid was reused):
+    that process is left alone and the run ends as cancelled at once."""
+    run = create(client)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"],
+                             start_new_session=True)
+    try:
+        store.set_status(run["id"], RunStatus.RUNNING, pid=other.pid, host=socket.gethostname())
+        r = client.post(f"/api/runs/{run['id']}/cancel")
+        assert r.status_code == 200 and r.json()["status"] == "cancelled"
+        assert other.poll() is None
+    finally:
+        other.kill()
+        other.wait()
+
+
+def test_resume_waits_for_the_previous_worker_to_exit(client: TestClient, store: SqlAlchemyStore,
+                                                      tmp_path: Path) -> None:
+    run = create(client)
+    rid = run["id"]
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "backend.worker",
+                            str(rid)], start_new_session=True)
+    try:
+        store.set_status(rid, RunStatus.RUNNING, pid=old.pid, host=socket.gethostname())
+        ckpt = tmp_path / "ckpt.pt"
+        ckpt.write_bytes(b"x")
+        store.write_events(rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
+        store.set_status(rid, RunStatus.CANCELLED)  # recorded, but that worker is still stopping
+        r = client.post(f"/api/runs/{rid}/resume")
+        assert r.status_code == 409 and "still stopping" in r.json()["detail"]
+    finally:
+        old.kill()
+        old.wait()
+    assert client.post(f"/api/runs/{rid}/resume").json()["status"] == "queued"
 
 
 def test_resume_needs_crashed_or_cancelled_with_a_checkpoint(client: TestClient, store: SqlAlchemyStore,

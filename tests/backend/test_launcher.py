@@ -109,11 +109,11 @@ def test_a_worker_dying_without_a_status_is_crashed(store: SqlAlchemyStore, sett
 
 
 def test_reconcile(store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
-    alive = subprocess.Popen(fake(SLEEP)(0, False), start_new_session=True)
+    r_alive, r_dead, r_remote, r_stale = (make_run(store) for _ in range(4))
+    alive = subprocess.Popen(fake(SLEEP)(r_alive.id, False), start_new_session=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
-        r_alive, r_dead, r_remote, r_stale = (make_run(store) for _ in range(4))
         store.set_status(r_alive.id, RunStatus.RUNNING, pid=alive.pid, host=HOST)
         store.set_status(r_dead.id, RunStatus.RUNNING, pid=dead.pid, host=HOST)
         store.set_status(r_stale.id, RunStatus.RUNNING, pid=123, host="elsewhere")
@@ -169,7 +169,11 @@ def test_resume_queues_and_passes_the_flag(store: SqlAlchemyStore, settings: Set
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"x")
     store.write_events(run.id, [CheckpointSaved(counters=counters(5), path=str(ckpt))])
-    store.set_status(run.id, RunStatus.CRASHED, error="boom")
+    store.set_status(run.id, RunStatus.CRASHED, error="boom", pid=4242)
     assert launcher.resume(run.id).status == RunStatus.QUEUED
+    store.set_status(run.id, RunStatus.QUEUED, pid=4242)  # a pid left from the crashed attempt
     launcher.tick()
     assert seen == [True] and launcher.watched == [run.id]
+    # running, but no pid until the worker records its own (the stand-in never does)
+    started = store.get_run(run.id)
+    assert started.status == RunStatus.RUNNING and started.pid is None

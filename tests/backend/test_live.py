@@ -174,16 +174,14 @@ def test_hub_stop_closes_sockets(client: TestClient) -> None:
 
 
 def test_a_resume_that_drops_rows_sends_a_fresh_snapshot(client: TestClient, store: SqlAlchemyStore) -> None:
-    from backend.live import RESUME_LOG_PREFIX
-
     rid = create(client)["id"]
     store.write_events(rid, [run_started()] + [step_metrics(s) for s in range(1, 11)])
     with client.websocket_connect(f"/ws/runs/{rid}") as ws:
         assert ws.receive_json()["series"]["train/loss"]["step"][-1] == 10
-        dropped = store.truncate_after_step(rid, 5)  # what the worker does before resuming at 5
-        store.append_log(rid, "info", f"{RESUME_LOG_PREFIX} at step 5 ({dropped} rows after it dropped)")
+        store.truncate_after_step(rid, 5)  # what the worker does before resuming at 5
         delta = ws.receive_json()
-        assert delta["type"] == "delta" and delta["logs"]
+        assert delta["type"] == "delta" and "resuming from the checkpoint at step 5" in \
+            delta["logs"][-1]["message"]
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and snap["series"]["train/loss"]["step"] == [1, 2, 3, 4, 5]
         store.write_events(rid, [step_metrics(6)])

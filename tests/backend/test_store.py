@@ -211,7 +211,7 @@ def test_changes_since_pages_exactly(store: SqlAlchemyStore, make_run: MakeRun) 
     store.set_status(run.id, "finished")
     status_change = store.changes_since(run.id, cursor)
     assert status_change.run is not None and status_change.run.status == RunStatus.FINISHED
-    assert [line.message for line in status_change.logs] == ["status queued → finished"]
+    assert [line.message for line in status_change.logs] == ["run finished at step 30 (was queued)"]
 
 
 def test_histogram_edges_once_and_stride(store: SqlAlchemyStore, make_run: MakeRun) -> None:

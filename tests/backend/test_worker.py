@@ -56,8 +56,12 @@ def test_digits_run_ends_finished_with_metrics(settings: Settings, store: SqlAlc
     assert len(hist.counts[0]) == len(hist.edges) - 1 == 60
     assert sum(hist.counts[0]) == 64  # every candidate of the step lands in a bin
     assert store.get_selection(run.id).steps[-1] == 30
-    statuses = [line.message for line in store.get_logs(run.id) if line.message.startswith("status")]
-    assert statuses[0].startswith("status queued → running") and statuses[-1] == "status running → finished"
+    lines = [line.message for line in store.get_logs(run.id)]
+    # one line per event: the start (worker, engine), the end; no "running → running"
+    assert [m for m in lines if m.startswith("status")] == \
+        [f"status queued → running (pid {got.pid} on {got.host})"]
+    assert len([m for m in lines if m.startswith("started")]) == 1
+    assert [m for m in lines if m.startswith("run finished")] == ["run finished at step 30 (was running)"]
 
 
 def test_missing_dataset_ends_failed_with_error_kept(settings: Settings, store: SqlAlchemyStore,
@@ -87,6 +91,54 @@ def test_run_cancelled_before_start_is_left_alone(settings: Settings, store: Sql
     code, _ = _finish(_worker(settings, run.id))
     assert code == 0 and store.get_run(run.id).status == RunStatus.CANCELLED
     assert store.get_run(run.id).pid is None
+
+
+@pytest.mark.parametrize(("recorded", "outcome", "final"), [
+    ("running", "finished", "finished"),
+    ("cancelled", "finished", "finished"),  # trained to the end: the truer account
+    ("crashed", "finished", "finished"),  # a stale-heartbeat guess, the worker was alive
+    ("cancelled", "cancelled", "cancelled"),  # already said: no second line
+    ("crashed", "cancelled", "cancelled"),
+    ("cancelled", "failed", "cancelled"),  # the user's cancel stands
+    ("crashed", "failed", "failed"),
+    ("queued", "finished", "queued"),  # queued again (a resume): a late old worker changes nothing
+])
+def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, make_run: MakeRun,
+                                                      recorded: str, outcome: str, final: str) -> None:
+    from backend.worker import _record_end
+
+    run = make_run()
+    store.set_status(run.id, "running", pid=1)
+    if recorded != "running":
+        store.set_status(run.id, recorded)
+    before = len(store.get_logs(run.id))
+    _record_end(store, run.id, RunStatus(outcome), **({"error": "E"} if outcome == "failed" else {}))
+    got = store.get_run(run.id)
+    assert got.status == final
+    assert len(store.get_logs(run.id)) == before + (final != recorded)
+    store.delete_run(run.id)
+    _record_end(store, run.id, RunStatus(outcome))  # deleted meanwhile: logged, not raised
+
+
+def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAlchemyStore,
+                                                make_run: MakeRun) -> None:
+    """`runs cancel` from another process with no pid to signal yet (the launcher's start window)
+    records the cancel; the worker reads it with its next heartbeat and stops with a checkpoint."""
+    run = make_run(steps=100_000, eval_every=100_000, hist_every=1000)
+    proc = _worker(settings, run.id)
+    try:
+        deadline = time.monotonic() + 120
+        while store.get_run(run.id).pid is None:
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[0]
+            time.sleep(0.05)
+        store.set_status(run.id, "cancelled", expect=("running",), message="cancelled elsewhere")
+        code, out = _finish(proc, timeout=120)
+    finally:
+        proc.kill()
+    got = store.get_run(run.id)
+    assert code == 0 and got.status == RunStatus.CANCELLED, out
+    assert got.checkpoint_step is not None and got.checkpoint_step < 100_000
+    assert [m.message for m in store.get_logs(run.id)].count("cancelled elsewhere") == 1
 
 
 def test_unknown_run_exits_1(settings: Settings, store: SqlAlchemyStore) -> None:

@@ -81,3 +81,46 @@ def test_sqlite_pragmas(tmp_path: Path) -> None:
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 5000
     engine.dispose()
+
+
+def _schema_diff(url: str) -> list[object]:
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True,
+                                                         "compare_server_default": True})
+            return list(compare_metadata(ctx, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def test_migrated_schema_equals_models_on_postgres(postgres_url: str) -> None:
+    """Skipped unless MARGINSCOPE_TEST_DB_URL names a PostgreSQL server (CI has none)."""
+    upgrade(postgres_url)
+    assert _schema_diff(postgres_url) == []
+    engine = make_engine(postgres_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        verify_schema(engine)
+    finally:
+        engine.dispose()
+
+
+def test_runs_written_before_0002_survive_it(fresh_db_url: str, tmp_path: Path) -> None:
+    """A database with runs at 0001 upgrades to the head; the runs read back as first attempts."""
+    upgrade(fresh_db_url, "0001_initial")
+    engine = make_engine(fresh_db_url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO runs (name, status, config, created_at, status_changed_at, notes, step, "
+            "epoch, last_seq, status_seq, summary, run_info) VALUES ('old', 'finished', '{}', "
+            "'2026-01-01 00:00:00', '2026-01-01 00:00:00', '', 7, 0.5, 3, 3, '{}', '{}')")
+    engine.dispose()
+    upgrade(fresh_db_url)
+    store = SqlAlchemyStore(fresh_db_url, data_dir=tmp_path)
+    try:
+        (run,), _ = store.list_runs()
+        assert (run.name, run.step, run.attempt, run.resumed_at_seq) == ("old", 7, 0, None)
+        assert store.truncate_after_step(run.id, 5) == 0 and store.get_run(run.id).attempt == 1
+    finally:
+        store.close()
