@@ -139,3 +139,33 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     res["table"] = build_table(res)
     write_outputs(res, tmp_path, "marginscope bench")
     assert json.loads((tmp_path / "results.json").read_text())["table"]["arms"] == ["uniform", "mms", "slow"]
+
+
+def test_runs_are_recorded_in_a_store_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from backend.store.db import upgrade
+    from backend.store.sqlalchemy_store import SqlAlchemyStore
+
+    url = f"sqlite:///{tmp_path / 'marginscope.db'}"
+    upgrade(url)
+    monkeypatch.setenv("MARGINSCOPE_DATA_DIR", str(tmp_path / "data"))
+    settings = BenchSettings(dataset="digits", steps=20, candidates=64, batch_size=16, seeds=(0,),
+                             arms=("uniform", "mms"), eval_every=10, score_chunk=32, lr=0.02)
+    run_suite(settings, None, db_url=url, bench_id="bench-test", progress=False, log=lambda _: None)
+    store = SqlAlchemyStore(url, data_dir=tmp_path / "data")
+    try:
+        runs, count = store.list_runs(tag="bench-test")
+        assert count == 2
+        assert {str(getattr(r.status, "value", r.status)) for r in runs} == {"finished"}
+        assert {t for r in runs for t in r.tags if t.startswith("arm:")} == {"arm:uniform", "arm:mms"}
+        assert all(r.step == 20 and r.summary.get("test_accuracy") is not None for r in runs)
+    finally:
+        store.close()
+
+
+def test_the_engine_does_not_import_the_backend_without_a_store() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, engine.bench, engine.cli; "
+            "assert not [m for m in sys.modules if m.split('.')[0] == 'backend'], 'backend imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
