@@ -23,7 +23,7 @@ from backend.schemas import (
     RunUpdate,
 )
 from backend.settings import Settings
-from backend.store.dbmodels import TEXT_LIMITS
+from backend.store.dbmodels import MAX_INT32, TEXT_LIMITS
 from engine.config import TrainConfig
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -70,6 +70,8 @@ def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
         value = getattr(config, field)
         if len(value) > TEXT_LIMITS[field]:
             raise _config_error(field, f"at most {TEXT_LIMITS[field]} characters", value)
+    if config.steps is not None and config.steps > MAX_INT32:  # steps are 32-bit columns
+        raise _config_error("steps", f"at most {MAX_INT32} steps", config.steps)
     if config.dataset.startswith(IMAGEFOLDER_PREFIX):
         folder = config.dataset[len(IMAGEFOLDER_PREFIX):].strip()
         if not folder or not _inside(folder, root):

@@ -121,6 +121,7 @@ def test_get_unknown_is_404_and_malformed_is_422(client: TestClient) -> None:
     ({"config": {"dataset": "digits\x00"}}, ["body", "config", "dataset"]),
     ({"config": {"dataset": "imagefolder:" + "x" * 400}}, ["body", "config", "dataset"]),
     ({"config": {"model": "m" * 101}}, ["body", "config", "model"]),
+    ({"config": {"steps": 2**31}}, ["body", "config", "steps"]),
 ])
 def test_create_text_no_backend_can_keep_is_422(client: TestClient, body: dict[str, object],
                                                 loc: list[object]) -> None:
