@@ -100,6 +100,7 @@ class BenchSettings:
     lr: float = 0.1
     data_dir: str = "data"
     device: str = "auto"
+    threads: int | None = None  # torch CPU threads (None = torch's default, all cores)
     quick: bool = False
 
     @classmethod
@@ -126,7 +127,7 @@ class BenchSettings:
             selector_options={"seed": seed}, candidates=self.candidates, batch_size=self.batch_size,
             score_chunk=chunk, steps=self.arm_steps(arm), regime=arm.regime or self.regime, lr=self.lr,
             eval_every=self.eval_every, eval_samples=self.eval_samples, hist_every=self.hist_every,
-            log_every=50, seed=seed, device=self.device,
+            log_every=50, seed=seed, device=self.device, threads=self.threads,
         )
 
 
@@ -274,6 +275,8 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, db_url: str |
     from engine.train import train
 
     bench_id = bench_id or f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     arms = settings.arm_list()
     for arm in arms:  # validate every config before spending minutes on the first runs
         settings.config(arm, settings.seeds[0], 128)

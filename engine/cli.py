@@ -195,6 +195,8 @@ def bench(
     chunk: Optional[int] = typer.Option(None, min=0, help="Candidate chunk size (default: measured)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps (default: auto)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: data)."),
+    threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
+                                          "1 is far more robust on a machine shared with other work."),
     db_url: Optional[str] = typer.Option(None, "--db-url", envvar="MARGINSCOPE_DB_URL",
                                          help="Also record every run in this store, tagged with the id."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
@@ -204,7 +206,7 @@ def bench(
 
     given = dict(dataset=dataset, model=model, candidates=candidates, batch_size=batch_size, steps=steps,
                  regime=regime, eval_every=eval_every, eval_samples=eval_samples, score_chunk=chunk,
-                 device=device, data_dir=data_dir,
+                 device=device, data_dir=data_dir, threads=threads,
                  seeds=tuple(int(s) for s in seeds.split(",")) if seeds else None,
                  arms=tuple(a.strip() for a in selectors.split(",") if a.strip()) if selectors else None)
     given = {k: v for k, v in given.items() if v is not None}
