@@ -114,15 +114,21 @@ def test_tiny_suite_writes_json_markdown_and_offline_html(tmp_path: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_cli_bench_quick(tmp_path: Path) -> None:
+    """`bench --quick` end to end on real MNIST, checking the outputs' structure (never speed).
+
+    Three arms keep CI inside its budget on 2 shared cores; the whole quick suite is the same code
+    path with more arms (`marginscope bench --quick`)."""
     from engine.cli import app
 
-    result = CliRunner().invoke(app, ["bench", "--quick", "--out", str(tmp_path)])
+    arms = ["uniform", "mms", "mms-memory"]
+    result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", ",".join(arms), "--threads", "1",
+                                      "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     data = json.loads((tmp_path / "results.json").read_text())
-    assert data["settings"]["quick"] and len(data["runs"]) == 8 * 2
-    assert {r["arm"] for r in data["runs"]} == {"uniform", "mms", "mms-runner-up", "hard-negative", "entropy",
-                                                 "selective-backprop", "mms@aggressive", "mms-memory"}
+    assert data["settings"]["quick"] and len(data["runs"]) == len(arms) * 2
+    assert {r["arm"] for r in data["runs"]} == set(arms)
     assert (tmp_path / "curves.html").stat().st_size > 1_000_000  # plotly.js embedded
     assert "| uniform |" in (tmp_path / "results.md").read_text()
 
