@@ -152,7 +152,12 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
             resume_from = run.checkpoint_path
             # deletes the crashed attempt's tail and marks the resume (attempt, resumed_at_seq,
             # a log line), which the live hub turns into a fresh snapshot for its clients
-            store.truncate_after_step(run_id, run.checkpoint_step or 0)
+            # The step comes from the checkpoint file itself, not from the store: a kill can land
+            # after the file was written but before its CheckpointSaved event was flushed, and
+            # truncating at the older recorded step would leave a gap in every series.
+            from engine.train import checkpoint_step
+
+            store.truncate_after_step(run_id, checkpoint_step(run.checkpoint_path))
         config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir,
                               resume_from=resume_from)
         run_dir.mkdir(parents=True, exist_ok=True)

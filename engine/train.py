@@ -173,6 +173,11 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step a checkpoint file resumes from."""
+    return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
+
+
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically so a crash mid-write never leaves a truncated checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)

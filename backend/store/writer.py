@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Self
 
 from backend.store.abstract_store import AbstractStore
-from engine.events import Event
+from engine.events import CheckpointSaved, Event
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +47,15 @@ class BatchedWriter:
         with self._lock:
             self._buffer.append(event)
             full = len(self._buffer) >= self.max_batch
-        if full:
+        if isinstance(event, CheckpointSaved):
+            # Write everything up to a checkpoint before training goes on, so that the rows in the
+            # store reach at least the checkpoint a resume will start from (no gap in the series).
+            try:
+                self.flush()
+            except Exception as exc:  # noqa: BLE001 - the events stay buffered; the thread retries
+                log.warning("flush at checkpoint failed (will retry): %s", exc)
+                self._wake.set()
+        elif full:
             self._wake.set()
 
     def write(self, events: Sequence[Event]) -> None:
