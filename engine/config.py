@@ -62,6 +62,12 @@ class TrainConfig(BaseModel):
         128, ge=0, le=65536, description="Score candidates in chunks of this size (0 = one batch); "
         "small chunks are faster per sample on CPU."
     )
+    bn_stats: Literal["pool", "batch"] = Field(
+        "pool", description="Where BatchNorm's running statistics (used to evaluate) come from: pool = "
+        "the random candidates the selector scores (unbiased), batch = the selected training batch "
+        "(PyTorch's usual; drifts toward hard samples under selection). Selectors that score no "
+        "candidates always use batch."
+    )
 
     # --- optimisation
     epochs: float = Field(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
 from engine.data import DatasetBundle, Split, load_dataset
 from engine.events import (
@@ -318,6 +319,7 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
     # re-score the training split themselves through `refresh` (engine/selection/memory.py).
     forwards_candidates = getattr(selector, "forwards_candidates", True) and selector.uses_candidates
     refresh = getattr(selector, "refresh", None)
+    bn_pool = PoolStatistics(model if config.bn_stats == "pool" else torch.nn.Identity(), samples=b)
 
     def train_inputs(idx: torch.Tensor) -> torch.Tensor:
         """Training samples as the model sees them when scoring: no augmentation."""
@@ -342,22 +344,25 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             t_score = time.perf_counter()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp), bn_pool.recording():
                 selection = selector.select(model, x, y, indices, batch_size=b,
                                             epoch=step / steps_per_epoch)
             score_time = time.perf_counter() - t_score
             chosen = selection.index.to(device)
             xb, yb = x[chosen], y[chosen]
 
-            # forward, backward, update on the selected batch
+            # forward, backward, update on the selected batch; BatchNorm's running statistics come
+            # from the candidates the selector just scored, when it scored any (engine/batchnorm.py)
             model.train()
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
+            with (torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp),
+                  bn_pool.frozen(enabled=bn_pool.recorded)):
                 logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
+            bn_pool.update()  # after backward: autograd saved the running statistics' versions
             logits = logits.detach().float()
             selector.observe(indices[chosen.cpu()], logits, yb)
             if refresh is not None:  # real work: counted in samples_forwarded and in this step's time
