@@ -183,12 +183,12 @@ def bench(
     model: Optional[str] = typer.Option(None, help="Model (default: small-cnn)."),
     candidates: Optional[int] = typer.Option(None, min=1, help="Candidate pool B (default: 640; quick 256)."),
     batch_size: Optional[int] = typer.Option(None, min=1, help="Training batch b (default: 64)."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Steps per run (default: 2000; quick 160)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Steps per run (default: 1200; quick 160)."),
     epochs: Optional[float] = typer.Option(None, help="Run length in epochs (N/b steps each); overrides --steps."),
     regime: Optional[str] = typer.Option(None, help="The suite's LR regime (default: normal); an arm "
                                          "selector@aggressive runs the paper's short aggressive regime."),
     seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: 0,1,2; quick 0,1)."),
-    selectors: Optional[str] = typer.Option(None, help="Comma-separated arms, selector[@regime] "
+    selectors: Optional[str] = typer.Option(None, help="Comma-separated arms, selector[opt=v;opt=v]@regime "
                                             "(default: " + ",".join(DEFAULT_ARMS) + ")."),
     eval_every: Optional[int] = typer.Option(None, min=1, help="Validate every N steps (default: 100)."),
     eval_samples: Optional[int] = typer.Option(None, min=1, help="Validate on N samples (default: all)."),
@@ -214,6 +214,10 @@ def bench(
     if epochs is not None:
         settings.steps = steps_for_epochs(settings, epochs)
     command = "marginscope " + " ".join(sys.argv[1:])
+    try:
+        settings.arm_list()
+    except ValueError as exc:  # a malformed arm, e.g. mms-memory[refresh_epochs]
+        fail(str(exc))
     try:
         if micro:
             run_micro(settings, out, log=typer.echo, command=command)

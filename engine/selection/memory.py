@@ -4,7 +4,10 @@ Why: fresh MMS scores B candidates with a forward pass every step, so one step c
 (1 + B/3b)x a uniform step (shared/design/MMS.md): on 2 CPU cores the step savings of MMS are
 eaten by the scoring cost. This mode keeps one MMS value per training sample and reuses it:
 
-- **unseen first**: the memory starts at -inf, so a sample never scored ranks before any scored one;
+- **unseen last** (default): the memory starts at +inf, so the ranking uses the scores known so far
+  and never-scored samples fill the rest of the batch; `unseen=first` (-inf) explores every sample
+  once before trusting any score, which spends the whole first epoch on what is in effect uniform
+  sampling (measured: 0.6-0.8x uniform's steps to its best instead of 0.55x, lower final accuracy);
 - **free updates**: after each training step the loop hands the training forward's logits to
   `observe()`, and the memory takes their MMS (train-mode logits, the head's weight just after the
   update: a slightly stale but free score);
@@ -21,6 +24,7 @@ mode. Calibration lead: MMS.md, "Score memory won in wall-clock".
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -38,7 +42,7 @@ __all__ = ["ScoreMemorySelector"]
 @register_selector
 class ScoreMemorySelector(Selector):
     name = "mms-memory"
-    help = ("Cheap MMS: rank a random pool of B by a per-sample score memory (unseen first), updated "
+    help = ("Cheap MMS: rank a random pool of B by a per-sample score memory (unseen last), updated "
             "for free from every training forward and refreshed over the whole training set about "
             "once per epoch; a share of the batch is drawn uniformly. No candidate forward.")
     forwards_candidates: ClassVar[bool] = False  # the pool is ranked from memory, not forwarded
@@ -49,14 +53,18 @@ class ScoreMemorySelector(Selector):
                                  "(rolling, in blocks).", _positive),
         "block": Option(1024, "Samples re-scored together in one refresh (forwarded in chunks).",
                         _at_least(1)),
+        "unseen": Option("last", "Where never-scored samples rank: last (rank by the scores known so "
+                         "far; the unseen fill in) or first (explore them before any scored one).",
+                         lambda v: None if v in ("first", "last") else "must be first or last"),
     }
     mix: float
     refresh_epochs: float
     block: int
+    unseen: str
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
-        self.memory = torch.empty(0)  # float32 [N] MMS per dataset index; -inf = never scored
+        self.memory = torch.empty(0)  # float32 [N] MMS per dataset index; +-inf = never scored
         self.cursor = 0  # next dataset index the rolling refresh re-scores
         self.owed = 0.0  # samples due for refresh but not yet re-scored
         self._weight: Tensor | None = None  # the head's weight, remembered for observe()
@@ -64,7 +72,7 @@ class ScoreMemorySelector(Selector):
     def _ensure(self, n: int) -> None:
         """Grow the memory to at least n entries (new ones unseen)."""
         if self.memory.numel() < n:
-            grown = torch.full((n,), float("-inf"))
+            grown = torch.full((n,), float("-inf") if self.unseen == "first" else float("inf"))
             grown[: self.memory.numel()] = self.memory
             self.memory = grown
 
@@ -79,7 +87,7 @@ class ScoreMemorySelector(Selector):
         scores = self.memory[idx]  # (B,)
         n_random = min(round(self.mix * b), b)
         n_ranked = b - n_random
-        # A random key breaks ties (all unseen samples are -inf) without favouring pool order.
+        # A random key breaks ties (all unseen samples share one value) without favouring pool order.
         tiebreak = self._randperm(idx.numel(), torch.device("cpu"))
         order = torch.argsort(scores[tiebreak], stable=True)
         ranked = tiebreak[order[:n_ranked]]
@@ -87,6 +95,7 @@ class ScoreMemorySelector(Selector):
         extra = rest[self._randperm(rest.numel(), torch.device("cpu"))[:n_random]]
         index = torch.cat([ranked, extra])
         threshold = float(scores[ranked].max()) if n_ranked else None
+        threshold = threshold if threshold is not None and math.isfinite(threshold) else None
         return Selection(index=index.to(inputs.device), scores=scores, logits=None, threshold=threshold)
 
     def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:

@@ -81,6 +81,16 @@ def test_arms_parse_regimes_and_the_aggressive_run_is_shorter() -> None:
     assert cfg.regime == "aggressive" and cfg.steps == 200 and cfg.seed == 2 and cfg.score_chunk == 64
 
 
+def test_arms_carry_selector_options() -> None:
+    arm = Arm.parse("mms-memory[refresh_epochs=2;unseen=first]@aggressive")
+    assert arm == Arm("mms-memory", "aggressive", (("refresh_epochs", 2), ("unseen", "first")))
+    assert arm.label == "mms-memory[refresh_epochs=2;unseen=first]@aggressive"
+    cfg = BenchSettings().config(arm, seed=1, chunk=64)
+    assert cfg.selector_options == {"seed": 1, "refresh_epochs": 2, "unseen": "first"}
+    with pytest.raises(ValueError, match="key=value"):
+        Arm.parse("mms-memory[refresh_epochs]")
+
+
 def test_naive_and_vectorised_mms_agree() -> None:
     g = torch.Generator().manual_seed(0)
     w = torch.randn(7, 5, generator=g)
@@ -137,6 +147,11 @@ def test_cli_bench_rejects_an_unknown_selector(tmp_path: Path) -> None:
     from engine.cli import app
 
     result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", "nope", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "nope" in result.output
+    result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", "mms[mix", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "brackets" in result.output
+    result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", "mms-memory[nope=1]", "--out",
+                                      str(tmp_path)])
     assert result.exit_code == 2 and "nope" in result.output
 
 

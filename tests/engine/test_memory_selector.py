@@ -1,4 +1,4 @@
-"""mms-memory: ranking from a per-sample score memory (unseen first), free updates from the
+"""mms-memory: ranking from a per-sample score memory (unseen last or first), free updates from the
 training forward, rolling refreshes counted as real work, exact resume, and it learns digits."""
 
 from __future__ import annotations
@@ -35,9 +35,20 @@ def model_and_pool(n: int = 20, seed: int = 0) -> tuple[Linear, torch.Tensor, to
     return model, x, y, torch.arange(100, 100 + n)  # dataset indices 100..119
 
 
-def test_unseen_samples_come_first_then_lowest_scores() -> None:
+def test_unseen_samples_come_last_by_default() -> None:
     model, x, y, idx = model_and_pool()
     sel = make_selector("mms-memory", mix=0.0)
+    sel._ensure(200)
+    assert torch.isposinf(sel.memory).all()
+    sel.memory[idx[[3, 9, 15]]] = torch.tensor([0.5, 0.2, 0.9])  # three scored, the rest unseen
+    chosen = sel.select(model, x, y, idx, batch_size=5).index.tolist()
+    assert chosen[:3] == [9, 3, 15]  # the scored ones, lowest first
+    assert len(set(chosen[3:]) - {3, 9, 15}) == 2  # then unseen ones fill the batch
+
+
+def test_unseen_samples_come_first_then_lowest_scores() -> None:
+    model, x, y, idx = model_and_pool()
+    sel = make_selector("mms-memory", mix=0.0, unseen="first")
     sel._ensure(200)
     sel.memory[idx] = torch.linspace(1.0, 2.0, 20)  # all seen ...
     sel.memory[idx[[4, 11]]] = float("-inf")  # ... except two
@@ -70,7 +81,7 @@ def test_observe_stores_the_training_forward_margins() -> None:
     sel.observe(idx[:6], logits, y[:6])
     expected = minimal_margin_scores(logits, model.head.weight)
     torch.testing.assert_close(sel.memory[idx[:6]], expected)
-    assert torch.isinf(sel.memory[idx[6:]]).all() and (sel.memory[idx[6:]] < 0).all()
+    assert torch.isposinf(sel.memory[idx[6:]]).all()  # the rest still unseen
 
 
 def test_refresh_covers_the_split_at_the_configured_pace() -> None:
