@@ -27,6 +27,7 @@ except ImportError:  # the engine's CLI is optional for the server's commands
     app = typer.Typer(help="MarginScope", no_args_is_help=True, add_completion=False)
 
 from backend.settings import Settings
+from engine.config import describe_validation_error
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs in the store (works with or without a server).", no_args_is_help=True)
@@ -49,7 +50,7 @@ def load_settings(**overrides: Any) -> Settings:
     try:
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        _fail("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()))
+        _fail(describe_validation_error(exc))
     raise AssertionError("unreachable")
 
 

@@ -47,6 +47,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from rich.markup import escape
 
 from engine.config import TrainConfig
 from engine.events import Evaluation, Event, RunFinished, RunStarted, StepMetrics
@@ -270,7 +271,7 @@ class _Progress:
     def start_run(self, label: str) -> None:
         if self.run is not None:
             self.progress.remove_task(self.run)
-        self.run = self.progress.add_task(label, total=None, info="")
+        self.run = self.progress.add_task(escape(label), total=None, info="")
 
     def __call__(self, event: Event) -> None:
         if self.run is None:
@@ -331,7 +332,10 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, db_url: str |
                 line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
                         f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
                         f"{result.wall_time:.1f} s training, load {load_average()}")
-                (bars.progress.console.print if progress else log)(line)
+                if progress:  # rich reads [..] as markup: arm options are written that way
+                    bars.progress.console.print(line, markup=False)
+                else:
+                    log(line)
                 runs.append({"arm": arm.label, "selector": arm.selector,
                              "regime": arm.regime or settings.regime, "seed": seed,
                              "steps": config.steps, "load_after": load_average(),

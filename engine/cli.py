@@ -18,7 +18,7 @@ import typer
 from pydantic import ValidationError
 
 from engine.bench import DEFAULT_ARMS
-from engine.config import TrainConfig
+from engine.config import TrainConfig, describe_validation_error
 
 app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -28,14 +28,6 @@ def fail(message: str) -> None:
     """One line on stderr, exit status 2: how every bad option ends."""
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(2)
-
-
-def describe_validation_error(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"]) or "config"
-        parts.append(f"{loc}: {err['msg']}")
-    return "; ".join(parts)
 
 
 def load_config_file(path: Path) -> dict[str, Any]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 RegimeSpec = str | list[tuple[float, float]]
 
@@ -167,3 +167,12 @@ def field_specs() -> list[dict[str, Any]]:
             **bounds,
         })
     return specs
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming each bad field and what is wrong with it, for command-line errors."""
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "config"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
