@@ -30,9 +30,10 @@ __all__ = ["PoolStatistics"]
 
 
 class PoolStatistics:
-    def __init__(self, model: nn.Module, samples: int = 64) -> None:
-        self.layers = [m for m in model.modules()
-                       if isinstance(m, _BatchNorm) and m.track_running_stats and m.running_mean is not None]
+    def __init__(self, model: nn.Module, samples: int = 64, enabled: bool = True) -> None:
+        # disabled: no layers, so every method is a no-op and PyTorch's usual updates apply
+        self.layers = [m for m in model.modules() if enabled and isinstance(m, _BatchNorm)
+                       and m.track_running_stats and m.running_mean is not None]
         # A training step updates the statistics from b samples; the first `samples` candidates (a
         # random draw too) are as good an estimate and keep the recording cost small.
         self.samples = samples

@@ -319,7 +319,7 @@ def _train(config: TrainConfig, emit: Callable[[Event], None],
     # re-score the training split themselves through `refresh` (engine/selection/memory.py).
     forwards_candidates = getattr(selector, "forwards_candidates", True) and selector.uses_candidates
     refresh = getattr(selector, "refresh", None)
-    bn_pool = PoolStatistics(model if config.bn_stats == "pool" else torch.nn.Identity(), samples=b)
+    bn_pool = PoolStatistics(model, samples=b, enabled=config.bn_stats == "pool")
 
     def train_inputs(idx: torch.Tensor) -> torch.Tensor:
         """Training samples as the model sees them when scoring: no augmentation."""
