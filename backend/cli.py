@@ -216,8 +216,8 @@ def runs_export(
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
     from backend.routes.export import export_json, tidy_rows, to_csv, to_parquet
-    from backend.schemas import json_safe
     from backend.store import RunNotFound
+    from backend.store.db import json_safe
 
     if format not in ("csv", "json", "parquet"):
         _fail(f"--format must be csv, json or parquet, not {format!r}")

@@ -36,13 +36,13 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from backend.schemas import (
     histogram_json,
-    json_safe,
     log_json,
     run_json,
     scalar_json,
     selection_json,
 )
 from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus
+from backend.store.db import json_safe
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,6 @@ from sqlalchemy.engine import make_url
 from backend.launcher import Launcher
 from backend.live import LiveHub
 from backend.routes import compare, export, live, metrics, options, pages, runs
-from backend.schemas import json_safe
 from backend.settings import Settings, get_settings
 from backend.store import (
     Conflict,
@@ -32,6 +31,7 @@ from backend.store import (
     StoreError,
     open_store,
 )
+from backend.store.db import json_safe
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,6 @@ Store entities become public models only through the `from_*` constructors here.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -239,18 +238,6 @@ class ComparePublic(BaseModel):
 
 
 # --------------------------------------------------------------------------- websocket rows
-
-
-def json_safe(value: Any) -> Any:
-    """`value` with NaN and ±inf replaced by None, recursively: browsers' JSON.parse rejects
-    the `NaN` that Python's json module writes (a diverged loss must not break the live page)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def scalar_json(row: ScalarRow) -> dict[str, Any]:

@@ -23,8 +23,9 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend.deps import StoreDep
-from backend.schemas import RunPublic, json_safe
+from backend.schemas import RunPublic
 from backend.store import AbstractStore
+from backend.store.db import json_safe
 
 router = APIRouter(prefix="/api/runs", tags=["export"])
 

@@ -57,13 +57,16 @@ def sqlite_path(db_url: str) -> Path | None:
     return Path(url.database)
 
 
-def _finite_json(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """`value` with NaN and ±inf replaced by None, recursively: strict JSON for the database's JSON
+    columns and for browsers, whose JSON.parse rejects the `NaN` Python's json module writes (a
+    diverged loss must not break the store or the live page)."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite_json(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -72,7 +75,7 @@ def json_dumps(value: Any) -> str:
     try:
         return json.dumps(value, allow_nan=False)
     except ValueError:  # rare: only values holding a non-finite float pay for the copy
-        return json.dumps(_finite_json(value), allow_nan=False)
+        return json.dumps(json_safe(value), allow_nan=False)
 
 
 def _with_driver(db_url: str) -> str:
