@@ -133,6 +133,12 @@ class RunFailed(Event):
 
 Callback = Callable[[Event], None]
 
+# The vocabulary every consumer shares (store, API, page via /api/options): defined here, once.
+COUNTER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Counters))
+POPULATIONS: tuple[str, ...] = ("candidates", "selected")  # the two MMS histograms of a step
+QUANTILES: dict[str, float] = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
+QUANTILE_KEYS: tuple[str, ...] = tuple(QUANTILES)
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, StepMetrics, Histogram, ClassSelection, Evaluation, CheckpointSaved,

@@ -33,14 +33,12 @@ from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
 from engine.data import DatasetBundle, Split, load_dataset
 from engine.events import (
-    Callback, CheckpointSaved, ClassSelection, Counters, Evaluation, Event, Histogram, LogMessage,
-    RunFailed, RunFinished, RunStarted, StepMetrics, StopTraining,
+    QUANTILES, Callback, CheckpointSaved, ClassSelection, Counters, Evaluation, Event, Histogram,
+    LogMessage, RunFailed, RunFinished, RunStarted, StepMetrics, StopTraining,
 )
 from engine.models import create_model, default_model_for
 from engine.regimes import drop_steps, lr_at
 from engine.selection import make_selector, minimal_margin_scores
-
-QUANTILES = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 
 
 @dataclass
