@@ -167,6 +167,7 @@ def _time_at_best(result) -> float:
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for results.json, results.md, "
                              "curves.html (micro.json, micro.md with --micro)."),
     quick: bool = typer.Option(False, "--quick", help="Short smoke run (~2 min on 2 CPU cores)."),
@@ -189,11 +190,11 @@ def bench(
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: data)."),
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
                                           "1 is far more robust on a machine shared with other work."),
-    db_url: Optional[str] = typer.Option(None, "--db-url", envvar="MARGINSCOPE_DB_URL",
-                                         help="Also record every run in this store, tagged with the id."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
 ) -> None:
     """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
+    # A caller may follow each run through ctx.obj["track"] (a TrackRun): the backend's CLI wraps
+    # this command with --db-url that way, to record every run in its store.
     from engine.bench import BenchSettings, run_micro, run_suite, steps_for_epochs, write_outputs
 
     given = dict(dataset=dataset, model=model, candidates=candidates, batch_size=batch_size, steps=steps,
@@ -215,7 +216,8 @@ def bench(
             run_micro(settings, out, log=typer.echo, command=command)
             typer.echo((out / "micro.md").read_text())
             return
-        results = run_suite(settings, None, db_url=db_url, bench_id=bench_id, log=typer.echo)
+        results = run_suite(settings, None, track=(ctx.obj or {}).get("track"), bench_id=bench_id,
+                            log=typer.echo)
     except ValidationError as exc:
         fail(describe_validation_error(exc))
     results["command"] = command

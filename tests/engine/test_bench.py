@@ -1,22 +1,30 @@
 """The benchmark: the table's arithmetic (reach, ratios, not reached), the outputs' structure
-(JSON curves, Markdown table, offline HTML), the micro-benchmarks, and `marginscope bench --quick`
-end to end (slow). Never a speed assertion: timings depend on the machine."""
+(JSON curves, Markdown table, offline HTML), the micro-benchmarks, a tracker following every run
+(how a store records them), and `marginscope bench --quick` end to end (slow). Never a speed
+assertion: timings depend on the machine."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
 import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+import typer
 from typer.testing import CliRunner
 
 from engine.bench import (
     Arm, BenchSettings, build_table, first_reach, micro_mms_vs_naive, naive_mms, results_markdown,
     run_suite, write_outputs,
 )
+from engine.config import TrainConfig
+from engine.events import Callback, Evaluation, Event, RunFailed, RunFinished, RunStarted, StepMetrics
 from engine.selection import minimal_margin_scores
 
 
@@ -162,31 +170,127 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "results.json").read_text())["table"]["arms"] == ["uniform", "mms", "slow"]
 
 
-def test_runs_are_recorded_in_a_store_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from backend.store.db import upgrade
-    from backend.store.sqlalchemy_store import SqlAlchemyStore
+def digits_bench_args(out: Path) -> list[str]:
+    """A two-run suite on the bundled digits data: seconds, not minutes."""
+    return ["bench", "--dataset", "digits", "--steps", "20", "--candidates", "64", "--batch-size", "16",
+            "--seeds", "0", "--selectors", "uniform,mms", "--eval-every", "10", "--chunk", "32",
+            "--id", "bench-test", "--out", str(out)]
 
-    url = f"sqlite:///{tmp_path / 'marginscope.db'}"
-    upgrade(url)
-    monkeypatch.setenv("MARGINSCOPE_DATA_DIR", str(tmp_path / "data"))
+
+class Tracker:
+    """A TrackRun that keeps what it was given and every event its callback received."""
+
+    def __init__(self) -> None:
+        self.runs: list[dict] = []
+
+    @contextmanager
+    def __call__(self, name: str, config: dict, tags: Sequence[str]) -> Iterator[Callback]:
+        run = {"name": name, "config": config, "tags": list(tags), "events": [], "error": None}
+        self.runs.append(run)
+        try:
+            yield run["events"].append
+        except Exception as exc:
+            run["error"] = exc
+            raise
+
+
+def wrap_like_the_backend(engine_app: typer.Typer, tracker: Tracker) -> typer.Typer:
+    """How a command line that owns a store adds `--db-url` to the engine's `bench`: the same
+    options plus one, which puts a tracker in the context object, then invokes the engine's command
+    callback (typer runs its own copy of click: the wrapper must be a typer command too)."""
+    from engine.cli import bench as engine_bench
+
+    engine_command = typer.main.get_command(engine_app).commands["bench"]
+
+    def bench(ctx: typer.Context, db_url: str | None = typer.Option(None, "--db-url"), **params: Any) -> None:
+        ctx.obj = {"track": tracker} if db_url else None
+        ctx.invoke(engine_command.callback, **params)
+
+    own = inspect.signature(bench).parameters
+    engine_params = [p for p in inspect.signature(engine_bench, eval_str=True).parameters.values()
+                     if p.name != "ctx"]
+    bench.__signature__ = inspect.Signature([own["ctx"], own["db_url"], *engine_params])  # type: ignore[attr-defined]
+    wrapped = typer.Typer(add_completion=False)
+    wrapped.command()(bench)
+    return wrapped
+
+
+@pytest.mark.parametrize("invocation", ["context object", "wrapped command"])
+def test_a_tracker_follows_every_run_of_the_suite(tmp_path: Path, invocation: str) -> None:
+    from engine.cli import app
+
+    tracker = Tracker()
+    if invocation == "context object":
+        result = CliRunner().invoke(app, digits_bench_args(tmp_path), obj={"track": tracker})
+    else:
+        wrapped = wrap_like_the_backend(app, tracker)  # one command: no "bench" in its arguments
+        result = CliRunner().invoke(wrapped, [*digits_bench_args(tmp_path)[1:], "--db-url", "sqlite://"])
+    assert result.exit_code == 0, result.output
+    runs = json.loads((tmp_path / "results.json").read_text())["runs"]
+    assert [t["name"] for t in tracker.runs] == ["bench-test uniform seed 0", "bench-test mms seed 0"]
+    assert [t["tags"] for t in tracker.runs] == [["benchmark", "bench-test", "arm:uniform"],
+                                                 ["benchmark", "bench-test", "arm:mms"]]
+    for tracked, run in zip(tracker.runs, runs, strict=True):
+        config = TrainConfig(**tracked["config"])
+        assert (config.dataset, config.selector, config.steps, config.seed, config.score_chunk) == (
+            "digits", run["selector"], 20, 0, 32)
+        events = tracked["events"]
+        assert isinstance(events[0], RunStarted)
+        assert isinstance(events[-1], RunFinished) and events[-1].status == "finished"
+        vals = [e.accuracy for e in events if isinstance(e, Evaluation) and e.split == "val"]
+        assert vals == [e["accuracy"] for e in run["evaluations"]] and len(vals) == 2
+        assert tracked["error"] is None
+
+
+def test_the_command_runs_without_a_tracker_when_wrapped(tmp_path: Path) -> None:
+    from engine.cli import app
+
+    tracker = Tracker()
+    result = CliRunner().invoke(wrap_like_the_backend(app, tracker), digits_bench_args(tmp_path)[1:])
+    assert result.exit_code == 0, result.output
+    assert tracker.runs == [] and len(json.loads((tmp_path / "results.json").read_text())["runs"]) == 2
+
+
+def test_a_failed_training_reaches_its_tracker_and_ends_the_suite() -> None:
+    def failing(event: Event) -> None:
+        if isinstance(event, StepMetrics):
+            raise RuntimeError("disk full")
+
+    tracker = Tracker()
+
+    @contextmanager
+    def track(name: str, config: dict, tags: Sequence[str]) -> Iterator[Callback]:
+        with tracker(name, config, tags) as record:
+            yield lambda event: (record(event), failing(event))
+
     settings = BenchSettings(dataset="digits", steps=20, candidates=64, batch_size=16, seeds=(0,),
                              arms=("uniform", "mms"), eval_every=10, score_chunk=32, lr=0.02)
-    run_suite(settings, None, db_url=url, bench_id="bench-test", progress=False, log=lambda _: None)
-    store = SqlAlchemyStore(url, data_dir=tmp_path / "data")
-    try:
-        runs, count = store.list_runs(tag="bench-test")
-        assert count == 2
-        assert {str(getattr(r.status, "value", r.status)) for r in runs} == {"finished"}
-        assert {t for r in runs for t in r.tags if t.startswith("arm:")} == {"arm:uniform", "arm:mms"}
-        assert all(r.step == 20 and r.summary.get("test_accuracy") is not None for r in runs)
-    finally:
-        store.close()
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_suite(settings, None, track=track, bench_id="bench-test", progress=False, log=lambda _: None)
+    assert [t["name"] for t in tracker.runs] == ["bench-test uniform seed 0"]  # the suite stopped there
+    assert isinstance(tracker.runs[0]["error"], RuntimeError)
+    assert isinstance(tracker.runs[0]["events"][-1], RunFailed)
 
 
-def test_the_engine_does_not_import_the_backend_without_a_store() -> None:
+def test_the_engine_never_imports_the_backend(tmp_path: Path) -> None:
+    """With `backend` unimportable, every bench module and the CLI still import and `bench --help`
+    works; and no bench module names the backend in an import, not even inside a function."""
+    import ast
     import subprocess
     import sys
 
-    code = ("import sys, engine.bench, engine.cli; "
-            "assert not [m for m in sys.modules if m.split('.')[0] == 'backend'], 'backend imported'")
+    import engine.bench
+
+    package = Path(engine.bench.__file__).parent
+    modules = [f"engine.bench.{p.stem}" for p in sorted(package.glob("*.py")) if p.stem != "__init__"]
+    code = ("import sys; sys.modules['backend'] = None\n"  # `import backend` now raises ImportError
+            f"import importlib; [importlib.import_module(m) for m in {modules + ['engine.cli']!r}]\n"
+            "from typer.testing import CliRunner; from engine.cli import app\n"
+            "r = CliRunner().invoke(app, ['bench', '--help']); assert r.exit_code == 0, r.output\n"
+            "assert '--db-url' not in r.output")
     subprocess.run([sys.executable, "-c", code], check=True)
+    for path in [*package.glob("*.py"), package.parent / "cli.py"]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.split(".")[0] == "backend"], f"{path} imports the backend"

@@ -1,0 +1,147 @@
+"""The runner: every arm for every seed, one machine, one invocation.
+
+Runs go seed by seed, all arms of one seed back to back, so a slow drift of the machine's load hits
+every arm of a seed alike; the candidate chunk size is measured once, before the first run, and used
+by every arm. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
+benchmark runs in its store without the engine knowing there is one.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.markup import escape
+
+from engine.bench.arms import BenchSettings
+from engine.bench.machine import bench_model_and_data, candidate_batch, chunk_sweep, load_average, machine_info
+from engine.bench.report import write_outputs
+from engine.bench.stats import build_table
+from engine.events import Callback, Evaluation, Event, RunFinished, RunStarted, StepMetrics
+
+TrackRun = Callable[[str, dict[str, Any], Sequence[str]], AbstractContextManager[Callback]]
+"""Something that follows each training of a suite, e.g. records it as a run in a store.
+
+`run_suite` calls ``track(name, config, tags)`` once per training, just before it starts, and trains
+inside the returned context manager, adding the callback it yields to that training's callbacks (after
+the progress bar), so the callback sees every event of the run, `RunFinished` included. If training
+raises, the exception propagates through the context manager (which can record the failure) and
+then ends the suite. The arguments, for benchmark id ``bench_id``, an arm labelled ``arm`` (e.g.
+``mms-memory[refresh_epochs=2]@aggressive``) and seed ``seed``:
+
+- name: ``f"{bench_id} {arm} seed {seed}"``
+- config: the run's ``TrainConfig.model_dump()``
+- tags: ``["benchmark", bench_id, f"arm:{arm}"]``
+"""
+
+
+class _Progress:
+    """Two rich bars: the suite (runs) and the current run (steps, val accuracy)."""
+
+    def __init__(self, total_runs: int, enabled: bool = True) -> None:
+        from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                   TimeElapsedColumn, TimeRemainingColumn)
+
+        self.enabled = enabled
+        self.progress = Progress(
+            TextColumn("[bold]{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn(),
+            disable=not enabled,
+        )
+        self.suite = self.progress.add_task("suite", total=total_runs, info="")
+        self.run = None
+
+    def __enter__(self) -> _Progress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.progress.stop()
+
+    def start_run(self, label: str) -> None:
+        if self.run is not None:
+            self.progress.remove_task(self.run)
+        self.run = self.progress.add_task(escape(label), total=None, info="")
+
+    def __call__(self, event: Event) -> None:
+        if self.run is None:
+            return
+        if isinstance(event, RunStarted):
+            self.progress.update(self.run, total=event.total_steps)
+        elif isinstance(event, StepMetrics):
+            self.progress.update(self.run, completed=event.counters.step)
+        elif isinstance(event, Evaluation) and event.split == "val":
+            self.progress.update(self.run, info=f"val {event.accuracy:.2%}")
+        elif isinstance(event, RunFinished):
+            self.progress.update(self.run, completed=event.counters.step)
+            self.progress.advance(self.suite)
+
+
+def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackRun | None = None,
+              bench_id: str | None = None, progress: bool = True,
+              log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Train every arm for every seed; return (and write under `out`) the results. Each training
+    is wrapped by `track` when given (see `TrackRun`)."""
+    from engine.train import train
+
+    bench_id = bench_id or f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    arms = settings.arm_list()
+    for arm in arms:  # validate every config before spending minutes on the first runs
+        settings.config(arm, settings.seeds[0], 128)
+    started = time.time()
+    load_before = load_average()
+    chunk_info = None
+    chunk = settings.score_chunk
+    if chunk is None:
+        device, data, model = bench_model_and_data(settings)
+        x, _ = candidate_batch(data, settings.candidates, device)
+        chunk_info = chunk_sweep(model, x)
+        chunk = int(chunk_info["best"])
+        log(f"candidate chunk: {chunk or 'one batch'} is fastest here "
+            f"({', '.join(f'{k}: {v * 1e3:.1f} ms' for k, v in chunk_info['seconds'].items())} "
+            f"per {chunk_info['batch']} candidates)")
+
+    runs: list[dict[str, Any]] = []
+    with _Progress(len(arms) * len(settings.seeds), enabled=progress) as bars:
+        for seed in settings.seeds:
+            for arm in arms:
+                config = settings.config(arm, seed, chunk)
+                bars.start_run(f"{arm.label} seed {seed}")
+                tracking = (nullcontext(None) if track is None else
+                            track(f"{bench_id} {arm.label} seed {seed}", config.model_dump(),
+                                  ["benchmark", bench_id, f"arm:{arm.label}"]))
+                with tracking as tracker:
+                    result = train(config, [bars] if tracker is None else [bars, tracker])
+                line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
+                        f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
+                        f"{result.wall_time:.1f} s training, load {load_average()}")
+                if progress:  # rich reads [..] as markup: arm options are written that way
+                    bars.progress.console.print(line, markup=False)
+                else:
+                    log(line)
+                runs.append({"arm": arm.label, "selector": arm.selector,
+                             "regime": arm.regime or settings.regime, "seed": seed,
+                             "steps": config.steps, "load_after": load_average(),
+                             "summary": result.summary, "evaluations": result.evaluations})
+    results = {
+        "bench_id": bench_id,
+        "settings": {**asdict(settings), "score_chunk_used": chunk},
+        "machine": machine_info(),
+        "load_average": {"before": load_before, "after": load_average()},
+        "chunk_sweep": chunk_info,
+        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
+        "duration_s": time.time() - started,
+        "runs": runs,
+    }
+    results["table"] = build_table(results)
+    if out is not None:
+        write_outputs(results, out)
+    return results
