@@ -10,6 +10,8 @@ attempt's tail, rows the client may hold), a fresh snapshot follows. A client ne
 than one message per `min_interval` (0.1 s): rows arriving meanwhile are coalesced into the next
 delta. Because the cursor is the per-run `seq` of the store, `?since=S` after a reconnect yields
 exactly what the client missed, whichever process wrote it and across dashboard restarts.
+Scalars travel in one columnar shape, in snapshots and deltas alike (`scalar_columns`), so a page
+appends a delta's columns to the snapshot's.
 
 For the runs list the poller also asks the store which runs changed status (and, once a second,
 the progress of running runs) and pushes `{"type": "run"}` messages to list clients.
@@ -27,24 +29,22 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from backend.schemas import (
-    histogram_json,
-    log_json,
-    run_json,
-    scalar_json,
-    selection_json,
-)
-from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus
+from backend.schemas import histogram_json, log_json, run_json, selection_json
+from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus, ScalarRow
 from backend.store.db import json_safe
+from engine.events import COUNTER_KEYS
 
 log = logging.getLogger(__name__)
+
+# key -> {counter or "value": one list per column}; see `scalar_columns`
+ScalarColumns = dict[str, dict[str, list[Any]]]
 
 GOING_AWAY = 1001
 RUN_DELETED = 4404
@@ -185,8 +185,7 @@ class LiveHub:
         for _ in range(3):
             run = self.store.get_run(run_id)
             seq = run.last_seq
-            keys = self.store.metric_keys(run_id)
-            series = self.store.get_series(run_id, keys, x="step", max_points=self.snapshot_points)
+            scalars = self._snapshot_scalars(run_id)
             edges = self.store.get_edges(run_id)
             histograms = {pop: self.store.get_histograms(run_id, pop, max_rows=self.snapshot_histograms)
                           for pop in edges}
@@ -196,7 +195,7 @@ class LiveHub:
                 break
         message = {
             "type": "snapshot", "seq": seq, "run": run_json(run),
-            "series": {k: {"x": s.x, "y": s.y, "step": s.step} for k, s in series.items()},
+            "scalars": scalars,
             "edges": edges,
             "histograms": {pop: vars(h) for pop, h in histograms.items()},
             "selection": vars(selection),
@@ -204,11 +203,27 @@ class LiveHub:
         }
         return seq, message
 
+    def _snapshot_scalars(self, run_id: int) -> ScalarColumns:
+        """Every key's downsampled points with all counters. The store downsamples one axis at a
+        time, keeping the same points on each (the choice depends on the values only); the axes
+        are joined on the step, so a point another axis lacks gets null, never a neighbour's."""
+        keys = self.store.metric_keys(run_id)
+        by_axis = {axis: self.store.get_series(run_id, keys, x=axis, max_points=self.snapshot_points)
+                   for axis in COUNTER_KEYS}
+        columns: ScalarColumns = {}
+        for key, base in by_axis["step"].items():
+            columns[key] = {}
+            for axis in COUNTER_KEYS:
+                at = dict(zip(by_axis[axis][key].step, by_axis[axis][key].x, strict=True))
+                columns[key][axis] = [at.get(step) for step in base.step]
+            columns[key]["value"] = list(base.y)
+        return columns
+
     @staticmethod
     def _delta(changes: Changes, run: Run | None) -> dict[str, Any]:
         return {
             "type": "delta", "seq": changes.seq,
-            "scalars": [scalar_json(r) for r in changes.scalars],
+            "scalars": scalar_columns(changes.scalars),
             "histograms": [histogram_json(r) for r in changes.histograms],
             "selection": [selection_json(r) for r in changes.selection],
             "logs": [log_json(line) for line in changes.logs],
@@ -327,6 +342,20 @@ class LiveHub:
             closing.cancel()
             self._list_clients.discard(queue)
             await _close(websocket, code)
+
+
+def scalar_columns(rows: Sequence[ScalarRow]) -> ScalarColumns:
+    """Scalar rows as the websocket sends them, in snapshots and deltas alike:
+    {key: {"step": [...], "epoch": [...], ..., "wall_time": [...], "value": [...]}}, one column per
+    counter (engine.events.COUNTER_KEYS) plus the value, points in the order they were written."""
+    columns: ScalarColumns = {}
+    for row in rows:
+        column = columns.get(row.key)
+        if column is None:
+            column = columns[row.key] = {name: [] for name in (*COUNTER_KEYS, "value")}
+        for name in (*COUNTER_KEYS, "value"):
+            column[name].append(getattr(row, name))
+    return columns
 
 
 async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:

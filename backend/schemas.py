@@ -160,6 +160,7 @@ class OptionsPublic(BaseModel):
     regimes: list[str]
     fields: list[dict[str, Any]]
     presets: list[Preset]
+    vocabulary: dict[str, list[str]]  # counters, x_axes, populations, quantiles, statuses
 
 
 # --------------------------------------------------------------------------- metrics

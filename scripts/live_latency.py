@@ -113,9 +113,8 @@ def main() -> None:
                     message = json.loads(ws.recv())
                     now = time.time()
                     messages[i] += 1
-                    for row in message["scalars"]:
-                        if row["key"] == "train/loss":
-                            arrived[i].setdefault(row["step"], now)
+                    for step in message["scalars"].get("train/loss", {}).get("step", []):
+                        arrived[i].setdefault(step, now)
                     if message["run"] and message["run"]["status"] == "finished":
                         return
 

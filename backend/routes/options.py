@@ -19,7 +19,9 @@ from backend.schemas import (
     PresetRun,
     SelectorOption,
 )
+from backend.store.entities import RunStatus
 from engine.config import field_specs
+from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
 
 router = APIRouter(prefix="/api/options", tags=["options"])
 
@@ -66,4 +68,7 @@ def read_options(settings: SettingsDep) -> OptionsPublic:
         regimes=list_regimes(),
         fields=field_specs(),
         presets=presets(),
+        vocabulary={"counters": list(COUNTER_KEYS), "x_axes": list(COUNTER_KEYS),
+                    "populations": list(POPULATIONS), "quantiles": list(QUANTILE_KEYS),
+                    "statuses": [s.value for s in RunStatus]},
     )

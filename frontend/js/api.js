@@ -77,6 +77,18 @@ export const api = {
   del: (path) => request("DELETE", path),
 };
 
+let vocabularyRequest = null;
+
+/**
+ * The server's names for counters (= x axes), populations, quantile keys and run statuses
+ * (GET /api/options `vocabulary`), fetched once per page.
+ */
+export function vocabulary() {
+  vocabularyRequest ||= api.get("/api/options").then((options) => options.vocabulary,
+    (err) => { vocabularyRequest = null; throw err; }); // a later call asks again
+  return vocabularyRequest;
+}
+
 /** A human sentence from an ApiError's detail (string, or FastAPI's validation list). */
 export function errorText(err) {
   if (!(err instanceof ApiError)) return String(err && err.message ? err.message : err);
@@ -86,14 +98,18 @@ export function errorText(err) {
   return String(d);
 }
 
+const RUN_DELETED = 4404; // close code of a run's stream when the run is deleted (docs/api.md)
+
 /**
  * A websocket that reconnects by itself.
  *
  * `path` is e.g. "/ws/runs/3"; `since()` returns the last seq seen (or null) and is sent as
  * `?since=` on every reconnect so the server sends exactly the rows the page missed.
- * `onStatus(connected: bool)` drives the page's "connection lost" banner.
+ * `onStatus(connected: bool)` drives the page's "connection lost" banner. `onRefused()` hears of
+ * an attempt that never opened: a refused handshake (unknown run, bad token) reaches the browser
+ * only as a failed connection, so the page asks the REST API why.
  */
-export function liveSocket(path, { onMessage, onStatus = () => {}, since = () => null }) {
+export function liveSocket(path, { onMessage, onStatus = () => {}, onRefused = () => {}, since = () => null }) {
   let ws = null;
   let closedByUs = false;
   let retry = 0;
@@ -112,7 +128,8 @@ export function liveSocket(path, { onMessage, onStatus = () => {}, since = () =>
   function connect() {
     timer = null;
     ws = new WebSocket(url());
-    ws.onopen = () => { retry = 0; everOpened = true; onStatus(true); };
+    let opened = false;
+    ws.onopen = () => { retry = 0; opened = everOpened = true; onStatus(true); };
     ws.onmessage = (ev) => {
       let msg;
       try { msg = JSON.parse(ev.data); } catch (_) { return; }
@@ -121,9 +138,10 @@ export function liveSocket(path, { onMessage, onStatus = () => {}, since = () =>
     ws.onclose = (ev) => {
       ws = null;
       if (closedByUs) return;
-      // 4404 / 1008 style closes mean "no such run" or "bad token": retrying will not help.
-      if (ev.code === 4404 || ev.code === 4401 || ev.code === 1008) { onStatus(false, ev); return; }
+      // the run was deleted while we watched: retrying will not help
+      if (ev.code === RUN_DELETED) { onStatus(false, ev); return; }
       if (everOpened) onStatus(false, ev);
+      if (!opened) onRefused();
       const delay = Math.min(5000, 250 * 2 ** retry++);
       timer = setTimeout(connect, delay);
     };

@@ -5,9 +5,9 @@
 // distributions from each run's histograms, the median MMS from its `mms/<population>/p50` series.
 // While any run is still active the page refreshes its data every few seconds.
 
-import { api, errorText, fmtNum, fmtPct, fmtDuration, isActive, query, tokenQuery } from "./api.js";
-import { h, $, toast, statusBadge, markNav } from "./ui.js";
-import { runColor, runLabel, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend } from "./plots.js";
+import { api, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, isActive, query, tokenQuery } from "./api.js";
+import { h, $, toast, statusBadge, fillSelect } from "./ui.js";
+import { runColor, runLabel, AXIS_NAMES, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend } from "./plots.js";
 
 const MAX_POINTS = 1500;
 const params = new URLSearchParams(location.search);
@@ -320,12 +320,13 @@ function exportSeries() {
 // ---------------------------------------------------------------- wiring
 
 function init() {
-  markNav("compare");
-  $("#x-axis").value = state.x;
+  vocabulary().then((v) => {
+    fillSelect($("#x-axis"), v.x_axes, { names: AXIS_NAMES, current: state.x });
+    fillSelect($("#dist-pop"), v.populations, { current: state.pop });
+  }).catch((err) => toast(`Could not load the axes: ${errorText(err)}`, "error"));
   if (![...$("#key").options].some((o) => o.value === state.key)) $("#key").append(h("option", { value: state.key }, state.key));
   $("#key").value = state.key;
   $("#target").value = state.target;
-  $("#dist-pop").value = state.pop;
   $("#dist-mode").value = state.mode;
   $("#dist-align").value = state.align;
 

@@ -6,7 +6,7 @@
 // from the server is shown beside the field its `loc` names.
 
 import { api, ApiError, errorText } from "./api.js";
-import { h, $, $$, toast, markNav } from "./ui.js";
+import { h, $, $$, toast } from "./ui.js";
 
 // Fields the server manages itself (it rejects or overrides them): not offered in the form.
 const HIDDEN = new Set(["data_dir", "out_dir", "resume_from", "selector_options"]);
@@ -362,7 +362,6 @@ async function launchPreset(p) {
 }
 
 async function init() {
-  markNav("launch");
   try {
     OPTIONS = await api.get("/api/options");
   } catch (err) {

@@ -19,7 +19,16 @@ export function runLabel(run) {
   return `${name} (${sel})`;
 }
 
-/** The x axes every series can be placed on, with axis titles that carry units. */
+/** Short names of the x axes (the server's vocabulary lists which exist), for pickers. */
+export const AXIS_NAMES = {
+  step: "step",
+  epoch: "epoch",
+  samples_forwarded: "samples forwarded",
+  samples_backpropagated: "samples back-propagated",
+  wall_time: "wall-clock",
+};
+
+/** Axis titles that carry units, by x axis. */
 export const X_AXES = {
   step: "step (optimizer steps)",
   samples_backpropagated: "samples back-propagated",

@@ -1,8 +1,8 @@
 // runs.js — the runs list (/): every run with live status from WS /ws/runs, client-side filter
 // and sort (kept in the URL), ticks to compare, cancel/delete with confirmation, tags and notes.
 
-import { api, liveSocket, errorText, fmtPct, fmtDuration, fmtDate, runDuration, isActive, parseTime } from "./api.js";
-import { h, $, $$, confirmDialog, toast, connectionBanner, statusBadge, markNav } from "./ui.js";
+import { api, liveSocket, vocabulary, errorText, fmtPct, fmtDuration, fmtDate, runDuration, isActive, parseTime } from "./api.js";
+import { h, $, $$, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor } from "./plots.js";
 
 const runs = new Map(); // id -> RunPublic
@@ -225,9 +225,9 @@ async function loadAll() {
 }
 
 function init() {
-  markNav("runs");
   $("#filter-text").value = state.text;
-  $("#filter-status").value = state.status;
+  vocabulary().then((v) => fillSelect($("#filter-status"), v.statuses, { current: state.status }))
+    .catch((err) => toast(`Could not load the statuses: ${errorText(err)}`, "error"));
   $("#filter-text").addEventListener("input", (ev) => { state.text = ev.target.value; saveStateToUrl(); render(); });
   for (const f of ["status", "selector", "dataset"]) {
     $(`#filter-${f}`).addEventListener("change", (ev) => { state[f] = ev.target.value; saveStateToUrl(); render(); });
@@ -258,9 +258,8 @@ function init() {
       if (ok && loaded) loadAll().catch(() => {}); // catch up on deletions made while away
     },
     onMessage: (msg) => {
-      if (msg.type === "snapshot" && Array.isArray(msg.runs)) { for (const r of msg.runs) runs.set(r.id, r); loaded = true; render(); }
-      else if (msg.type === "run" && msg.run) upsert(msg.run);
-      else if (msg.type === "deleted" && msg.id !== undefined) { runs.delete(msg.id); render(); }
+      if (msg.type === "snapshot") { for (const r of msg.runs) runs.set(r.id, r); loaded = true; render(); }
+      else upsert(msg.run); // {"type": "run"}: a status or progress change
     },
   });
   // Durations of running runs tick every second without a full re-render.

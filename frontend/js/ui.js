@@ -67,7 +67,10 @@ export function statusBadge(status) {
   return h("span", { class: `badge status-${escapeHtml(status)}`, "data-status": status }, status);
 }
 
-/** Mark the current page in the top navigation. */
-export function markNav(page) {
-  for (const a of $$("header nav a")) a.classList.toggle("current", a.dataset.page === page);
+/** Fill a <select> with one option per value (labelled by `names`, else the value itself) after
+ * any options the page wrote itself (e.g. "any status"), and select `current`. */
+export function fillSelect(select, values, { names = {}, current = select.value } = {}) {
+  select.querySelectorAll("option[data-from-server]").forEach((o) => o.remove());
+  select.append(...values.map((v) => h("option", { value: v, "data-from-server": true }, names[v] ?? v)));
+  select.value = current;
 }

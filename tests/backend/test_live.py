@@ -14,14 +14,22 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from store_events import full_run, histogram, run_started, step_metrics
 
+from backend.live import LiveHub
 from backend.store import RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
+from engine.events import COUNTER_KEYS
 
 pytest_plugins = ["api_fixtures"]
 
 
 def _rows(message: dict[str, Any]) -> int:
-    return sum(len(message[k]) for k in ("scalars", "histograms", "selection", "logs"))
+    scalars = sum(len(column["value"]) for column in message["scalars"].values())
+    return scalars + sum(len(message[k]) for k in ("histograms", "selection", "logs"))
+
+
+def _points(scalars: dict[str, dict[str, list[Any]]], key: str | None = None) -> set[tuple[str, int]]:
+    """(key, step) of every point in a message's scalar columns."""
+    return {(k, step) for k, column in scalars.items() if key in (None, k) for step in column["step"]}
 
 
 def test_snapshot_then_deltas(client: TestClient, store: SqlAlchemyStore) -> None:
@@ -32,13 +40,18 @@ def test_snapshot_then_deltas(client: TestClient, store: SqlAlchemyStore) -> Non
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and snap["seq"] == last
         assert snap["run"]["id"] == rid and snap["run"]["progress"]["step"] == 10
-        assert snap["series"]["train/loss"]["step"] == list(range(1, 11))
+        loss = snap["scalars"]["train/loss"]
+        assert loss["step"] == list(range(1, 11))
+        assert set(loss) == {*COUNTER_KEYS, "value"}  # every counter, so any x axis can be drawn
+        assert loss["samples_backpropagated"] == [r.samples_backpropagated for r in
+                                                  store.get_scalars(rid, keys=["train/loss"])]
         assert snap["edges"]["candidates"] == [0.0, 0.5, 1.0, 2.0, 4.0]
         assert snap["histograms"]["selected"]["steps"] == [5, 10]
         store.write_events(rid, [step_metrics(11), histogram(11)])
         delta = ws.receive_json()
         assert delta["type"] == "delta" and delta["seq"] > last
-        assert {(r["key"], r["step"]) for r in delta["scalars"]} >= {("train/loss", 11), ("lr", 11)}
+        assert _points(delta["scalars"]) >= {("train/loss", 11), ("lr", 11)}
+        assert set(delta["scalars"]["train/loss"]) == set(loss)  # the snapshot's shape
         assert [h["step"] for h in delta["histograms"]] == [11]
         assert delta["run"]["progress"]["step"] == 11  # progress moved
 
@@ -54,8 +67,9 @@ def test_since_yields_exactly_the_missed_rows(client: TestClient, store: SqlAlch
         first = ws.receive_json()
         assert first["type"] == "delta"  # no snapshot: the client can be caught up
         assert first["seq"] == missed.seq == store.get_run(rid).last_seq
-        assert [(r["key"], r["step"], r["value"]) for r in first["scalars"]] == \
-            [(r.key, r.step, r.value) for r in missed.scalars]
+        sent = [(key, step, value) for key, column in first["scalars"].items()
+                for step, value in zip(column["step"], column["value"], strict=True)]
+        assert sorted(sent) == sorted((r.key, r.step, r.value) for r in missed.scalars)
         assert [h["step"] for h in first["histograms"]] == [h.step for h in missed.histograms]
         assert [line["seq"] for line in first["logs"]] == [line.seq for line in missed.logs]
         assert _rows(first) == len(missed.scalars) + len(missed.histograms) + len(missed.selection) + \
@@ -70,7 +84,7 @@ def test_since_at_the_head_waits_for_new_rows(client: TestClient, store: SqlAlch
         time.sleep(0.3)
         store.write_events(rid, [step_metrics(2)])
         delta = ws.receive_json()
-        assert delta["type"] == "delta" and {r["step"] for r in delta["scalars"]} == {2}
+        assert delta["type"] == "delta" and {s for _, s in _points(delta["scalars"])} == {2}
 
 
 def test_since_beyond_the_head_gets_a_snapshot(client: TestClient, store: SqlAlchemyStore) -> None:
@@ -110,15 +124,15 @@ def test_bursts_are_coalesced(client: TestClient, store: SqlAlchemyStore) -> Non
         seen: set[int] = set()
         while len(seen) < steps:
             messages.append(ws.receive_json())
-            seen |= {r["step"] for r in messages[-1]["scalars"]}
+            seen |= {s for _, s in _points(messages[-1]["scalars"])}
         elapsed = time.monotonic() - start
         writer.join()
     seqs = [m["seq"] for m in messages]
     assert seqs == sorted(set(seqs))  # strictly increasing
     assert len(messages) <= elapsed / 0.1 + 2, (len(messages), elapsed)  # ≤ ~10 messages/s
     assert len(messages) < steps  # coalesced
-    losses = [r for m in messages for r in m["scalars"] if r["key"] == "train/loss"]
-    assert [r["step"] for r in losses] == list(range(1, steps + 1))  # nothing lost or repeated
+    losses = [s for m in messages for s in m["scalars"].get("train/loss", {}).get("step", [])]
+    assert losses == list(range(1, steps + 1))  # nothing lost or repeated
 
 
 def test_runs_stream_reports_status_changes(client: TestClient, store: SqlAlchemyStore) -> None:
@@ -177,12 +191,25 @@ def test_a_resume_that_drops_rows_sends_a_fresh_snapshot(client: TestClient, sto
     rid = create(client)["id"]
     store.write_events(rid, [run_started()] + [step_metrics(s) for s in range(1, 11)])
     with client.websocket_connect(f"/ws/runs/{rid}") as ws:
-        assert ws.receive_json()["series"]["train/loss"]["step"][-1] == 10
+        assert ws.receive_json()["scalars"]["train/loss"]["step"][-1] == 10
         store.truncate_after_step(rid, 5)  # what the worker does before resuming at 5
         delta = ws.receive_json()
         assert delta["type"] == "delta" and "resuming from the checkpoint at step 5" in \
             delta["logs"][-1]["message"]
         snap = ws.receive_json()
-        assert snap["type"] == "snapshot" and snap["series"]["train/loss"]["step"] == [1, 2, 3, 4, 5]
+        assert snap["type"] == "snapshot" and snap["scalars"]["train/loss"]["step"] == [1, 2, 3, 4, 5]
         store.write_events(rid, [step_metrics(6)])
-        assert {r["step"] for r in ws.receive_json()["scalars"]} == {6}
+        assert {s for _, s in _points(ws.receive_json()["scalars"])} == {6}
+
+
+def test_a_downsampled_snapshot_keeps_each_points_counters(client: TestClient,
+                                                           store: SqlAlchemyStore) -> None:
+    rid = create(client)["id"]
+    store.write_events(rid, [run_started()] + [step_metrics(s) for s in range(1, 41)])
+    _, snap = LiveHub(store, snapshot_points=6)._snapshot(rid)
+    loss = snap["scalars"]["train/loss"]
+    assert 2 < len(loss["step"]) <= 6  # downsampled
+    rows = {r.step: r for r in store.get_scalars(rid, keys=["train/loss"])}
+    for i, step in enumerate(loss["step"]):
+        assert [loss[c][i] for c in (*COUNTER_KEYS, "value")] == \
+            [getattr(rows[step], c) for c in (*COUNTER_KEYS, "value")]
