@@ -105,19 +105,19 @@ def test_run_cancelled_before_start_is_left_alone(settings: Settings, store: Sql
 ])
 def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, make_run: MakeRun,
                                                       recorded: str, outcome: str, final: str) -> None:
-    from backend.worker import _record_end
+    from backend.recording import record_end
 
     run = make_run()
     store.set_status(run.id, "running", pid=1)
     if recorded != "running":
         store.set_status(run.id, recorded)
     before = len(store.get_logs(run.id))
-    _record_end(store, run.id, RunStatus(outcome), **({"error": "E"} if outcome == "failed" else {}))
+    record_end(store, run.id, RunStatus(outcome), **({"error": "E"} if outcome == "failed" else {}))
     got = store.get_run(run.id)
     assert got.status == final
     assert len(store.get_logs(run.id)) == before + (final != recorded)
     store.delete_run(run.id)
-    _record_end(store, run.id, RunStatus(outcome))  # deleted meanwhile: logged, not raised
+    record_end(store, run.id, RunStatus(outcome))  # deleted meanwhile: logged, not raised
 
 
 def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAlchemyStore,
