@@ -278,7 +278,7 @@ def _bench_records_runs(app: typer.Typer) -> None:
         "db_url", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
         default=typer.Option(None, "--db-url", envvar="MARGINSCOPE_DB_URL", show_default=False,
                              help="Also record every run in this store, tagged with the benchmark id "
-                                  "[default: MARGINSCOPE_DB_URL; neither: not recorded]."))
+                                  "(default: MARGINSCOPE_DB_URL; neither given: not recorded)."))
     params = [*signature.parameters.values(), db_url]
     bench.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
     bench.__annotations__ = {p.name: p.annotation for p in params}

@@ -28,8 +28,9 @@ worker for a queued run and remembers it; while that run is still queued:
   the worker won the race, the cancel goes on as a cancel of a running run: SIGTERM);
 - a worker that dies before starting the run leaves it queued: the reap marks it crashed with the
   tail of worker.log (else it would be spawned again and again);
-- a second worker of the run (a restart while one was starting) cannot take it over: the loser
-  exits at once, and its reap supervises the winner, found by the run's pid;
+- a second recorder of the run (a worker spawned before a restart, a benchmark) cannot be
+  overridden: the worker that finds the run running exits at once, and its reap supervises the
+  one that runs it (by pid, or by heartbeat when it is no worker of this host);
 - a running run's pid is always its trainer's (queued clears pid and host): reconcile and cancel
   never see an earlier attempt's pid.
 """
@@ -264,11 +265,11 @@ class Launcher:
                 self._crash(run, f"worker exited with code {code} without reporting an end status")
 
     def _watch_other_worker(self, run: Run) -> None:
-        """Our worker left a run another worker had started first: supervise that one instead."""
+        """Our worker found its run started by another process: supervise that one instead — as
+        a worker of ours when it is one on this host, else by its heartbeat (a benchmark or a
+        script records runs in its own process)."""
         if run.host == HOST and run.pid and pid_alive(run.pid, expect=worker_marker(run.id)):
             self._workers[run.id] = _Worker(run.id, run.pid)
-        elif run.host == HOST:
-            self._crash(run, f"worker process {run.pid} is gone")
         else:
             self._remote.add(run.id)
 

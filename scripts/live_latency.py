@@ -97,7 +97,6 @@ def main() -> None:
                              steps=args.steps, eval_every=100, hist_every=5, log_every=1,
                              data_dir=str(data_dir))
         run = store.create_run(name="latency", config=config.model_dump(mode="json"))
-
         emitted: dict[int, float] = {}
         committed: dict[int, float] = {}
         arrived: list[dict[int, float]] = [{} for _ in range(args.clients)]
@@ -118,11 +117,6 @@ def main() -> None:
                     if message["run"] and message["run"]["status"] == "finished":
                         return
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        ready.wait()
-
         def stamp(event: Event) -> None:
             if isinstance(event, StepMetrics):
                 emitted[event.counters.step] = time.time()
@@ -130,8 +124,13 @@ def main() -> None:
         from engine.train import train
 
         timed = cast(AbstractStore, TimedStore(store, committed))
-        start = time.time()
+        # marked running at once: the server's launcher starts the queued runs it sees
         with record_run(timed, run.id, heartbeat_interval=settings.heartbeat_interval) as recorder:
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            for t in threads:
+                t.start()
+            ready.wait()
+            start = time.time()
             train(config, callbacks=[stamp, recorder], should_stop=recorder.should_stop)
         took = time.time() - start
         for t in threads:

@@ -171,28 +171,40 @@ def test_a_worker_dying_without_a_status_is_crashed(store: SqlAlchemyStore, sett
     assert launcher.watched == []  # not spawned again
 
 
+@pytest.mark.parametrize("first", ["worker", "in-process recorder"])
 def test_a_second_worker_of_a_run_leaves_it_to_the_first(store: SqlAlchemyStore, settings: Settings,
-                                                         launchers: list[Launcher]) -> None:
-    """A worker of the run, spawned before a restart, starts it first; ours finds it running and
-    exits; the launcher then supervises the first one instead of calling the run crashed."""
+                                                         launchers: list[Launcher], first: str) -> None:
+    """The run is started first by a worker spawned before a restart, or by a benchmark recording
+    it in its own process (here: this test); ours finds it running and exits. The launcher then
+    supervises the first (its process, or its heartbeat) instead of calling the run crashed."""
     run = make_run(store)
-    first = subprocess.Popen(fake(SLEEP)(run.id, False), start_new_session=True,
-                             env={**os.environ, "MARGINSCOPE_DB_URL": settings.db_url,
-                                  "MARGINSCOPE_DATA_DIR": str(settings.data_dir)})
+    holder = None
+    if first == "worker":
+        holder = subprocess.Popen(fake(SLEEP)(run.id, False), start_new_session=True,
+                                  env={**os.environ, "MARGINSCOPE_DB_URL": settings.db_url,
+                                       "MARGINSCOPE_DATA_DIR": str(settings.data_dir)})
+    else:
+        store.set_status(run.id, "running", pid=os.getpid(), host=HOST, expect=("queued",))
     try:
         deadline = time.monotonic() + 30
         while store.get_run(run.id).status != RunStatus.RUNNING:
-            assert time.monotonic() < deadline and first.poll() is None
+            assert time.monotonic() < deadline and holder is not None and holder.poll() is None
             time.sleep(0.05)
         launcher = make(launchers, store, settings, STARTS)  # the mark fails: the run is running
         launcher._spawn(store.get_run(run.id))  # as a scheduler that read it queued would
-        wait_until(lambda: launcher.watched == [run.id] and launcher._workers[run.id].popen is None,
+        spawned = launcher._workers[run.id]
+        wait_until(lambda: run.id not in launcher._workers or launcher._workers[run.id] is not spawned,
                    launcher)
-        assert launcher._workers[run.id].pid == first.pid
+        if holder is not None:
+            assert launcher.watched == [run.id] and launcher._workers[run.id].pid == holder.pid
+        else:
+            assert launcher.watched == [] and launcher._remote == {run.id}  # its heartbeat is watched
+        launcher.tick()
         assert store.get_run(run.id).status == RunStatus.RUNNING
     finally:
-        first.kill()
-        first.wait()
+        if holder is not None:
+            holder.kill()
+            holder.wait()
 
 
 def test_reconcile(store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
