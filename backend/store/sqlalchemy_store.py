@@ -24,7 +24,6 @@ Design notes
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 from collections.abc import Iterator, Sequence
@@ -58,8 +57,6 @@ from backend.store.dbmodels import (
 from backend.store.downsample import downsample_indices, thin_indices
 from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
 
-log = logging.getLogger(__name__)
-
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
 # counters kept in latest_metrics only (every scalar row carries them already)
 COUNTER_KEYS = tuple(axis for axis in ent.X_AXES if axis != "step")
@@ -89,6 +86,12 @@ def _reported_text(value: str | None) -> str | None:
     """Text a process reports (log lines, errors, tracebacks, host): NUL, which PostgreSQL text
     refuses, becomes U+FFFD, so the report is kept rather than lost."""
     return None if value is None else str(value).replace("\x00", "\ufffd")
+
+
+def _check_level(level: str) -> str:
+    if level not in ent.LOG_LEVELS:
+        raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(ent.LOG_LEVELS)}")
+    return level
 
 
 def _matchable(value: str | None) -> bool:
@@ -425,8 +428,7 @@ class SqlAlchemyStore(AbstractStore):
                 m.value, m.step, m.seq = value, step, seq
 
     def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
-        if level not in ent.LOG_LEVELS:
-            raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(ent.LOG_LEVELS)}")
+        _check_level(level)
         with self._session(write=True) as s:
             seq = self._take_seqs(s, run_id, 1)
             s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level=level,
@@ -677,9 +679,7 @@ def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
             "selected_counts": [int(x) for x in row.selected_counts],
             "misclassified_share": _finite(row.misclassified_share)}
     if isinstance(row, ent.LogEntry):
-        if row.level not in ent.LOG_LEVELS:
-            raise InvalidArgument(f"unknown log level {row.level!r}; use one of {', '.join(ent.LOG_LEVELS)}")
-        return SqlRunLog, {"time": now, "level": row.level, "message": _reported_text(row.message),
+        return SqlRunLog, {"time": now, "level": _check_level(row.level), "message": _reported_text(row.message),
                            "step": row.step}
     raise InvalidArgument(f"a RunBatch row cannot be a {type(row).__name__}")
 
