@@ -1,6 +1,6 @@
 """`record_run`: one training recorded in the store, from "running" to its final status.
 
-    with record_run(store, run_id, heartbeat_interval=2.0) as recorder:
+    with record_run(store, run_id, heartbeat_interval=settings.heartbeat_interval) as recorder:
         train(config, callbacks=[recorder], should_stop=recorder.should_stop)
 
 On entry it marks the run running with this process's pid and host — only a queued run: a run
@@ -34,6 +34,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from backend.recording.writer import BatchedWriter
+from backend.settings import Settings
 from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus
 from engine.events import Event, RunFinished
 
@@ -41,6 +42,8 @@ if TYPE_CHECKING:
     from engine.bench import TrackRun
 
 log = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL: float = Settings.model_fields["heartbeat_interval"].default
 
 # Which status a trainer's own outcome may replace. Another process may have ended the run first:
 # the launcher (cancel without a process to signal, a stale heartbeat → crashed, a worker it saw
@@ -116,7 +119,7 @@ class Recorder:
 
 
 @contextmanager
-def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float = 2.0,
+def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float = HEARTBEAT_INTERVAL,
                flush_interval: float = 0.5, stop: threading.Event | None = None) -> Iterator[Recorder]:
     """Record one training of the queued run `run_id` (see the module docstring). `stop`: a flag
     the caller may set too (the worker's signal handlers do)."""
@@ -149,7 +152,7 @@ def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float =
         heartbeat.stop()
 
 
-def store_tracker(store: AbstractStore, *, heartbeat_interval: float = 2.0) -> TrackRun:
+def store_tracker(store: AbstractStore, *, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> TrackRun:
     """The benchmark's tracker (engine.bench.TrackRun) for this store: each training becomes a
     run, created (queued) with the benchmark's name, config and tags, then `record_run`."""
 
