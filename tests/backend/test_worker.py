@@ -122,8 +122,8 @@ def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, ma
 
 def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAlchemyStore,
                                                 make_run: MakeRun) -> None:
-    """`runs cancel` from another process with no pid to signal yet (the launcher's start window)
-    records the cancel; the worker reads it with its next heartbeat and stops with a checkpoint."""
+    """A cancel recorded by a process that cannot signal the worker (on another host, say): the
+    worker reads it with its next heartbeat and stops with a checkpoint."""
     run = make_run(steps=100_000, eval_every=100_000, hist_every=1000)
     proc = _worker(settings, run.id)
     try:
