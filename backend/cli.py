@@ -1,11 +1,13 @@
-"""The `marginscope` command: the engine's `train` and `demo`, plus the server's commands.
+"""The `marginscope` command: the engine's `train`, `demo` and `bench`, plus the server's commands.
 
     marginscope serve [--host 127.0.0.1] [--port 8000] [--db-url URL] [--data-dir DIR]
     marginscope db upgrade
     marginscope runs list | show ID | cancel ID | export ID --format csv|json|parquet
+    marginscope bench ... [--db-url URL]
 
-The engine's typer app (`engine.cli.app`) gets these commands added here; the engine never imports
-the backend. Every command reads the same settings as the server (MARGINSCOPE_* variables, then
+The engine's typer app (`engine.cli.app`) gets these commands added here, and its `bench` gains
+the store option (`--db-url`: record every training of the suite as a run of that store); the
+engine never imports the backend. Every command reads the same settings as the server (MARGINSCOPE_* variables, then
 the options) and works on the same store, so `runs` commands work with or without a server.
 `serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set, and an out-of-date database
 (naming `marginscope db upgrade`).
@@ -13,6 +15,7 @@ the options) and works on the same store, so `runs` commands work with or withou
 
 from __future__ import annotations
 
+import inspect
 import ipaddress
 import json
 from pathlib import Path
@@ -233,6 +236,57 @@ def runs_export(
     path = out or Path(f"run-{run_id}.{format}")
     path.write_bytes(body)
     typer.echo(f"wrote {path} ({len(body):,} bytes)")
+
+
+# --------------------------------------------------------------------------- bench
+
+
+def _bench_records_runs(app: typer.Typer) -> None:
+    """Give the engine's `bench` command the store option.
+
+    The engine's command reads an optional tracker (engine.bench.TrackRun) from its context
+    object, `ctx.obj["track"]`. Here it is wrapped: the same parameters plus `--db-url` (default
+    MARGINSCOPE_DB_URL; neither given: nothing is recorded), and a callback that opens that store,
+    hands the command `backend.recording.store_tracker` for it, and calls the engine's callback.
+    Every training is then a run of the store (tagged with the benchmark id by the engine),
+    recorded by `record_run` like a worker's."""
+    info = next((c for c in app.registered_commands
+                 if c.callback is not None and (c.name or c.callback.__name__) == "bench"), None)
+    if info is None or info.callback is None:
+        return
+    engine_bench = info.callback
+    signature = inspect.signature(engine_bench, eval_str=True)
+    context = next((p.name for p in signature.parameters.values() if p.annotation is typer.Context), None)
+    if context is None:  # an engine whose bench takes no tracker: it stays as it is
+        return
+
+    def bench(**params: Any) -> Any:
+        db_url = params.pop("db_url")
+        if not db_url:
+            return engine_bench(**params)
+        from backend.recording import store_tracker
+
+        settings = load_settings(db_url=db_url)
+        store = _open_store(settings)
+        try:
+            params[context].obj = {"track": store_tracker(store, heartbeat_interval=settings.heartbeat_interval)}
+            return engine_bench(**params)
+        finally:
+            store.close()
+
+    db_url = inspect.Parameter(
+        "db_url", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=str | None,
+        default=typer.Option(None, "--db-url", envvar="MARGINSCOPE_DB_URL", show_default=False,
+                             help="Also record every run in this store, tagged with the benchmark id "
+                                  "(default: MARGINSCOPE_DB_URL; neither given: not recorded)."))
+    params = [*signature.parameters.values(), db_url]
+    bench.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    bench.__annotations__ = {p.name: p.annotation for p in params}
+    bench.__doc__ = engine_bench.__doc__
+    info.callback = bench
+
+
+_bench_records_runs(app)
 
 
 def main() -> None:

@@ -1,5 +1,8 @@
 """The launcher: a FIFO queue of runs and a supervisor of their worker processes.
 
+(Over 400 lines: the queue, the supervisor and the API's lifecycle actions share one lock and one
+table of workers, and read best together.)
+
 One background thread (started in the app's lifespan) does, every `poll_interval` seconds or when
 woken: reap workers that exited (a run still `running` in the store after its worker is gone is
 `crashed`, or `cancelled` when we had asked it to stop), escalate cancellations (SIGTERM, then
@@ -15,6 +18,21 @@ marks a running run whose process is gone (or, on another host, whose heartbeat 
 
 Lifecycle calls from the API (cancel, resume, delete) take the same lock as the scheduler, so a
 queued run cannot be started and cancelled at the same time.
+
+Who writes "running": the worker, once, with its pid and host, and only from queued
+(`backend.recording.record_run`). The process that trains is the one that can say so truthfully,
+and the other recorders of runs (the benchmark, scripts) have no launcher. The launcher spawns a
+worker for a queued run and remembers it; while that run is still queued:
+- the worker takes a place under `max_concurrent_runs`, and the run is not spawned again;
+- a cancel ends the run at once, and the worker, finding it no longer queued, exits untrained (if
+  the worker won the race, the cancel goes on as a cancel of a running run: SIGTERM);
+- a worker that dies before starting the run leaves it queued: the reap marks it crashed with the
+  tail of worker.log (else it would be spawned again and again);
+- a second recorder of the run (a worker spawned before a restart, a benchmark) cannot be
+  overridden: the worker that finds the run running exits at once, and its reap supervises the
+  one that runs it (by pid, or by heartbeat when it is no worker of this host);
+- a running run's pid is always its trainer's (queued clears pid and host): reconcile and cancel
+  never see an earlier attempt's pid.
 """
 
 from __future__ import annotations
@@ -210,9 +228,9 @@ class Launcher:
         worker_log = Path(self.store.run_dir(run.id)) / WORKER_LOG
         try:
             self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
-                                  message=f"crashed: {reason}", expect=(RunStatus.RUNNING,))
+                                  message=f"crashed: {reason}", expect=(run.status,))
         except Conflict:
-            pass  # the worker recorded its own end meanwhile
+            pass  # the worker recorded its own end (or start) meanwhile
 
     # ------------------------------------------------------------------ supervision
 
@@ -226,19 +244,34 @@ class Launcher:
                 run = self.store.get_run(worker.run_id)
             except RunNotFound:
                 continue
-            if run.status != RunStatus.RUNNING:
-                continue  # the worker recorded its own end (finished, failed, cancelled)
+            if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+                continue  # the worker recorded its own end, or the run was cancelled before it started
+            if run.status == RunStatus.RUNNING and run.pid not in (None, worker.pid):
+                self._watch_other_worker(run)
+                continue
+            unstarted = " before starting the run" if run.status == RunStatus.QUEUED else ""
             if worker.cancel_deadline is not None:
                 how = "killed after the grace period" if worker.killed else "stopped"
                 with contextlib.suppress(Conflict):
                     self.store.set_status(run.id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
                                           message=f"cancelled: worker {how}")
             elif code < 0 and worker.popen is not None:
-                self._crash(run, f"worker killed by signal {-code}")
+                self._crash(run, f"worker killed by signal {-code}{unstarted}")
             elif code == -1:
                 self._crash(run, f"worker process {worker.pid} is gone")
+            elif unstarted:
+                self._crash(run, f"worker exited with code {code}{unstarted}")
             else:
                 self._crash(run, f"worker exited with code {code} without reporting an end status")
+
+    def _watch_other_worker(self, run: Run) -> None:
+        """Our worker found its run started by another process: supervise that one instead — as
+        a worker of ours when it is one on this host, else by its heartbeat (a benchmark or a
+        script records runs in its own process)."""
+        if run.host == HOST and run.pid and pid_alive(run.pid, expect=worker_marker(run.id)):
+            self._workers[run.id] = _Worker(run.id, run.pid)
+        else:
+            self._remote.add(run.id)
 
     def _escalate(self) -> None:
         now = time.monotonic()
@@ -266,10 +299,18 @@ class Launcher:
         free = self.settings.max_concurrent_runs - running
         if free <= 0:
             return
-        for run in self.store.next_queued(free):
-            self._spawn(run)
+        # a worker whose run is still queued is starting it: it takes a place, and is not spawned again
+        queued = self.store.next_queued(free + len(self._workers))
+        free -= sum(1 for run in queued if run.id in self._workers)
+        for run in queued:
+            if free <= 0:
+                break
+            if run.id not in self._workers:
+                self._spawn(run)
+                free -= 1
 
     def _spawn(self, run: Run) -> None:
+        """Start the worker of a queued run; the worker marks it running (see the module docstring)."""
         run_dir = Path(self.store.run_dir(run.id))
         run_dir.mkdir(parents=True, exist_ok=True)
         resume = bool(run.checkpoint_path and Path(run.checkpoint_path).exists())
@@ -283,28 +324,19 @@ class Launcher:
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
-        # running before the process exists: a worker that fails at once cannot be overwritten
-        # by a late "running" from here. No pid until the worker records its own (a stale one
-        # from an earlier attempt would point cancel and reconcile at the wrong process).
-        try:
-            self.store.set_status(run.id, RunStatus.RUNNING, host=HOST, expect=(RunStatus.QUEUED,),
-                                  clear_pid=True, message="status queued → running: starting worker"
-                                  + (" to resume from the checkpoint" if resume else ""))
-        except (Conflict, RunNotFound):
-            return  # cancelled or deleted meanwhile
         try:
             with (run_dir / WORKER_LOG).open("ab") as out:
                 popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                          cwd=str(REPO_ROOT))
         except OSError as exc:
-            with contextlib.suppress(Conflict):
+            with contextlib.suppress(Conflict, RunNotFound):
                 self.store.set_status(run.id, RunStatus.FAILED, error=f"cannot start worker: {exc}",
                                       message=f"failed: cannot start worker: {exc}",
-                                      expect=(RunStatus.RUNNING,))
+                                      expect=(RunStatus.QUEUED,))
             return
         self._workers[run.id] = _Worker(run.id, popen.pid, popen)
-        log.info("started run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
+        log.info("started the worker of run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
 
     # ------------------------------------------------------------------ API actions
 
@@ -313,8 +345,11 @@ class Launcher:
         with self._lock:
             run = self.store.get_run(run_id)
             if run.status == RunStatus.QUEUED:
-                return self.store.set_status(run_id, RunStatus.CANCELLED, expect=(RunStatus.QUEUED,),
-                                             message="cancelled before start")
+                try:
+                    return self.store.set_status(run_id, RunStatus.CANCELLED, expect=(RunStatus.QUEUED,),
+                                                 message="cancelled before start")
+                except Conflict:  # its worker started it just now: stop it like any running run
+                    run = self.store.get_run(run_id)
             if run.status != RunStatus.RUNNING:
                 raise Conflict(f"run {run_id} is already {run.status}; only queued or running runs "
                                "can be cancelled")

@@ -1,21 +1,18 @@
-"""The worker process: runs one stored run with the engine and writes its events to the store.
+"""The worker process: runs one stored run with the engine and records it in the store.
 
     python -m backend.worker <run-id> [--resume] [--db-url URL] [--data-dir DIR]
 
 (the options default to MARGINSCOPE_DB_URL / MARGINSCOPE_DATA_DIR). The launcher starts one per
-run in its own session; the worker itself only needs the database:
+queued run in its own session; the worker itself only needs the database:
 
 1. load the run, build its TrainConfig from the stored config with out_dir = <data_dir>/runs/<id>
    and data_dir = the settings' data dir (a stored out_dir/data_dir/resume_from is overridden);
-2. mark it running with this pid and host (only if it is queued or running: a run cancelled before
-   its worker got going is left alone, exit 0);
-3. heartbeat every `heartbeat_interval` seconds on a thread; SIGTERM/SIGINT set a flag that the
-   engine polls (`should_stop`), so a cancel ends with a checkpoint and status cancelled. The
-   heartbeat sets the same flag when the store no longer says `running` (or the run was deleted);
-4. feed every event to a BatchedWriter (flushed every 0.5 s and at the end);
-5. finished | cancelled on return (exit 0); failed with error and traceback on an exception
-   (exit 1) — the rows already written stay. If another process ended the run meanwhile, the
-   worker's outcome replaces it only where that is the truer account (END_MAY_REPLACE).
+2. train it inside `backend.recording.record_run`, which marks it running with this pid and host
+   (only a queued run: one cancelled before its worker got going is left alone, exit 0),
+   heartbeats, writes every event, and sets the final status (finished | cancelled, exit 0;
+   failed with error and traceback on an exception, exit 1 — the rows already written stay);
+3. SIGTERM/SIGINT set the stop flag that the engine polls, so a cancel ends with a checkpoint and
+   status cancelled.
 
 Resume (`--resume`): the run must have a checkpoint file. Rows of the crashed attempt after the
 checkpoint's step are DELETED first (`store.truncate_after_step`, which also counts the attempt
@@ -28,76 +25,21 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import socket
 import sys
 import threading
-import traceback as tb
+from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from backend.recording import Recorder, record_run
 from backend.settings import Settings
-from backend.store import AbstractStore, Conflict, RunNotFound, RunStatus, open_store
-from backend.store.writer import BatchedWriter
+from backend.store import AbstractStore, Conflict, Run, RunNotFound, open_store
 
 log = logging.getLogger("backend.worker")
 
 EXIT_OK, EXIT_FAILED = 0, 1
-
-
-class _Heartbeat(threading.Thread):
-    """Beats every `interval` s; sets `stop_run` when the store says the run is no longer running
-    (cancelled by a process that could not signal this one, marked crashed, queued again) or is
-    gone (deleted): the engine then stops after its step with a checkpoint."""
-
-    def __init__(self, store: AbstractStore, run_id: int, interval: float,
-                 stop_run: threading.Event) -> None:
-        super().__init__(name=f"heartbeat-{run_id}", daemon=True)
-        self.store, self.run_id, self.interval = store, run_id, interval
-        self.stop_run = stop_run
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                status = self.store.heartbeat(self.run_id)
-            except RunNotFound:
-                status = None
-            except Exception as exc:  # noqa: BLE001 - a missed beat is not fatal; a stale one is the launcher's call
-                log.warning("heartbeat of run %s failed: %s", self.run_id, exc)
-                continue
-            if status != RunStatus.RUNNING and not self.stop_run.is_set():
-                log.warning("run %s is %s in the store: stopping after the current step",
-                            self.run_id, status or "deleted")
-                self.stop_run.set()
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join(timeout=5)
-
-
-# Which status the worker's own outcome may replace. Another process may have ended the run first:
-# the launcher (cancel without a process to signal, a stale heartbeat → crashed, a worker it saw
-# exit) or `marginscope runs cancel`. A run that trained to the end is finished whatever was
-# recorded meanwhile; a clean stop or a failure replaces only a `crashed` guess (the worker, alive,
-# knows better) and never a cancel the user asked for. A run queued again (a resume) is left alone.
-END_MAY_REPLACE: dict[RunStatus, tuple[RunStatus, ...]] = {
-    RunStatus.FINISHED: (RunStatus.RUNNING, RunStatus.CRASHED, RunStatus.CANCELLED),
-    RunStatus.CANCELLED: (RunStatus.RUNNING, RunStatus.CRASHED),
-    RunStatus.FAILED: (RunStatus.RUNNING, RunStatus.CRASHED),
-}
-
-
-def _record_end(store: AbstractStore, run_id: int, status: RunStatus, **fields: Any) -> None:
-    """Record how the run ended unless another process already recorded a final say (see above)."""
-    try:
-        store.set_status(run_id, status, expect=END_MAY_REPLACE[status], **fields)
-    except Conflict as exc:
-        log.warning("run %s ended %s here, but its status stays: %s", run_id, status.value, exc)
-    except RunNotFound:
-        log.warning("run %s was deleted while its worker ran", run_id)
 
 
 def build_config(stored: dict[str, Any], *, run_dir: Path, data_dir: Path,
@@ -120,11 +62,10 @@ def run_worker(run_id: int, settings: Settings, *, resume: bool = False) -> int:
 
 def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool) -> int:
     try:
-        run = store.get_run(run_id)
+        store.get_run(run_id)
     except RunNotFound:
         log.error("run %s not found in %s", run_id, settings.db_url)
         return EXIT_FAILED
-    run_dir = Path(store.run_dir(run_id))
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -135,60 +76,47 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
     signal.signal(signal.SIGINT, _on_signal)
 
     try:
-        run = store.set_status(run_id, RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
-                               expect=(RunStatus.QUEUED, RunStatus.RUNNING))
-    except Conflict as exc:
-        log.warning("not starting: %s", exc)
-        return EXIT_OK
-    heartbeat = _Heartbeat(store, run_id, settings.heartbeat_interval, stop)
-    heartbeat.start()
-    writer: BatchedWriter | None = None
-    try:
-        resume_from = None
-        if resume:
-            if not run.checkpoint_path or not Path(run.checkpoint_path).is_file():
-                raise FileNotFoundError(f"run {run_id} has no checkpoint to resume from "
-                                        f"({run.checkpoint_path or 'none recorded'})")
-            resume_from = run.checkpoint_path
-            # deletes the crashed attempt's tail and marks the resume (attempt, resumed_at_seq,
-            # a log line), which the live hub turns into a fresh snapshot for its clients
-            # The step comes from the checkpoint file itself, not from the store: a kill can land
-            # after the file was written but before its CheckpointSaved event was flushed, and
-            # truncating at the older recorded step would leave a gap in every series.
-            from engine.train import checkpoint_step
-
-            store.truncate_after_step(run_id, checkpoint_step(run.checkpoint_path))
-        config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir,
-                              resume_from=resume_from)
-        run_dir.mkdir(parents=True, exist_ok=True)
-
-        from engine.train import train
-
-        writer = BatchedWriter(store, run_id)
-        result = train(config, callbacks=[writer], should_stop=stop.is_set)
-        writer.close()
-        status = RunStatus.CANCELLED if result.status == "cancelled" else RunStatus.FINISHED
-        _record_end(store, run_id, status)
-        log.info("run %s %s after %s steps", run_id, status.value, result.steps)
-        return EXIT_OK
-    except BaseException as exc:
-        text = f"{type(exc).__name__}: {exc}"
-        trace = tb.format_exc()
-        log.error("run %s failed: %s", run_id, text)
-        if writer is not None:
+        with ExitStack() as recording:
             try:
-                writer.close()
-            except Exception as flush_exc:  # noqa: BLE001 - still record the failure below
-                log.error("could not write the last events of run %s: %s", run_id, flush_exc)
-        try:
-            _record_end(store, run_id, RunStatus.FAILED, error=text, traceback=trace)
-        except Exception as status_exc:  # noqa: BLE001 - nothing left to try; logged
-            log.error("could not mark run %s failed: %s", run_id, status_exc)
+                recorder = recording.enter_context(
+                    record_run(store, run_id, heartbeat_interval=settings.heartbeat_interval, stop=stop))
+            except (Conflict, RunNotFound) as exc:
+                log.warning("not starting: %s", exc)
+                return EXIT_OK
+            steps = _train(store, recorder, settings, resume=resume)
+    except BaseException as exc:
+        log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
             raise
         return EXIT_FAILED
-    finally:
-        heartbeat.stop()
+    log.info("run %s %s after %s steps", run_id, recorder.outcome, steps)
+    return EXIT_OK
+
+
+def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resume: bool) -> int:
+    """Train the run `recorder` records (resuming from its checkpoint if asked); returns the steps."""
+    run: Run = recorder.run
+    resume_from = None
+    if resume:
+        if not run.checkpoint_path or not Path(run.checkpoint_path).is_file():
+            raise FileNotFoundError(f"run {run.id} has no checkpoint to resume from "
+                                    f"({run.checkpoint_path or 'none recorded'})")
+        resume_from = run.checkpoint_path
+        # deletes the crashed attempt's tail and marks the resume (attempt, resumed_at_seq,
+        # a log line), which the live hub turns into a fresh snapshot for its clients
+        # The step comes from the checkpoint file itself, not from the store: a kill can land
+        # after the file was written but before its CheckpointSaved event was flushed, and
+        # truncating at the older recorded step would leave a gap in every series.
+        from engine.train import checkpoint_step
+
+        store.truncate_after_step(run.id, checkpoint_step(run.checkpoint_path))
+    run_dir = Path(store.run_dir(run.id))
+    config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir, resume_from=resume_from)
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+    from engine.train import train
+
+    return train(config, callbacks=[recorder], should_stop=recorder.should_stop).steps
 
 
 def main(argv: list[str] | None = None) -> int:

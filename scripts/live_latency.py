@@ -3,13 +3,13 @@
     .venv/bin/python scripts/live_latency.py [--steps 400] [--clients 1]
 
 Starts `marginscope serve` on a free port with a temporary data dir, creates a run directly in the
-store, and trains it *in this process* with the real engine and the real BatchedWriter (what
+store, and trains it *in this process* with the real engine, recorded by `record_run` (what
 backend/worker.py does), while websocket clients in threads receive the deltas. Three clocks per
 step (all `time.time()` on this machine):
 
 - emitted:   when the engine handed the StepMetrics event to the callbacks (a stamping callback
              placed before the writer);
-- committed: when the `store.write_events` transaction holding that step returned (a thin wrapper
+- committed: when the `store.log_batch` transaction holding that step returned (a thin wrapper
              around the store);
 - arrived:   when a client's websocket received the delta holding that step's `train/loss`.
 
@@ -30,33 +30,33 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.recording import record_run
 from backend.settings import Settings
-from backend.store import RunStatus, open_store
+from backend.store import AbstractStore, MetricPoint, RunBatch, open_store
 from backend.store.db import upgrade
-from backend.store.writer import BatchedWriter
 from engine.config import TrainConfig
 from engine.events import Event, StepMetrics
 
 
 class TimedStore:
-    """Delegates to the real store; records when each write_events transaction returned."""
+    """Delegates to the real store; records when each log_batch transaction returned."""
 
     def __init__(self, store: Any, committed: dict[int, float]) -> None:
         self._store, self._committed = store, committed
 
-    def write_events(self, run_id: int, events: Any) -> int:
-        seq = self._store.write_events(run_id, events)
+    def log_batch(self, run_id: int, batch: RunBatch) -> int:
+        seq = self._store.log_batch(run_id, batch)
         now = time.time()
-        for e in events:
-            if isinstance(e, StepMetrics):
-                self._committed.setdefault(e.counters.step, now)
+        for row in batch.rows:
+            if isinstance(row, MetricPoint) and row.key == "train/loss":
+                self._committed.setdefault(row.at.step, now)
         return seq
 
     def __getattr__(self, name: str) -> Any:
@@ -97,8 +97,6 @@ def main() -> None:
                              steps=args.steps, eval_every=100, hist_every=5, log_every=1,
                              data_dir=str(data_dir))
         run = store.create_run(name="latency", config=config.model_dump(mode="json"))
-        store.set_status(run.id, RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname())
-
         emitted: dict[int, float] = {}
         committed: dict[int, float] = {}
         arrived: list[dict[int, float]] = [{} for _ in range(args.clients)]
@@ -118,23 +116,22 @@ def main() -> None:
                     if message["run"] and message["run"]["status"] == "finished":
                         return
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-        for t in threads:
-            t.start()
-        ready.wait()
-
         def stamp(event: Event) -> None:
             if isinstance(event, StepMetrics):
                 emitted[event.counters.step] = time.time()
 
         from engine.train import train
 
-        writer = BatchedWriter(TimedStore(store, committed), run.id)  # type: ignore[arg-type]
-        start = time.time()
-        train(config, callbacks=[stamp, writer])
-        writer.close()
+        timed = cast(AbstractStore, TimedStore(store, committed))
+        # marked running at once: the server's launcher starts the queued runs it sees
+        with record_run(timed, run.id, heartbeat_interval=settings.heartbeat_interval) as recorder:
+            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+            for t in threads:
+                t.start()
+            ready.wait()
+            start = time.time()
+            train(config, callbacks=[stamp, recorder], should_stop=recorder.should_stop)
         took = time.time() - start
-        store.set_status(run.id, RunStatus.FINISHED)
         for t in threads:
             t.join(timeout=30)
 

@@ -5,9 +5,9 @@
 Trains the same run (same seed) alternately in two ways, in this process, ABAB so that drifting
 machine load hits both arms alike:
 - "none":  no callbacks, monitoring off (hist_every=0) — the engine alone;
-- "full":  what backend/worker.py does with the most detailed settings: a BatchedWriter into a
-           temporary SQLite store, step metrics every step (log_every=1), histograms and selection
-           statistics every step (hist_every=1).
+- "full":  what backend/worker.py does with the most detailed settings: the run recorded by
+           `record_run` (batched writer, heartbeat) into a temporary SQLite store, step metrics
+           every step (log_every=1), histograms and selection statistics every step (hist_every=1).
 Prints each run's training wall-clock (the engine's own counter, evaluation excluded) and the ratio
 full / none per repeat and overall.
 """
@@ -22,10 +22,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from backend.recording import record_run  # noqa: E402
 from backend.settings import Settings  # noqa: E402
 from backend.store import open_store  # noqa: E402
 from backend.store.db import upgrade  # noqa: E402
-from backend.store.writer import BatchedWriter  # noqa: E402
 from engine.config import TrainConfig  # noqa: E402
 from engine.train import train  # noqa: E402
 
@@ -50,9 +50,9 @@ def main() -> None:
                     result = train(TrainConfig(hist_every=0, log_every=args.steps, **base))
                 else:
                     run = store.create_run(name=f"full-{repeat}", config=base, tags=[], notes="")
-                    writer = BatchedWriter(store, run.id)
-                    result = train(TrainConfig(hist_every=1, log_every=1, **base), [writer])
-                    writer.close()
+                    with record_run(store, run.id, heartbeat_interval=settings.heartbeat_interval) as recorder:
+                        result = train(TrainConfig(hist_every=1, log_every=1, **base), [recorder],
+                                       should_stop=recorder.should_stop)
                 times[arm].append(result.wall_time)
                 print(f"repeat {repeat} {arm:>4}: {result.wall_time:.2f} s for {args.steps} steps", flush=True)
             print(f"repeat {repeat} ratio full/none: {times['full'][-1] / times['none'][-1]:.3f}", flush=True)

@@ -1,7 +1,9 @@
 """Persistence for runs, metrics, histograms, selection statistics and logs.
 
 Routes and the hub use `AbstractStore`; `open_store(settings)` builds the SQLAlchemy one (checking
-the schema is at the Alembic head). See abstract_store.py for the contract.
+the schema is at the Alembic head). See abstract_store.py for the contract. Writers hand in
+entities (`RunBatch`, statuses); the store imports nothing from the engine: backend.recording turns
+engine events into those entities.
 """
 
 from __future__ import annotations
@@ -11,14 +13,22 @@ from typing import TYPE_CHECKING
 from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
 from backend.store.entities import (
     ACTIVE_STATUSES,
+    LOG_LEVELS,
     X_AXES,
     Changes,
+    HistogramPoint,
     HistogramRow,
     HistogramSeries,
+    LogEntry,
     LogLine,
+    MetricPoint,
+    Position,
     Run,
+    RunBatch,
     RunStatus,
+    RunUpdate,
     ScalarRow,
+    SelectionPoint,
     SelectionRow,
     SelectionSeries,
     Series,
@@ -44,8 +54,9 @@ def open_store(settings: Settings, *, verify: bool = True) -> AbstractStore:
 
 
 __all__ = [
-    "ACTIVE_STATUSES", "RUN_SORT_KEYS", "X_AXES", "AbstractStore", "Changes", "Conflict",
-    "HistogramRow", "HistogramSeries", "InvalidArgument", "LogLine", "Run", "RunNotFound",
-    "RunStatus", "ScalarRow", "SchemaOutOfDate", "SelectionRow", "SelectionSeries", "Series",
-    "StoreError", "TargetReached", "open_store",
+    "ACTIVE_STATUSES", "LOG_LEVELS", "RUN_SORT_KEYS", "X_AXES", "AbstractStore", "Changes", "Conflict",
+    "HistogramPoint", "HistogramRow", "HistogramSeries", "InvalidArgument", "LogEntry", "LogLine",
+    "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "ScalarRow",
+    "SchemaOutOfDate", "SelectionPoint", "SelectionRow", "SelectionSeries", "Series", "StoreError",
+    "TargetReached", "open_store",
 ]

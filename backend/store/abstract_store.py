@@ -22,13 +22,13 @@ from backend.store.entities import (
     HistogramSeries,
     LogLine,
     Run,
+    RunBatch,
     RunStatus,
     ScalarRow,
     SelectionSeries,
     Series,
     TargetReached,
 )
-from engine.events import Event
 
 # sort keys accepted by list_runs (prefix "-" for descending)
 RUN_SORT_KEYS = ("id", "name", "status", "created_at", "started_at", "finished_at", "dataset",
@@ -74,8 +74,7 @@ class AbstractStore(ABC):
     def set_status(self, run_id: int, status: RunStatus | str, *, pid: int | None = None,
                    host: str | None = None, error: str | None = None,
                    traceback: str | None = None, message: str | None = None,
-                   expect: Sequence[RunStatus | str] | None = None,
-                   clear_pid: bool = False) -> Run:
+                   expect: Sequence[RunStatus | str] | None = None) -> Run:
         """Change the status; stamps started_at (the first → running; a resume keeps it),
         finished_at (→ an ended status; cleared on → queued/running), status_changed_at, and
         heartbeat_at (→ running). pid/host/error/traceback are set when given (→ queued/running clears error,
@@ -83,9 +82,8 @@ class AbstractStore(ABC):
         change, and records that seq as `status_seq`, so the hub notices status changes through
         `changes_since`. `expect`: the statuses the run may be in, checked atomically with the
         change — Conflict otherwise (e.g. the worker starts only a queued run; a cancel of a run
-        that just finished fails). `clear_pid`: forget the recorded pid (the launcher marks a run
-        running before its worker exists; the worker records its own pid). Raises RunNotFound,
-        InvalidArgument (unknown status)."""
+        that just finished fails). Free text (host, error, traceback, message) is kept as given
+        except NUL, which becomes U+FFFD. Raises RunNotFound, InvalidArgument (unknown status)."""
 
     @abstractmethod
     def heartbeat(self, run_id: int) -> RunStatus:
@@ -115,23 +113,20 @@ class AbstractStore(ABC):
     # ------------------------------------------------------------------ writing
 
     @abstractmethod
-    def write_events(self, run_id: int, events: Sequence[Event]) -> int:
-        """Persist engine events in one transaction and return the run's last_seq after it.
+    def log_batch(self, run_id: int, batch: RunBatch) -> int:
+        """Persist a batch in one transaction and return the run's last_seq after it.
 
-        Mapping: StepMetrics → scalars train/loss, train/accuracy, lr, samples_per_s, score_time,
-        step_time (+ run progress step/epoch); Histogram → histogram row + scalars
-        mms/<population>/p5|p50|p95|mean and mms/threshold (when given); ClassSelection →
-        selection row + selection/misclassified_share; Evaluation → <split>/loss,
-        <split>/accuracy, and for val also val/best_accuracy (running max over the run);
-        RunStarted → histogram edges (once per run and population), total_steps, run_info
-        (dataset facts with class_names, model, device); LogMessage → log line;
-        CheckpointSaved → checkpoint_path/step + log line; RunFinished → summary;
-        RunFailed → error/traceback. Statuses are NOT changed here (the worker calls
-        set_status, whose log line says how the run ended; the engine logs its own start line). The latest-values table is upserted for every scalar."""
+        Every row of `batch.rows` gets the next seq, in order; metric points also become the
+        latest value of their key (by step; the last written wins a tie), and so does each counter
+        of `batch.update.progress`. Edges are stored once per run and population (a resume sends
+        them again). Rows are kept as given: what they mean (which keys, which log lines) is the
+        writer's business (backend.recording), and statuses are NOT changed here (`set_status`).
+        Text is kept except NUL (→ U+FFFD); non-finite floats are stored as NULL (read as NaN).
+        Raises RunNotFound."""
 
     @abstractmethod
     def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
-        """Add one log line (level info|warning|error); returns its seq."""
+        """Add one log line (level: one of entities.LOG_LEVELS); returns its seq."""
 
     @abstractmethod
     def truncate_after_step(self, run_id: int, step: int) -> int:
@@ -207,5 +202,5 @@ class AbstractStore(ABC):
         """<data_dir>/runs/<id> (not created): checkpoints and the worker's log go here."""
 
     def close(self) -> None:
-        """Release the engine's connections (optional)."""
+        """Release the database connections (optional)."""
 

@@ -200,3 +200,90 @@ class TargetReached:
     samples_backpropagated: int | None
     wall_time: float | None
     best: float | None  # best value of the metric over the run (None: never logged)
+
+
+# ---------------------------------------------------------------------- what a writer hands in
+# `AbstractStore.log_batch` takes a RunBatch: rows without their seq (the store assigns seqs in the
+# writing transaction, in `rows` order) and the changes to the run itself. Values may be NaN/inf;
+# the store keeps those as NULL.
+
+LOG_LEVELS = ("info", "warning", "error")
+
+
+@dataclass(slots=True)
+class Position:
+    """Where in training a row belongs: the counters every x axis (X_AXES) is read from."""
+
+    step: int
+    epoch: float
+    samples_forwarded: int
+    samples_backpropagated: int
+    wall_time: float
+
+
+@dataclass(slots=True)
+class MetricPoint:
+    key: str
+    value: float | None
+    at: Position
+
+
+@dataclass(slots=True)
+class HistogramPoint:
+    population: str  # candidates | selected
+    at: Position
+    counts: list[int]
+    quantiles: dict[str, float]  # p5, p25, p50, p75, p95
+    mean: float
+    count: int
+    threshold: float | None
+
+
+@dataclass(slots=True)
+class SelectionPoint:
+    at: Position
+    candidate_counts: list[int]
+    selected_counts: list[int]
+    misclassified_share: float
+
+
+@dataclass(slots=True)
+class LogEntry:
+    level: str  # one of LOG_LEVELS
+    message: str
+    step: int | None = None
+
+
+@dataclass
+class RunUpdate:
+    """Changes to the run row; None (or empty) leaves a field as it is.
+
+    `progress` moves the run's step/epoch forward (never back) and becomes the latest value of each
+    counter. `run_info` is merged into the stored one key by key (a dict value one level deeper,
+    so per-split entries accumulate across batches)."""
+
+    total_steps: int | None = None
+    checkpoint_path: str | None = None
+    checkpoint_step: int | None = None
+    summary: dict[str, Any] | None = None
+    error: str | None = None
+    traceback: str | None = None
+    run_info: dict[str, Any] = field(default_factory=dict)
+    progress: Position | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self == RunUpdate()
+
+
+@dataclass
+class RunBatch:
+    """One transaction's worth of a run's data (MLflow's `log_batch` argument, for our rows)."""
+
+    rows: list[MetricPoint | HistogramPoint | SelectionPoint | LogEntry] = field(default_factory=list)
+    edges: dict[str, list[float]] = field(default_factory=dict)  # population → bin edges (kept once)
+    update: RunUpdate = field(default_factory=RunUpdate)
+
+    @property
+    def empty(self) -> bool:
+        return not self.rows and not self.edges and self.update.empty

@@ -1,5 +1,9 @@
 """SqlAlchemyStore: the AbstractStore on SQLAlchemy 2.x (SQLite by default, PostgreSQL by URL).
 
+(Over 400 lines: it is the one implementation of every AbstractStore operation, as MLflow's is.)
+It persists what it is given and knows nothing of training: rows and run updates arrive as
+entities (`log_batch`), written by backend.recording.
+
 Design notes
 - Sessions (MLflow `db/utils.py`): `_session(write=...)` commits on success, rolls back on error and
   maps SQLAlchemy errors to StoreError. On SQLite a write session begins with BEGIN IMMEDIATE
@@ -13,14 +17,13 @@ Design notes
 - Portability (SQLite by default, PostgreSQL by URL): ids and integer query bounds are checked or
   clamped to the column ranges (an id past 32 bits is simply not found), text a user gives is
   refused when it holds NUL or is longer than its column (PostgreSQL enforces both; SQLite
-  neither), and text the engine gives (log lines, errors) has NUL replaced. JSON columns are
+  neither), and text a process reports (log lines, errors, tracebacks) has NUL replaced. JSON columns are
   written by a strict serializer (db.json_dumps: NaN/±inf become null; PostgreSQL rejects NaN).
 - Private helpers take the session; public methods open it.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import shutil
 from collections.abc import Iterator, Sequence
@@ -53,26 +56,10 @@ from backend.store.dbmodels import (
 )
 from backend.store.downsample import downsample_indices, thin_indices
 from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
-from engine.events import (
-    CheckpointSaved,
-    ClassSelection,
-    Counters,
-    Evaluation,
-    Event,
-    Histogram,
-    LogMessage,
-    RunFailed,
-    RunFinished,
-    RunStarted,
-    StepMetrics,
-)
 
-log = logging.getLogger(__name__)
-
-POPULATIONS = ("candidates", "selected")
-LOG_LEVELS = ("info", "warning", "error")
+POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
 # counters kept in latest_metrics only (every scalar row carries them already)
-COUNTER_KEYS = ("epoch", "samples_forwarded", "samples_backpropagated", "wall_time")
+COUNTER_KEYS = tuple(axis for axis in ent.X_AXES if axis != "step")
 _IN_CHUNK = 500  # ids per IN (...) list
 MAX_OFFSET = 2**62  # beyond any table; keeps OFFSET inside SQLite's and PostgreSQL's 64-bit range
 
@@ -95,9 +82,16 @@ def check_text(field: str, value: str, *, limit: int | None = None) -> str:
     return value
 
 
-def _engine_text(value: str | None) -> str | None:
-    """Text from the engine or a traceback: NUL (which PostgreSQL text refuses) becomes U+FFFD."""
+def _reported_text(value: str | None) -> str | None:
+    """Text a process reports (log lines, errors, tracebacks, host): NUL, which PostgreSQL text
+    refuses, becomes U+FFFD, so the report is kept rather than lost."""
     return None if value is None else str(value).replace("\x00", "\ufffd")
+
+
+def _check_level(level: str) -> str:
+    if level not in ent.LOG_LEVELS:
+        raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(ent.LOG_LEVELS)}")
+    return level
 
 
 def _matchable(value: str | None) -> bool:
@@ -111,30 +105,6 @@ def _finite(value: float | None) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
-
-
-def _counter_cols(c: Counters) -> dict[str, Any]:
-    return {"step": int(c.step), "epoch": float(c.epoch), "samples_forwarded": int(c.samples_forwarded),
-            "samples_backpropagated": int(c.samples_backpropagated), "wall_time": float(c.wall_time)}
-
-
-class _Batch:
-    """Rows and run changes produced by mapping a batch of events (seqs assigned later)."""
-
-    def __init__(self) -> None:
-        self.rows: list[tuple[Any, dict[str, Any]]] = []  # in event order; each gets the next seq
-        self.edges: list[float] | None = None
-        self.run: dict[str, Any] = {}
-        self.run_info: dict[str, Any] = {}
-        self.counters: Counters | None = None  # of the last StepMetrics (latest counters, progress)
-
-    def scalar(self, key: str, value: float | None, counters: dict[str, Any]) -> None:
-        """`counters` is `_counter_cols(event.counters)`, computed once per event."""
-        self.rows.append((SqlMetric, {"key": key, "value": _finite(value), **counters}))
-
-    def log(self, level: str, message: str, step: int | None) -> None:
-        self.rows.append((SqlRunLog, {"time": utcnow(), "level": level,
-                                      "message": _engine_text(message), "step": step}))
 
 
 class SqlAlchemyStore(AbstractStore):
@@ -315,8 +285,7 @@ class SqlAlchemyStore(AbstractStore):
     def set_status(self, run_id: int, status: ent.RunStatus | str, *, pid: int | None = None,
                    host: str | None = None, error: str | None = None,
                    traceback: str | None = None, message: str | None = None,
-                   expect: Sequence[ent.RunStatus | str] | None = None,
-                   clear_pid: bool = False) -> ent.Run:
+                   expect: Sequence[ent.RunStatus | str] | None = None) -> ent.Run:
         try:
             new = ent.RunStatus(status)
         except ValueError:
@@ -342,17 +311,15 @@ class SqlAlchemyStore(AbstractStore):
                 run.error = run.traceback = None
             else:
                 run.finished_at = now
-            if clear_pid:
-                run.pid = None
             if pid is not None:
                 run.pid = pid
             if host is not None:
-                run.host = _engine_text(host)
+                run.host = _reported_text(host)
             if error is not None:
-                run.error = _engine_text(error)
+                run.error = _reported_text(error)
             if traceback is not None:
-                run.traceback = _engine_text(traceback)
-            text = _engine_text(message) or _status_text(old, new, run, error)
+                run.traceback = _reported_text(traceback)
+            text = _reported_text(message) or _status_text(old, new, run, error)
             level = "error" if new in (ent.RunStatus.FAILED, ent.RunStatus.CRASHED) else "info"
             s.add(SqlRunLog(run_id=run_id, seq=seq, time=now, level=level, message=text,
                             step=run.step))
@@ -409,69 +376,46 @@ class SqlAlchemyStore(AbstractStore):
 
     # ------------------------------------------------------------------ writing
 
-    def write_events(self, run_id: int, events: Sequence[Event]) -> int:
-        batch = _Batch()
-        for event in events:
-            _map_event(batch, event)
-        if not batch.rows and batch.edges is None and not batch.run and not batch.run_info:
+    def log_batch(self, run_id: int, batch: ent.RunBatch) -> int:
+        if batch.empty:
             return self.last_seq(run_id)
         with self._session(write=True) as s:
             first = self._take_seqs(s, run_id, max(len(batch.rows), 1))
             run = self._get(s, run_id)
-            self._fill_best(s, run_id, batch)
+            now = utcnow()
             per_table: dict[Any, list[dict[str, Any]]] = {}
-            for i, (table, row) in enumerate(batch.rows):
-                row["seq"] = first + i
-                row["run_id"] = run_id
-                per_table.setdefault(table, []).append(row)
+            for i, row in enumerate(batch.rows):
+                table, values = _row_values(row, now)
+                values["seq"] = first + i
+                values["run_id"] = run_id
+                per_table.setdefault(table, []).append(values)
             for table, rows in per_table.items():  # Core executemany: no ORM bookkeeping
                 s.execute(table.__table__.insert(), rows)
-            if batch.edges is not None:
+            if batch.edges:
                 have = set(s.execute(select(SqlHistogramEdges.population)
                                      .where(SqlHistogramEdges.run_id == run_id)).scalars())
-                for pop in POPULATIONS:
+                for pop, edges in batch.edges.items():
                     if pop not in have:
-                        s.add(SqlHistogramEdges(run_id=run_id, population=pop, edges=batch.edges))
-            self._upsert_latest(s, run_id, per_table.get(SqlMetric, []), batch.counters,
+                        s.add(SqlHistogramEdges(run_id=run_id, population=pop,
+                                                edges=[float(x) for x in edges]))
+            update = batch.update
+            self._upsert_latest(s, run_id, per_table.get(SqlMetric, []), update.progress,
                                 first + len(batch.rows) - 1)
-            for attr, value in batch.run.items():
-                setattr(run, attr, value)
-            if batch.counters is not None and batch.counters.step >= (run.step or 0):
-                run.step = batch.counters.step
-                run.epoch = batch.counters.epoch
-            if batch.run_info:
-                run.run_info = {**(run.run_info or {}), **batch.run_info}
+            _apply_update(run, update)
             s.flush()
             return int(run.last_seq)
 
     @staticmethod
-    def _fill_best(s: Session, run_id: int, batch: _Batch) -> None:
-        """val/best_accuracy = running max of val/accuracy, continuing from what is stored."""
-        best_rows = [row for table, row in batch.rows
-                     if table is SqlMetric and row["key"] == "val/best_accuracy"]
-        if not best_rows:
-            return
-        stored = s.execute(select(SqlLatestMetric.value).where(
-            SqlLatestMetric.run_id == run_id, SqlLatestMetric.key == "val/best_accuracy")
-        ).scalar_one_or_none()
-        best = stored
-        for row in best_rows:
-            acc = row["value"]  # placeholder: the accuracy itself
-            if acc is not None and (best is None or acc > best):
-                best = acc
-            row["value"] = best
-
-    @staticmethod
     def _upsert_latest(s: Session, run_id: int, metric_rows: list[dict[str, Any]],
-                       counters: Counters | None, last_seq: int) -> None:
+                       progress: ent.Position | None, last_seq: int) -> None:
         newest: dict[str, tuple[float | None, int, int]] = {}
         for row in metric_rows:
             cur = newest.get(row["key"])
             if cur is None or (row["step"], row["seq"]) >= (cur[1], cur[2]):
                 newest[row["key"]] = (row["value"], row["step"], row["seq"])
-        if counters is not None:
+        if progress is not None:
             for key in COUNTER_KEYS:
-                newest[key] = (_finite(getattr(counters, key)), counters.step, last_seq)
+                newest[key] = (_finite(getattr(progress, key)), progress.step, last_seq)
         if not newest:
             return
         existing = {m.key: m for m in s.execute(select(SqlLatestMetric).where(
@@ -484,12 +428,11 @@ class SqlAlchemyStore(AbstractStore):
                 m.value, m.step, m.seq = value, step, seq
 
     def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
-        if level not in LOG_LEVELS:
-            raise InvalidArgument(f"unknown log level {level!r}; use one of {', '.join(LOG_LEVELS)}")
+        _check_level(level)
         with self._session(write=True) as s:
             seq = self._take_seqs(s, run_id, 1)
             s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level=level,
-                            message=_engine_text(message), step=step))
+                            message=_reported_text(message), step=step))
             return seq
 
     def truncate_after_step(self, run_id: int, step: int) -> int:
@@ -712,71 +655,57 @@ class SqlAlchemyStore(AbstractStore):
         return sorted(rows, key=lambda r: order[r.id])
 
 
-# ---------------------------------------------------------------------- event mapping
+# ---------------------------------------------------------------------- writing rows
 
-def _map_event(b: _Batch, e: Event) -> None:
-    if isinstance(e, StepMetrics):
-        c = _counter_cols(e.counters)
-        for key, value in (("train/loss", e.loss), ("train/accuracy", e.accuracy), ("lr", e.lr),
-                           ("samples_per_s", e.samples_per_s), ("score_time", e.score_time),
-                           ("step_time", e.step_time)):
-            b.scalar(key, value, c)
-        if b.counters is None or e.counters.step >= b.counters.step:
-            b.counters = e.counters
-    elif isinstance(e, Histogram):
-        c = _counter_cols(e.counters)
-        q = {k: _finite(e.quantiles.get(k)) for k in QUANTILE_KEYS}
-        b.rows.append((SqlHistogram, {
-            "population": e.population, "step": c["step"], "epoch": c["epoch"],
-            "wall_time": c["wall_time"],
-            "counts": [int(x) for x in e.counts], **q, "mean": _finite(e.mean), "count": int(e.count),
-            "threshold": _finite(e.threshold)}))
-        for k in ("p5", "p50", "p95"):
-            b.scalar(f"mms/{e.population}/{k}", e.quantiles.get(k), c)
-        b.scalar(f"mms/{e.population}/mean", e.mean, c)
-        if e.threshold is not None:
-            b.scalar("mms/threshold", e.threshold, c)
-    elif isinstance(e, ClassSelection):
-        c = _counter_cols(e.counters)
-        b.rows.append((SqlClassSelection, {
-            "step": c["step"], "epoch": c["epoch"], "candidate_counts": [int(x) for x in e.candidate_counts],
-            "selected_counts": [int(x) for x in e.selected_counts],
-            "misclassified_share": _finite(e.selected_misclassified)}))
-        b.scalar("selection/misclassified_share", e.selected_misclassified, c)
-    elif isinstance(e, Evaluation):
-        c = _counter_cols(e.counters)
-        b.scalar(f"{e.split}/loss", e.loss, c)
-        b.scalar(f"{e.split}/accuracy", e.accuracy, c)
-        if e.split == "val":
-            b.scalar("val/best_accuracy", e.accuracy, c)  # value replaced by the running max
-        per_class = dict(b.run_info.get("per_class_accuracy", {}))
-        per_class[e.split] = [float(x) for x in e.per_class_accuracy]
-        b.run_info["per_class_accuracy"] = per_class
-    elif isinstance(e, RunStarted):
-        b.edges = [float(x) for x in e.hist_edges]
-        b.run["total_steps"] = int(e.total_steps)
-        b.run_info.update({"dataset": dict(e.dataset), "model": dict(e.model), "device": e.device,
-                           "steps_per_epoch": int(e.steps_per_epoch),
-                           "resumed_from_step": int(e.resumed_from_step)})
-        # no log line: the engine logs its own "started ..." / "resumed at step ..." line
-    elif isinstance(e, LogMessage):
-        level = e.level if e.level in LOG_LEVELS else "info"
-        b.log(level, e.message, e.step)
-    elif isinstance(e, CheckpointSaved):
-        b.run["checkpoint_path"] = _engine_text(e.path)
-        b.run["checkpoint_step"] = int(e.counters.step)
-        b.log("info", f"checkpoint saved at step {e.counters.step}: {e.path}", e.counters.step)
-    elif isinstance(e, RunFinished):
-        b.run["summary"] = dict(e.summary)
-        if b.counters is None or e.counters.step >= b.counters.step:
-            b.counters = e.counters
-        # no log line: the worker's status change ("status running → finished at step N") says it
-    elif isinstance(e, RunFailed):
-        b.run["error"] = _engine_text(e.error)
-        b.run["traceback"] = _engine_text(e.traceback)
-        # no log line: the worker's status change ("status running → failed at step N: ...") says it
-    else:
-        log.warning("ignoring unknown event %r", type(e).__name__)
+def _position(at: ent.Position) -> dict[str, Any]:
+    return {"step": int(at.step), "epoch": float(at.epoch), "samples_forwarded": int(at.samples_forwarded),
+            "samples_backpropagated": int(at.samples_backpropagated), "wall_time": float(at.wall_time)}
+
+
+def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
+    """(table, column values without seq/run_id) of one row of a RunBatch."""
+    if isinstance(row, ent.MetricPoint):
+        return SqlMetric, {"key": row.key, "value": _finite(row.value), **_position(row.at)}
+    if isinstance(row, ent.HistogramPoint):
+        return SqlHistogram, {
+            "population": row.population, "step": int(row.at.step), "epoch": float(row.at.epoch),
+            "wall_time": float(row.at.wall_time), "counts": [int(x) for x in row.counts],
+            **{k: _finite(row.quantiles.get(k)) for k in QUANTILE_KEYS}, "mean": _finite(row.mean),
+            "count": int(row.count), "threshold": _finite(row.threshold)}
+    if isinstance(row, ent.SelectionPoint):
+        return SqlClassSelection, {
+            "step": int(row.at.step), "epoch": float(row.at.epoch),
+            "candidate_counts": [int(x) for x in row.candidate_counts],
+            "selected_counts": [int(x) for x in row.selected_counts],
+            "misclassified_share": _finite(row.misclassified_share)}
+    if isinstance(row, ent.LogEntry):
+        return SqlRunLog, {"time": now, "level": _check_level(row.level), "message": _reported_text(row.message),
+                           "step": row.step}
+    raise InvalidArgument(f"a RunBatch row cannot be a {type(row).__name__}")
+
+
+def _apply_update(run: SqlRun, update: ent.RunUpdate) -> None:
+    if update.total_steps is not None:
+        run.total_steps = int(update.total_steps)
+    if update.checkpoint_path is not None:
+        run.checkpoint_path = _reported_text(update.checkpoint_path)
+    if update.checkpoint_step is not None:
+        run.checkpoint_step = int(update.checkpoint_step)
+    if update.summary is not None:
+        run.summary = dict(update.summary)
+    if update.error is not None:
+        run.error = _reported_text(update.error)
+    if update.traceback is not None:
+        run.traceback = _reported_text(update.traceback)
+    if update.progress is not None and update.progress.step >= (run.step or 0):
+        run.step = int(update.progress.step)
+        run.epoch = float(update.progress.epoch)
+    if update.run_info:
+        info = dict(run.run_info or {})
+        for key, value in update.run_info.items():
+            old = info.get(key)
+            info[key] = {**old, **value} if isinstance(old, dict) and isinstance(value, dict) else value
+        run.run_info = info
 
 
 def _histogram_series(population: str, edges: list[float],
@@ -791,9 +720,6 @@ def _histogram_series(population: str, edges: list[float],
 
 def _status_text(old: str, new: ent.RunStatus, run: SqlRun, error: str | None) -> str:
     """The log line of a status change (when the caller gives no message)."""
-    if old == new.value == ent.RunStatus.RUNNING:  # the worker taking over from the launcher
-        where = f" (pid {run.pid} on {run.host})" if run.pid else ""
-        return f"worker running{where}"
     if new.ended:  # the run's last word, e.g. "run finished at step 160 (was running)"
         text = f"run {new.value} at step {run.step or 0} (was {old})"
     else:
@@ -801,7 +727,7 @@ def _status_text(old: str, new: ent.RunStatus, run: SqlRun, error: str | None) -
         if new == ent.RunStatus.RUNNING and run.pid:
             text += f" (pid {run.pid} on {run.host})"
     if error:
-        text += f": {_engine_text(error)}"
+        text += f": {_reported_text(error)}"
     return text
 
 

@@ -7,6 +7,7 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import run_started
 
+from backend.recording import write_events
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from engine.events import Counters, Evaluation
 
@@ -26,7 +27,7 @@ def _evals(store: SqlAlchemyStore, rid: int, accs: list[float], *, fwd_per_step:
     if test is not None:
         events.append(Evaluation(counters=c, split="test", loss=1 - test, accuracy=test,
                                  per_class_accuracy=[test] * 10, samples=100))
-    store.write_events(rid, events)
+    write_events(store, rid, events)
 
 
 @pytest.fixture

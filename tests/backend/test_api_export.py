@@ -12,6 +12,7 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run
 
+from backend.recording import write_events
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 pytest_plugins = ["api_fixtures"]
@@ -20,7 +21,7 @@ pytest_plugins = ["api_fixtures"]
 @pytest.fixture
 def run_id(client: TestClient, store: SqlAlchemyStore) -> int:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(20))
+    write_events(store, rid, full_run(20))
     return rid  # type: ignore[no-any-return]
 
 

@@ -6,6 +6,7 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run, run_started, step_metrics
 
+from backend.recording import write_events
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 pytest_plugins = ["api_fixtures"]
@@ -13,7 +14,7 @@ pytest_plugins = ["api_fixtures"]
 
 def test_series_on_every_x_axis(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(30))
+    write_events(store, rid, full_run(30))
     r = client.get(f"/api/runs/{rid}/metrics?keys=train/loss,val/accuracy&x=samples_backpropagated")
     assert r.status_code == 200
     body = r.json()
@@ -28,7 +29,7 @@ def test_series_on_every_x_axis(client: TestClient, store: SqlAlchemyStore) -> N
 
 def test_all_keys_by_default_and_unknown_keys_are_empty(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(10))
+    write_events(store, rid, full_run(10))
     series = client.get(f"/api/runs/{rid}/metrics").json()["series"]
     assert {"train/loss", "lr", "val/accuracy", "mms/candidates/p50"} <= set(series)
     empty = client.get(f"/api/runs/{rid}/metrics?keys=nope").json()["series"]["nope"]
@@ -40,7 +41,7 @@ def test_downsampling_keeps_first_last_and_extremes(client: TestClient, store: S
     losses = {s: 1.0 for s in range(1, 1001)}
     losses[437] = 9.0  # a spike
     losses[701] = -3.0  # a dip
-    store.write_events(rid, [run_started(1000)] + [step_metrics(s, loss=v) for s, v in losses.items()])
+    write_events(store, rid, [run_started(1000)] + [step_metrics(s, loss=v) for s, v in losses.items()])
     s = client.get(f"/api/runs/{rid}/metrics?keys=train/loss&max_points=50").json()["series"]["train/loss"]
     assert 2 <= len(s["step"]) <= 50
     assert s["step"][0] == 1 and s["step"][-1] == 1000
@@ -59,7 +60,7 @@ def test_metrics_bad_input(client: TestClient) -> None:
 
 def test_histograms_with_range_and_stride(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(30))  # histograms every 5 steps
+    write_events(store, rid, full_run(30))  # histograms every 5 steps
     h = client.get(f"/api/runs/{rid}/histograms?population=selected").json()
     assert h["edges"] == [0.0, 0.5, 1.0, 2.0, 4.0] and h["population"] == "selected"
     assert h["steps"] == [5, 10, 15, 20, 25, 30]
@@ -84,7 +85,7 @@ def test_histograms_bad_input(client: TestClient) -> None:
 
 def test_selection(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(20))
+    write_events(store, rid, full_run(20))
     sel = client.get(f"/api/runs/{rid}/selection").json()
     assert sel["steps"] == [5, 10, 15, 20] and sel["class_names"] == [str(i) for i in range(10)]
     assert sel["selected_counts"][0] == [1] * 10 and sel["misclassified_share"] == [0.25] * 4

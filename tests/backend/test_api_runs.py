@@ -13,6 +13,7 @@ from api_helpers import TINY, TOKEN, create
 from fastapi.testclient import TestClient
 from store_events import counters, run_started, step_metrics
 
+from backend.recording import write_events
 from backend.settings import Settings
 from backend.store import RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
@@ -197,7 +198,7 @@ def test_resume_waits_for_the_previous_worker_to_exit(client: TestClient, store:
         store.set_status(rid, RunStatus.RUNNING, pid=old.pid, host=socket.gethostname())
         ckpt = tmp_path / "ckpt.pt"
         ckpt.write_bytes(b"x")
-        store.write_events(rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
+        write_events(store, rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
         store.set_status(rid, RunStatus.CANCELLED)  # recorded, but that worker is still stopping
         r = client.post(f"/api/runs/{rid}/resume")
         assert r.status_code == 409 and "still stopping" in r.json()["detail"]
@@ -213,13 +214,13 @@ def test_resume_needs_crashed_or_cancelled_with_a_checkpoint(client: TestClient,
     rid = run["id"]
     assert client.post(f"/api/runs/{rid}/resume").status_code == 409  # queued
     store.set_status(rid, RunStatus.RUNNING)
-    store.write_events(rid, [run_started(), step_metrics(1)])
+    write_events(store, rid, [run_started(), step_metrics(1)])
     store.set_status(rid, RunStatus.CRASHED, error="boom")
     r = client.post(f"/api/runs/{rid}/resume")
     assert r.status_code == 409 and "checkpoint" in r.json()["detail"]
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"x")
-    store.write_events(rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
+    write_events(store, rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
     r = client.post(f"/api/runs/{rid}/resume")
     assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["error"] is None
     assert client.post("/api/runs/999/resume").status_code == 404

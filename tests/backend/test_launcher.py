@@ -2,12 +2,15 @@
 
 The real worker is exercised end to end in test_e2e.py; here small stand-in processes (named
 `backend.worker <id>` on their command line, like the real one) make each supervision case quick
-and deterministic: queue order and the concurrency limit, cancel (queued, SIGTERM, SIGKILL after the
-grace period), a worker dying without a status, and start-up reconciliation.
+and deterministic: queue order and the concurrency limit, cancel (queued, just spawned, SIGTERM,
+SIGKILL after the grace period), a worker dying without a status (before or after it started its
+run), two workers of one run, and start-up reconciliation. Like the real worker, a stand-in marks
+its run running itself, with its pid, and only from queued (`STARTS`); the launcher never does.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -16,14 +19,24 @@ from pathlib import Path
 
 import pytest
 
+from backend.recording import write_events
 from backend.launcher import HOST, Launcher, pid_alive
 from backend.settings import Settings
-from backend.store import Run, RunStatus
+from backend.store import Conflict, Run, RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
-SLEEP = "import time; time.sleep(60)"
-IGNORE_TERM = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+# what record_run does first: running with this pid and host, only from queued (the store from
+# the MARGINSCOPE_* variables the launcher hands its workers; the run id from the command line)
+STARTS = ("import os, socket, sys\n"
+          "from backend.settings import Settings\n"
+          "from backend.store import open_store\n"
+          "open_store(Settings()).set_status(int(sys.argv[-1]), 'running', pid=os.getpid(),\n"
+          "                                  host=socket.gethostname(), expect=('queued',))\n")
+SLEEP = STARTS + "import time; time.sleep(60)"
+IGNORE_TERM = ("import signal; signal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + STARTS
+               + "import time; time.sleep(60)")
 DIE_LOUDLY = "print('something went wrong'); raise SystemExit(3)"
+IDLE = "import time; time.sleep(60)"  # touches no store: a worker still starting, or any process
 
 
 def make_run(store: SqlAlchemyStore) -> Run:
@@ -77,20 +90,64 @@ def test_fifo_with_the_concurrency_limit(store: SqlAlchemyStore, settings: Setti
     a, b, c = (make_run(store) for _ in range(3))
     launcher.tick()
     assert launcher.watched == [a.id]
-    assert [store.get_run(r.id).status for r in (a, b, c)] == ["running", "queued", "queued"]
     assert (Path(store.run_dir(a.id)) / "worker.log").exists()
+    for _ in range(3):  # a's worker is starting: it holds the one place, and is not spawned twice
+        launcher.tick()
+        assert launcher.watched == [a.id]
+    wait_until(lambda: store.get_run(a.id).status == RunStatus.RUNNING, launcher)
+    started = store.get_run(a.id)
+    assert started.pid == launcher._workers[a.id].pid and started.host == HOST  # written by the worker
+    assert [store.get_run(r.id).status for r in (b, c)] == ["queued", "queued"]
     launcher.cancel(a.id)  # SIGTERM ends the sleeper
     wait_until(lambda: store.get_run(a.id).status == RunStatus.CANCELLED, launcher)
     wait_until(lambda: launcher.watched == [b.id], launcher)
     assert store.get_run(c.id).status == RunStatus.QUEUED
 
 
+def test_cancel_of_a_just_spawned_run(store: SqlAlchemyStore, settings: Settings,
+                                      launchers: list[Launcher]) -> None:
+    """The worker exists but has not started the run: the run is cancelled at once, and a worker
+    that then tries to start it cannot."""
+    launcher = make(launchers, store, settings, IDLE)
+    run = make_run(store)
+    launcher.tick()
+    assert launcher.watched == [run.id] and store.get_run(run.id).status == RunStatus.QUEUED
+    assert launcher.cancel(run.id).status == RunStatus.CANCELLED
+    with pytest.raises(Conflict):  # what record_run does when the worker gets there
+        store.set_status(run.id, "running", pid=launcher._workers[run.id].pid, expect=("queued",))
+    launcher._workers[run.id].popen.kill()  # type: ignore[union-attr]
+    wait_until(lambda: launcher.watched == [], launcher)
+    assert store.get_run(run.id).status == RunStatus.CANCELLED  # the exit changes nothing
+
+
+def test_cancel_while_the_worker_starts_the_run_signals_it(store: SqlAlchemyStore, settings: Settings,
+                                                           launchers: list[Launcher]) -> None:
+    launcher = make(launchers, store, settings, IDLE)
+    run = make_run(store)
+    launcher.tick()
+    pid = launcher._workers[run.id].pid
+    real_get_run = store.get_run
+
+    def get_run_then_start(run_id: int) -> Run:  # the worker marks it running right after the read
+        seen = real_get_run(run_id)
+        if seen.status == RunStatus.QUEUED:
+            store.set_status(run_id, "running", pid=pid, host=HOST, expect=("queued",))
+        return seen
+
+    store.get_run = get_run_then_start  # type: ignore[method-assign]
+    try:
+        assert launcher.cancel(run.id).status == RunStatus.RUNNING  # not a 409: SIGTERM was sent
+    finally:
+        store.get_run = real_get_run  # type: ignore[method-assign]
+    wait_until(lambda: store.get_run(run.id).status == RunStatus.CANCELLED, launcher)
+    assert "SIGTERM" in " ".join(line.message for line in store.get_logs(run.id))
+
+
 def test_sigkill_after_the_grace_period(store: SqlAlchemyStore, settings: Settings,
                                         launchers: list[Launcher]) -> None:
     launcher = make(launchers, store, settings, IGNORE_TERM, grace_period=0.5)
     run = make_run(store)
-    launcher.tick()
-    time.sleep(0.5)  # let it install its SIGTERM handler
+    wait_until(lambda: store.get_run(run.id).status == RunStatus.RUNNING, launcher)  # SIG_IGN set first
     assert launcher.cancel(run.id).status == RunStatus.RUNNING
     launcher.tick()
     assert store.get_run(run.id).status == RunStatus.RUNNING  # ignored SIGTERM, still in grace
@@ -98,19 +155,61 @@ def test_sigkill_after_the_grace_period(store: SqlAlchemyStore, settings: Settin
     assert any("killed after the grace period" in line.message for line in store.get_logs(run.id))
 
 
+@pytest.mark.parametrize("started", [False, True])
 def test_a_worker_dying_without_a_status_is_crashed(store: SqlAlchemyStore, settings: Settings,
-                                                    launchers: list[Launcher]) -> None:
-    launcher = make(launchers, store, settings, DIE_LOUDLY)
+                                                    launchers: list[Launcher], started: bool) -> None:
+    """Before it started its run (which would otherwise stay queued and be spawned again and
+    again) or after."""
+    launcher = make(launchers, store, settings, (STARTS if started else "") + DIE_LOUDLY)
     run = make_run(store)
     wait_until(lambda: store.get_run(run.id).status == RunStatus.CRASHED, launcher)
     crashed = store.get_run(run.id)
     assert "code 3" in (crashed.error or "")
+    assert ("before starting the run" in (crashed.error or "")) is not started
     assert "something went wrong" in (crashed.traceback or "")  # the tail of worker.log
+    launcher.tick()
+    assert launcher.watched == []  # not spawned again
+
+
+@pytest.mark.parametrize("first", ["worker", "in-process recorder"])
+def test_a_second_worker_of_a_run_leaves_it_to_the_first(store: SqlAlchemyStore, settings: Settings,
+                                                         launchers: list[Launcher], first: str) -> None:
+    """The run is started first by a worker spawned before a restart, or by a benchmark recording
+    it in its own process (here: this test); ours finds it running and exits. The launcher then
+    supervises the first (its process, or its heartbeat) instead of calling the run crashed."""
+    run = make_run(store)
+    holder = None
+    if first == "worker":
+        holder = subprocess.Popen(fake(SLEEP)(run.id, False), start_new_session=True,
+                                  env={**os.environ, "MARGINSCOPE_DB_URL": settings.db_url,
+                                       "MARGINSCOPE_DATA_DIR": str(settings.data_dir)})
+    else:
+        store.set_status(run.id, "running", pid=os.getpid(), host=HOST, expect=("queued",))
+    try:
+        deadline = time.monotonic() + 30
+        while store.get_run(run.id).status != RunStatus.RUNNING:
+            assert time.monotonic() < deadline and holder is not None and holder.poll() is None
+            time.sleep(0.05)
+        launcher = make(launchers, store, settings, STARTS)  # the mark fails: the run is running
+        launcher._spawn(store.get_run(run.id))  # as a scheduler that read it queued would
+        spawned = launcher._workers[run.id]
+        wait_until(lambda: run.id not in launcher._workers or launcher._workers[run.id] is not spawned,
+                   launcher)
+        if holder is not None:
+            assert launcher.watched == [run.id] and launcher._workers[run.id].pid == holder.pid
+        else:
+            assert launcher.watched == [] and launcher._remote == {run.id}  # its heartbeat is watched
+        launcher.tick()
+        assert store.get_run(run.id).status == RunStatus.RUNNING
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.wait()
 
 
 def test_reconcile(store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
     r_alive, r_dead, r_remote, r_stale = (make_run(store) for _ in range(4))
-    alive = subprocess.Popen(fake(SLEEP)(r_alive.id, False), start_new_session=True)
+    alive = subprocess.Popen(fake(IDLE)(r_alive.id, False), start_new_session=True)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
@@ -140,7 +239,7 @@ def test_reconcile(store: SqlAlchemyStore, settings: Settings, launchers: list[L
 
 
 def test_pid_alive_checks_the_command_line() -> None:
-    proc = subprocess.Popen(fake(SLEEP)(0, False))
+    proc = subprocess.Popen(fake(IDLE)(0, False))
     try:
         assert pid_alive(proc.pid) and pid_alive(proc.pid, expect="backend.worker")
         assert not pid_alive(proc.pid, expect="something else")
@@ -160,20 +259,19 @@ def test_resume_queues_and_passes_the_flag(store: SqlAlchemyStore, settings: Set
 
     def command(run_id: int, resume: bool) -> list[str]:
         seen.append(resume)
-        return [sys.executable, "-c", SLEEP, "backend.worker", str(run_id)]
+        return fake(SLEEP)(run_id, resume)
 
     launcher = Launcher(store, settings, command=command)
     launchers.append(launcher)
     run = make_run(store)
-    store.set_status(run.id, RunStatus.RUNNING)
+    store.set_status(run.id, RunStatus.RUNNING, pid=4242, host=HOST)
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"x")
-    store.write_events(run.id, [CheckpointSaved(counters=counters(5), path=str(ckpt))])
-    store.set_status(run.id, RunStatus.CRASHED, error="boom", pid=4242)
-    assert launcher.resume(run.id).status == RunStatus.QUEUED
-    store.set_status(run.id, RunStatus.QUEUED, pid=4242)  # a pid left from the crashed attempt
+    write_events(store, run.id, [CheckpointSaved(counters=counters(5), path=str(ckpt))])
+    store.set_status(run.id, RunStatus.CRASHED, error="boom")
+    queued = launcher.resume(run.id)
+    assert queued.status == RunStatus.QUEUED and queued.pid is None  # the crashed attempt's pid is gone
     launcher.tick()
     assert seen == [True] and launcher.watched == [run.id]
-    # running, but no pid until the worker records its own (the stand-in never does)
-    started = store.get_run(run.id)
-    assert started.status == RunStatus.RUNNING and started.pid is None
+    wait_until(lambda: store.get_run(run.id).status == RunStatus.RUNNING, launcher)
+    assert store.get_run(run.id).pid == launcher._workers[run.id].pid  # the pid of this attempt

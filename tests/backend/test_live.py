@@ -15,6 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 from store_events import full_run, histogram, run_started, step_metrics
 
 from backend.live import LiveHub
+from backend.recording import write_events
 from backend.store import RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from engine.events import COUNTER_KEYS
@@ -34,7 +35,7 @@ def _points(scalars: dict[str, dict[str, list[Any]]], key: str | None = None) ->
 
 def test_snapshot_then_deltas(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, full_run(10)[:-2])  # no test/finish yet
+    write_events(store, rid, full_run(10)[:-2])  # no test/finish yet
     last = store.get_run(rid).last_seq
     with client.websocket_connect(f"/ws/runs/{rid}") as ws:
         snap = ws.receive_json()
@@ -47,7 +48,7 @@ def test_snapshot_then_deltas(client: TestClient, store: SqlAlchemyStore) -> Non
                                                   store.get_scalars(rid, keys=["train/loss"])]
         assert snap["edges"]["candidates"] == [0.0, 0.5, 1.0, 2.0, 4.0]
         assert snap["histograms"]["selected"]["steps"] == [5, 10]
-        store.write_events(rid, [step_metrics(11), histogram(11)])
+        write_events(store, rid, [step_metrics(11), histogram(11)])
         delta = ws.receive_json()
         assert delta["type"] == "delta" and delta["seq"] > last
         assert _points(delta["scalars"]) >= {("train/loss", 11), ("lr", 11)}
@@ -59,9 +60,9 @@ def test_snapshot_then_deltas(client: TestClient, store: SqlAlchemyStore) -> Non
 def test_since_yields_exactly_the_missed_rows(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
     events = full_run(20)
-    store.write_events(rid, events[:30])
+    write_events(store, rid, events[:30])
     cut = store.get_run(rid).last_seq
-    store.write_events(rid, events[30:])
+    write_events(store, rid, events[30:])
     missed = store.changes_since(rid, cut, limit=100_000)
     with client.websocket_connect(f"/ws/runs/{rid}?since={cut}") as ws:
         first = ws.receive_json()
@@ -78,11 +79,11 @@ def test_since_yields_exactly_the_missed_rows(client: TestClient, store: SqlAlch
 
 def test_since_at_the_head_waits_for_new_rows(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, [run_started(), step_metrics(1)])
+    write_events(store, rid, [run_started(), step_metrics(1)])
     head = store.get_run(rid).last_seq
     with client.websocket_connect(f"/ws/runs/{rid}?since={head}") as ws:
         time.sleep(0.3)
-        store.write_events(rid, [step_metrics(2)])
+        write_events(store, rid, [step_metrics(2)])
         delta = ws.receive_json()
         assert delta["type"] == "delta" and {s for _, s in _points(delta["scalars"])} == {2}
 
@@ -107,7 +108,7 @@ def test_status_changes_arrive_as_deltas(client: TestClient, store: SqlAlchemySt
 
 def test_bursts_are_coalesced(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, [run_started(200)])
+    write_events(store, rid, [run_started(200)])
     steps = 100
     messages: list[dict[str, Any]] = []
     with client.websocket_connect(f"/ws/runs/{rid}") as ws:
@@ -115,7 +116,7 @@ def test_bursts_are_coalesced(client: TestClient, store: SqlAlchemyStore) -> Non
 
         def write() -> None:
             for s in range(1, steps + 1):  # 100 separate commits within ~1 s
-                store.write_events(rid, [step_metrics(s)])
+                write_events(store, rid, [step_metrics(s)])
                 time.sleep(0.01)
 
         writer = threading.Thread(target=write)
@@ -189,7 +190,7 @@ def test_hub_stop_closes_sockets(client: TestClient) -> None:
 
 def test_a_resume_that_drops_rows_sends_a_fresh_snapshot(client: TestClient, store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, [run_started()] + [step_metrics(s) for s in range(1, 11)])
+    write_events(store, rid, [run_started()] + [step_metrics(s) for s in range(1, 11)])
     with client.websocket_connect(f"/ws/runs/{rid}") as ws:
         assert ws.receive_json()["scalars"]["train/loss"]["step"][-1] == 10
         store.truncate_after_step(rid, 5)  # what the worker does before resuming at 5
@@ -198,14 +199,14 @@ def test_a_resume_that_drops_rows_sends_a_fresh_snapshot(client: TestClient, sto
             delta["logs"][-1]["message"]
         snap = ws.receive_json()
         assert snap["type"] == "snapshot" and snap["scalars"]["train/loss"]["step"] == [1, 2, 3, 4, 5]
-        store.write_events(rid, [step_metrics(6)])
+        write_events(store, rid, [step_metrics(6)])
         assert {s for _, s in _points(ws.receive_json()["scalars"])} == {6}
 
 
 def test_a_downsampled_snapshot_keeps_each_points_counters(client: TestClient,
                                                            store: SqlAlchemyStore) -> None:
     rid = create(client)["id"]
-    store.write_events(rid, [run_started()] + [step_metrics(s) for s in range(1, 41)])
+    write_events(store, rid, [run_started()] + [step_metrics(s) for s in range(1, 41)])
     _, snap = LiveHub(store, snapshot_points=6)._snapshot(rid)
     loss = snap["scalars"]["train/loss"]
     assert 2 < len(loss["step"]) <= 6  # downsampled

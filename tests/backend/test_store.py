@@ -1,8 +1,11 @@
-"""SqlAlchemyStore on a temporary SQLite file: runs CRUD and filters, event mapping, seq, reads."""
+"""SqlAlchemyStore on a temporary SQLite file: runs CRUD and filters, writing (entity batches, and
+engine events through backend.recording), seq, reads; and that the store knows no engine."""
 
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +20,20 @@ from store_events import (
     step_metrics,
 )
 
-from backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
+from backend.recording import write_events
+from backend.store import (
+    Conflict,
+    HistogramPoint,
+    InvalidArgument,
+    LogEntry,
+    MetricPoint,
+    Position,
+    Run,
+    RunBatch,
+    RunNotFound,
+    RunStatus,
+    RunUpdate,
+)
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
@@ -40,7 +56,7 @@ def test_get_unknown_run_raises(store: SqlAlchemyStore, make_run: MakeRun) -> No
     with pytest.raises(RunNotFound):
         store.get_run(999)
     with pytest.raises(RunNotFound):
-        store.write_events(999, [step_metrics(1)])
+        write_events(store, 999, [step_metrics(1)])
 
 
 def test_list_filters_sort_and_paginate(store: SqlAlchemyStore, make_run: MakeRun) -> None:
@@ -78,8 +94,8 @@ def test_update_run_changes_only_given_fields(store: SqlAlchemyStore, make_run: 
 def test_delete_removes_rows_and_files_but_not_while_running(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
     keep = make_run()
-    store.write_events(run.id, full_run())
-    store.write_events(keep.id, full_run())
+    write_events(store, run.id, full_run())
+    write_events(store, keep.id, full_run())
     folder = Path(store.run_dir(run.id))
     folder.mkdir(parents=True)
     (folder / "checkpoint.pt").write_bytes(b"x")
@@ -133,11 +149,66 @@ def test_runs_changed_since(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     assert [r.id for r in store.runs_changed_since(store.get_run(a.id).status_changed_at)] == [a.id]
 
 
-# --------------------------------------------------------------------------- writing events
+# --------------------------------------------------------------------------- the store alone
 
-def test_write_events_maps_every_kind(store: SqlAlchemyStore, make_run: MakeRun) -> None:
+def test_the_store_imports_nothing_from_the_engine() -> None:
+    """Every module of backend.store imports with `engine` made unimportable."""
+    code = ("import pkgutil, sys; sys.modules['engine'] = None; import backend.store as pkg; "
+            "[__import__(f'backend.store.{m.name}') for m in pkgutil.iter_modules(pkg.__path__)]; "
+            "print(sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2], check=False)
+    assert done.returncode == 0, done.stderr
+    assert "sqlalchemy_store" in done.stdout and "abstract_store" in done.stdout
+
+
+def test_the_store_speaks_the_engines_vocabulary() -> None:
+    """The store's schema lists axes, populations and quantiles itself (it may not import the
+    engine); they must be the engine's."""
+    from backend.store import X_AXES
+    from backend.store.dbmodels import QUANTILE_KEYS as STORED_QUANTILES
+    from backend.store.sqlalchemy_store import POPULATIONS as STORED_POPULATIONS
+    from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
+
+    assert X_AXES == COUNTER_KEYS
+    assert STORED_POPULATIONS == POPULATIONS
+    assert STORED_QUANTILES == QUANTILE_KEYS
+
+
+def test_log_batch_keeps_rows_in_order_and_moves_the_run_forward(store: SqlAlchemyStore,
+                                                                    make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, full_run())
+    at = Position(step=7, epoch=0.7, samples_forwarded=70, samples_backpropagated=14, wall_time=1.5)
+    before = store.last_seq(run.id)
+    last = store.log_batch(run.id, RunBatch(
+        rows=[MetricPoint("a", 1.0, at), LogEntry("warning", "w\x00", 7), MetricPoint("a", math.inf, at),
+              HistogramPoint("selected", at, [1, 2], {"p50": 0.5}, 0.4, 3, None)],
+        edges={"selected": [0.0, 1.0, 2.0]},
+        update=RunUpdate(total_steps=10, run_info={"per_class_accuracy": {"val": [0.5]}}, progress=at)))
+    assert last == before + 4 == store.last_seq(run.id)
+    changes = store.changes_since(run.id, before)
+    assert [r.seq for r in changes.scalars] == [before + 1, before + 3]
+    assert [(r.seq, r.message) for r in changes.logs] == [(before + 2, "w\ufffd")]
+    assert math.isnan(changes.scalars[1].value) and changes.histograms[0].seq == before + 4
+    store.log_batch(run.id, RunBatch(  # progress never goes back; run_info accumulates per split
+        update=RunUpdate(run_info={"per_class_accuracy": {"test": [0.6]}},
+                         progress=Position(3, 0.3, 30, 6, 0.5))))
+    got = store.get_run(run.id)
+    assert (got.step, got.epoch, got.total_steps) == (7, 0.7, 10)
+    assert got.run_info["per_class_accuracy"] == {"val": [0.5], "test": [0.6]}
+    assert got.latest["samples_forwarded"] == 70 and store.get_edges(run.id) == {"selected": [0.0, 1.0, 2.0]}
+    assert store.log_batch(run.id, RunBatch()) == store.last_seq(run.id)  # nothing to write
+    with pytest.raises(InvalidArgument):
+        store.log_batch(run.id, RunBatch(rows=[LogEntry("shout", "x")]))
+    with pytest.raises(RunNotFound):
+        store.log_batch(999, RunBatch(rows=[MetricPoint("a", 1.0, at)]))
+
+
+# --------------------------------------------------------------------------- writing engine events
+
+def test_every_kind_of_event_is_recorded(store: SqlAlchemyStore, make_run: MakeRun) -> None:
+    run = make_run()
+    write_events(store, run.id, full_run())
     got = store.get_run(run.id)
     assert (got.step, got.total_steps, got.epoch) == (30, 30, 3.0)
     assert got.checkpoint_path == "/tmp/ckpt-30.pt" and got.checkpoint_step == 30
@@ -164,14 +235,14 @@ def test_write_events_maps_every_kind(store: SqlAlchemyStore, make_run: MakeRun)
 
 def test_best_accuracy_continues_across_batches(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [evaluation(10, 0.8)])
-    store.write_events(run.id, [evaluation(20, 0.6)])
+    write_events(store, run.id, [evaluation(10, 0.8)])
+    write_events(store, run.id, [evaluation(20, 0.6)])
     assert store.get_series(run.id, ["val/best_accuracy"])["val/best_accuracy"].y == [0.8, 0.8]
 
 
 def test_non_finite_values_are_kept_as_nan(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [step_metrics(1, loss=float("nan")), step_metrics(2, loss=float("inf"))])
+    write_events(store, run.id, [step_metrics(1, loss=float("nan")), step_metrics(2, loss=float("inf"))])
     ys = store.get_series(run.id, ["train/loss"])["train/loss"].y
     assert len(ys) == 2 and all(math.isnan(y) for y in ys)
     assert math.isnan(store.latest(run.id)["train/loss"])
@@ -179,9 +250,9 @@ def test_non_finite_values_are_kept_as_nan(store: SqlAlchemyStore, make_run: Mak
 
 def test_seq_strictly_increasing_across_kinds_and_batches(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, full_run()[:40])
+    write_events(store, run.id, full_run()[:40])
     store.append_log(run.id, "warning", "between")
-    store.write_events(run.id, full_run()[40:])
+    write_events(store, run.id, full_run()[40:])
     store.set_status(run.id, "running")
     changes = store.changes_since(run.id, 0, limit=100_000)
     seqs = sorted([r.seq for r in changes.scalars] + [r.seq for r in changes.histograms]
@@ -193,7 +264,7 @@ def test_seq_strictly_increasing_across_kinds_and_batches(store: SqlAlchemyStore
 
 def test_changes_since_pages_exactly(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, full_run())
+    write_events(store, run.id, full_run())
     everything = store.changes_since(run.id, 0, limit=100_000)
     total = len(everything.scalars) + len(everything.histograms) + len(everything.selection) \
         + len(everything.logs)
@@ -216,9 +287,9 @@ def test_changes_since_pages_exactly(store: SqlAlchemyStore, make_run: MakeRun) 
 
 def test_histogram_edges_once_and_stride(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [run_started()])
-    store.write_events(run.id, [run_started(resumed_from_step=10)])  # a resume re-sends the edges
-    store.write_events(run.id, [histogram(s) for s in range(1, 21)] + [histogram(5, "selected", 0.3)])
+    write_events(store, run.id, [run_started()])
+    write_events(store, run.id, [run_started(resumed_from_step=10)])  # a resume re-sends the edges
+    write_events(store, run.id, [histogram(s) for s in range(1, 21)] + [histogram(5, "selected", 0.3)])
     assert store.get_edges(run.id) == {"candidates": EDGES, "selected": EDGES}
     h = store.get_histograms(run.id, "candidates", start=3, end=12, stride=4)
     assert h.edges == EDGES and h.steps == [3, 7, 11, 12]  # every 4th, last of the range kept
@@ -234,7 +305,7 @@ def test_histogram_edges_once_and_stride(store: SqlAlchemyStore, make_run: MakeR
 
 def test_selection_series(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [run_started()] + [selection(s) for s in range(5, 105, 5)])
+    write_events(store, run.id, [run_started()] + [selection(s) for s in range(5, 105, 5)])
     sel = store.get_selection(run.id, max_points=4)
     assert sel.steps[0] == 5 and sel.steps[-1] == 100 and len(sel.steps) == 4
     assert sel.candidate_counts[-1] == [100] * 10 and sel.misclassified_share[0] == 0.25
@@ -246,7 +317,7 @@ def test_series_downsampled_keeps_first_last_and_extremes(store: SqlAlchemyStore
     events = [step_metrics(s, loss=1.0) for s in range(1, 501)]
     events[199] = step_metrics(200, loss=9.0)  # a spike
     events[299] = step_metrics(300, loss=-3.0)  # a dip
-    store.write_events(run.id, events)
+    write_events(store, run.id, events)
     s = store.get_series(run.id, ["train/loss", "nope"], x="wall_time", max_points=20)["train/loss"]
     assert len(s.y) <= 20 and s.step[0] == 1 and s.step[-1] == 500
     assert 9.0 in s.y and -3.0 in s.y
@@ -258,7 +329,7 @@ def test_series_downsampled_keeps_first_last_and_extremes(store: SqlAlchemyStore
 
 def test_time_to_target(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, full_run(val=(0.5, 0.7, 0.6)))
+    write_events(store, run.id, full_run(val=(0.5, 0.7, 0.6)))
     hit = store.time_to_target(run.id, "val/accuracy", 0.65)
     assert hit.reached and (hit.step, hit.samples_backpropagated, hit.best) == (20, 320, 0.7)
     miss = store.time_to_target(run.id, "val/accuracy", 0.9)
@@ -267,7 +338,7 @@ def test_time_to_target(store: SqlAlchemyStore, make_run: MakeRun) -> None:
 
 def test_truncate_after_step_for_resume(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, full_run(val=(0.5, 0.7, 0.9)))
+    write_events(store, run.id, full_run(val=(0.5, 0.7, 0.9)))
     deleted = store.truncate_after_step(run.id, 20)
     assert deleted > 0
     got = store.get_run(run.id)
@@ -275,7 +346,7 @@ def test_truncate_after_step_for_resume(store: SqlAlchemyStore, make_run: MakeRu
     assert got.latest["samples_backpropagated"] == 320
     assert store.get_series(run.id, ["train/loss"])["train/loss"].step[-1] == 20
     assert store.get_histograms(run.id, "candidates").steps[-1] == 20
-    store.write_events(run.id, [step_metrics(21)])  # the series continue at the next step
+    write_events(store, run.id, [step_metrics(21)])  # the series continue at the next step
     assert store.get_series(run.id, ["train/loss"])["train/loss"].step[-2:] == [20, 21]
 
 

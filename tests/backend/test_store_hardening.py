@@ -13,7 +13,8 @@ from collections.abc import Callable
 import pytest
 from store_events import run_started, step_metrics
 
-from backend.store import InvalidArgument, Run, RunNotFound, RunStatus
+from backend.recording import write_events
+from backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 from engine.events import Counters, LogMessage, RunFinished
 
@@ -26,7 +27,7 @@ def log_message(text: str) -> LogMessage:
 
 def test_last_seqs_in_one_call(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     a, b = make_run(), make_run()
-    store.write_events(b.id, [step_metrics(1)])
+    write_events(store, b.id, [step_metrics(1)])
     heads = store.last_seqs([a.id, b.id, 999, 2**40, -1])
     assert heads == {a.id: store.last_seq(a.id), b.id: store.last_seq(b.id)}
     assert heads[b.id] > heads[a.id] >= 1
@@ -45,7 +46,7 @@ def test_ids_beyond_the_column_range_are_not_found(store: SqlAlchemyStore) -> No
 
 def test_huge_bounds_are_clamped_not_errors(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [run_started()] + [step_metrics(s) for s in range(1, 4)])
+    write_events(store, run.id, [run_started()] + [step_metrics(s) for s in range(1, 4)])
     assert store.get_logs(run.id, after=10**20) == []
     assert store.changes_since(run.id, 10**20).empty
     assert store.get_histograms(run.id, "candidates", start=10**20).steps == []
@@ -69,7 +70,7 @@ def test_text_that_a_backend_cannot_keep_is_refused_naming_the_field(store: SqlA
 
 def test_filters_holding_nul_match_nothing(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run(tags=("a",))
-    store.write_events(run.id, [step_metrics(1)])
+    write_events(store, run.id, [step_metrics(1)])
     assert store.list_runs(tag="a\x00") == ([], 0)
     assert store.list_runs(dataset="digits\x00") == ([], 0)
     assert store.get_series(run.id, ["train/loss\x00"])["train/loss\x00"].y == []
@@ -78,7 +79,7 @@ def test_filters_holding_nul_match_nothing(store: SqlAlchemyStore, make_run: Mak
 
 def test_engine_text_with_nul_is_kept_readable(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [log_message("bad\x00byte")])
+    write_events(store, run.id, [log_message("bad\x00byte")])
     store.set_status(run.id, "failed", error="Error: \x00", traceback="line\x00")
     got = store.get_run(run.id)
     assert got.error == "Error: \ufffd" and got.traceback == "line\ufffd"
@@ -89,36 +90,36 @@ def test_non_finite_json_values_are_stored_as_null(store: SqlAlchemyStore, make_
     run = make_run()
     counters = Counters(step=3, epoch=0.1, samples_forwarded=30, samples_backpropagated=10,
                         wall_time=1.0)
-    store.write_events(run.id, [RunFinished(counters=counters, status="finished",
+    write_events(store, run.id, [RunFinished(counters=counters, status="finished",
                                             summary={"best": math.nan, "ok": 0.5, "inf": [math.inf]})])
     assert store.get_run(run.id).summary == {"best": None, "ok": 0.5, "inf": [None]}
 
 
-def test_clear_pid_and_one_line_per_start(store: SqlAlchemyStore, make_run: MakeRun) -> None:
+def test_a_start_names_its_trainers_pid_once(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
     store.set_status(run.id, "running", pid=4242, host="h")
     store.set_status(run.id, "crashed")
-    store.set_status(run.id, "queued")
-    store.set_status(run.id, "queued", pid=4242)  # a stale pid that must not survive the start
-    launched = store.set_status(run.id, "running", host="h", clear_pid=True,
-                                message="status queued → running: starting worker")
-    assert launched.pid is None
-    started = store.set_status(run.id, "running", pid=777, host="h", expect=("queued", "running"))
+    requeued = store.set_status(run.id, "queued")
+    assert (requeued.pid, requeued.host) == (None, None)  # no earlier attempt's pid survives
+    started = store.set_status(run.id, "running", pid=777, host="h", expect=("queued",))
     assert started.pid == 777
+    with pytest.raises(Conflict):  # a second trainer cannot take a running run over
+        store.set_status(run.id, "running", pid=778, host="h", expect=("queued",))
+    assert store.get_run(run.id).pid == 777
     lines = [line.message for line in store.get_logs(run.id)]
-    assert not any("running → running" in m for m in lines)
-    assert lines[-2:] == ["status queued → running: starting worker", "worker running (pid 777 on h)"]
+    assert [m for m in lines if "→ running" in m] == ["status queued → running (pid 4242 on h)",
+                                                       "status queued → running (pid 777 on h)"]
 
 
 def test_engine_start_line_is_not_doubled(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [run_started(), log_message("started: digits (...)")])
+    write_events(store, run.id, [run_started(), log_message("started: digits (...)")])
     assert [line.message for line in store.get_logs(run.id)][1:] == ["started: digits (...)"]
 
 
 def test_truncate_marks_the_resume_for_changes_since(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
-    store.write_events(run.id, [run_started()] + [step_metrics(s) for s in range(1, 11)])
+    write_events(store, run.id, [run_started()] + [step_metrics(s) for s in range(1, 11)])
     cursor = store.last_seq(run.id)
     assert store.get_run(run.id).attempt == 0 and store.get_run(run.id).resumed_at_seq is None
     assert store.truncate_after_step(run.id, 5) > 0
@@ -127,7 +128,7 @@ def test_truncate_marks_the_resume_for_changes_since(store: SqlAlchemyStore, mak
     changes = store.changes_since(run.id, cursor)
     assert changes.resumed and "resuming from the checkpoint at step 5" in changes.logs[-1].message
     assert not store.changes_since(run.id, changes.seq).resumed
-    store.write_events(run.id, [step_metrics(6)])
+    write_events(store, run.id, [step_metrics(6)])
     assert not store.changes_since(run.id, changes.seq).resumed
     store.truncate_after_step(run.id, 6)
     assert store.get_run(run.id).attempt == 2
@@ -144,7 +145,7 @@ def test_changes_since_misses_nothing_while_a_writer_commits(store: SqlAlchemySt
     def write() -> None:
         try:
             for step in range(1, 121):
-                store.write_events(run.id, [step_metrics(step), log_message(f"step {step}")])
+                write_events(store, run.id, [step_metrics(step), log_message(f"step {step}")])
         except BaseException as exc:  # noqa: BLE001 - reported by the assertion below
             errors.append(exc)
         finally:

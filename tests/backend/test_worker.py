@@ -105,25 +105,25 @@ def test_run_cancelled_before_start_is_left_alone(settings: Settings, store: Sql
 ])
 def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, make_run: MakeRun,
                                                       recorded: str, outcome: str, final: str) -> None:
-    from backend.worker import _record_end
+    from backend.recording import record_end
 
     run = make_run()
     store.set_status(run.id, "running", pid=1)
     if recorded != "running":
         store.set_status(run.id, recorded)
     before = len(store.get_logs(run.id))
-    _record_end(store, run.id, RunStatus(outcome), **({"error": "E"} if outcome == "failed" else {}))
+    record_end(store, run.id, RunStatus(outcome), **({"error": "E"} if outcome == "failed" else {}))
     got = store.get_run(run.id)
     assert got.status == final
     assert len(store.get_logs(run.id)) == before + (final != recorded)
     store.delete_run(run.id)
-    _record_end(store, run.id, RunStatus(outcome))  # deleted meanwhile: logged, not raised
+    record_end(store, run.id, RunStatus(outcome))  # deleted meanwhile: logged, not raised
 
 
 def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAlchemyStore,
                                                 make_run: MakeRun) -> None:
-    """`runs cancel` from another process with no pid to signal yet (the launcher's start window)
-    records the cancel; the worker reads it with its next heartbeat and stops with a checkpoint."""
+    """A cancel recorded by a process that cannot signal the worker (on another host, say): the
+    worker reads it with its next heartbeat and stops with a checkpoint."""
     run = make_run(steps=100_000, eval_every=100_000, hist_every=1000)
     proc = _worker(settings, run.id)
     try:

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 from store_events import evaluation, full_run, histogram, selection, step_metrics
 
+from backend.recording import BatchedWriter, write_events
 from backend.settings import Settings
 from backend.store import Run, RunNotFound
 from backend.store.sqlalchemy_store import SqlAlchemyStore
-from backend.store.writer import BatchedWriter
 
 MakeRun = Callable[..., Run]
 
@@ -52,7 +52,7 @@ def _hammer(db_url: str, data_dir: str, run_ids: list[int], batches: int, out: m
         for run_id in run_ids:
             try:
                 step = b + 1
-                store.write_events(run_id, [step_metrics(step), histogram(step), selection(step),
+                write_events(store, run_id, [step_metrics(step), histogram(step), selection(step),
                                             evaluation(step, 0.5)])
                 store.heartbeat(run_id)
                 store.append_log(run_id, "info", f"batch {b}")

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from dashboard_helpers import Server, shot, wait_ready
 
+from backend.recording import write_events
 from engine.config import TrainConfig
 from engine.events import ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics
 from engine.train import histogram_edges
@@ -91,7 +92,7 @@ def recorded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[
             store.set_status(run.id, "running")
             events = recorded_run(k, selector)
             for i in range(0, len(events), 500):
-                store.write_events(run.id, events[i:i + 500])
+                write_events(store, run.id, events[i:i + 500])
             store.set_status(run.id, "finished")
             ids.append(run.id)
     finally:

@@ -1,24 +1,40 @@
-"""BatchedWriter: the one writer per process that turns engine events into store rows.
+"""BatchedWriter: the one writer per run and process that turns engine events into store rows.
 
 The training loop calls the writer (an engine callback) on its own thread; the call only appends
-to a buffer. A background thread flushes the buffer through `store.write_events` at least every
+to a buffer. A background thread flushes the buffer through `store.log_batch` at least every
 `flush_interval` seconds (sooner when `max_batch` events are waiting), and `close()` flushes what
 is left. A failed flush keeps the events and retries on the next tick (so a briefly locked or
 unreachable database loses nothing); `close()` raises if the final flush still fails.
+Every CheckpointSaved is flushed at once, before training goes on (see `__call__`).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
 from typing import Self
 
+from backend.recording.mapping import BEST_VAL_ACCURACY, needs_best, to_batch
 from backend.store.abstract_store import AbstractStore
 from engine.events import CheckpointSaved, Event
 
 log = logging.getLogger(__name__)
+
+def stored_best(store: AbstractStore, run_id: int) -> float | None:
+    """The run's best validation accuracy so far (None before its first validation)."""
+    value = store.latest(run_id).get(BEST_VAL_ACCURACY)
+    return None if value is None or not math.isfinite(value) else value
+
+
+def write_events(store: AbstractStore, run_id: int, events: Sequence[Event]) -> int:
+    """Map `events` and write them in one transaction, now; returns the run's last seq.
+    (The unbatched path, for tools and tests; training goes through a BatchedWriter.)"""
+    best = stored_best(store, run_id) if needs_best(events) else None
+    batch, _ = to_batch(events, best)
+    return store.log_batch(run_id, batch)
 
 
 class BatchedWriter:
@@ -33,6 +49,10 @@ class BatchedWriter:
         self._flush_lock = threading.Lock()  # one flush at a time, in order
         self._wake = threading.Event()
         self._closed = threading.Event()
+        # the running max behind val/best_accuracy: read from the store when first needed (a
+        # resumed run continues from its stored best), then carried from batch to batch
+        self._best: float | None = None
+        self._best_known = False
         self.last_error: BaseException | None = None
         self.last_seq = 0
         self.events_written = 0
@@ -66,16 +86,20 @@ class BatchedWriter:
         """Write everything buffered now (on the caller's thread); returns the run's last seq."""
         with self._flush_lock:
             with self._lock:
-                batch, self._buffer = self._buffer, []
-            if not batch:
+                events, self._buffer = self._buffer, []
+            if not events:
                 return self.last_seq
             try:
-                self.last_seq = self.store.write_events(self.run_id, batch)
+                if not self._best_known and needs_best(events):
+                    self._best, self._best_known = stored_best(self.store, self.run_id), True
+                batch, best = to_batch(events, self._best)
+                self.last_seq = self.store.log_batch(self.run_id, batch)
             except BaseException:
                 with self._lock:  # keep them, in order, ahead of anything that arrived meanwhile
-                    self._buffer[:0] = batch
+                    self._buffer[:0] = events
                 raise
-            self.events_written += len(batch)
+            self._best = best
+            self.events_written += len(events)
             self.flushes += 1
             self.last_error = None
             return self.last_seq

@@ -1,0 +1,26 @@
+"""Where engine events meet the store: the only module that knows both.
+
+    engine (events) → recording (rows, run updates, statuses) → store (persists) → API / hub → page
+
+- `mapping`: what each engine event becomes in the store (entity rows and run updates);
+- `writer`: `BatchedWriter`, the engine callback that buffers events and writes them in batches
+  (`write_events` writes one list at once, for tools and tests);
+- `lifecycle`: `record_run`, one training from "running" to its final status (heartbeat, stop
+  flag, the end rule), and `store_tracker`, the benchmark's way to record its trainings.
+
+The worker, the `marginscope bench` store option and the measurement scripts all record through
+`record_run`; nothing else writes "running" or a trainer's final status.
+"""
+
+from backend.recording.lifecycle import (
+    END_MAY_REPLACE,
+    Recorder,
+    record_end,
+    record_run,
+    store_tracker,
+)
+from backend.recording.mapping import to_batch
+from backend.recording.writer import BatchedWriter, write_events
+
+__all__ = ["END_MAY_REPLACE", "BatchedWriter", "Recorder", "record_end", "record_run", "store_tracker",
+           "to_batch", "write_events"]
