@@ -47,7 +47,7 @@ class EntityModel(BaseModel):
 
     @classmethod
     def from_entity(cls, entity: Any) -> Self:
-        return cls.model_validate(entity, from_attributes=True)
+        return cls.model_validate(entity)
 
 
 def entity_model(entity: type, *, hide: Collection[str] = (),
