@@ -3,90 +3,105 @@
 Separate create / update / public models, lists as `data` + `count` (full-stack-fastapi-template
 `models.py`). `RunCreate.config` *is* the engine's `TrainConfig`, so a bad config is rejected by
 the very rules the CLI uses, and FastAPI's 422 names the field (`["body", "config", "<field>"]`).
-Store entities become public models only through the `from_*` constructors here.
+
+A public model that shows a store entity is derived from it (`entity_model`), never copied: its
+fields are the entity's, in the entity's order, minus what the API hides. RunPublic states the
+API's differences from `entities.Run` in one place (`RUN_HIDDEN`, `Progress`).
+
+Text limits (NUL characters, lengths) are not checked here: the store owns them, since every
+writer (API, CLI, recording) passes through it; `routes/runs.py` turns its refusal into a 422
+naming the field. The descriptions below only quote the store's limits.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Annotated, Any, Literal
+import dataclasses
+from collections.abc import Collection, Mapping
+from typing import Any, Literal, Self, get_type_hints
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from backend.store import HistogramRow, LogLine, Run, ScalarRow, SelectionRow
+from backend.store import (
+    HistogramRow,
+    HistogramSeries,
+    LogLine,
+    Run,
+    ScalarRow,
+    SelectionRow,
+    SelectionSeries,
+    Series,
+    X_AXES,
+)
+from backend.store.dbmodels import TEXT_LIMITS
 from engine.config import TrainConfig
+from engine.events import POPULATIONS
+
+XAxis = Literal[X_AXES]  # type: ignore[valid-type]
+Population = Literal[POPULATIONS]  # type: ignore[valid-type]
 
 
-def _no_nul(value: str) -> str:
-    """PostgreSQL text cannot hold NUL; refuse it everywhere so both backends behave alike."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    return value
+class EntityModel(BaseModel):
+    """A public model read from a store entity's attributes (`Model.from_entity(entity)`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def from_entity(cls, entity: Any) -> Self:
+        return cls.model_validate(entity)
 
 
-Text = Annotated[str, AfterValidator(_no_nul)]
-# a tag: at most 100 characters (the store's column)
-Tag = Annotated[str, Field(max_length=100), AfterValidator(_no_nul)]
+def entity_model(entity: type, *, hide: Collection[str] = (),
+                 group: Mapping[str, type[BaseModel]] | None = None) -> type[EntityModel]:
+    """A base model with the fields of the dataclass `entity`, in order, minus `hide`.
 
-XAxis = Literal["step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time"]
-Population = Literal["candidates", "selected"]
+    `group` nests fields: {"progress": Progress} shows the entity's step, total_steps and epoch
+    (Progress's fields) as one `progress` object, where the first of them stands; the entity
+    provides `progress` as an attribute. Every field is required: a response always has them.
+    """
+    group = group or {}
+    hints = get_type_hints(entity)
+    nested = {name: outer for outer, model in group.items() for name in model.model_fields}
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(entity):
+        if f.name in hide:
+            continue
+        if f.name in nested:
+            fields.setdefault(nested[f.name], (group[nested[f.name]], ...))
+        else:
+            fields[f.name] = (hints[f.name], ...)
+    return create_model(f"{entity.__name__}Fields", __base__=EntityModel, **fields)
+
+
+def row_json(row: Any, *, hide: Collection[str] = ("seq",)) -> dict[str, Any]:
+    """A store row as a websocket message shows it: its fields minus the store's bookkeeping."""
+    return {k: v for k, v in dataclasses.asdict(row).items() if k not in hide}
 
 
 # --------------------------------------------------------------------------- runs
 
 
 class Progress(BaseModel):
+    """How far a run got: the last step reported, of total_steps (null until it starts), in epochs."""
+
     step: int
     total_steps: int | None
     epoch: float
 
 
-class RunPublic(BaseModel):
+# What the API shows of a run is the store's entity, except: these fields stay inside (the hub's
+# cursors, the launcher's checkpoint bookkeeping, what the engine reported at start), and step,
+# total_steps and epoch are grouped as `progress`.
+RUN_HIDDEN = ("status_changed_at", "last_seq", "status_seq", "checkpoint_path", "resumed_at_seq",
+              "run_info")
+
+
+class RunPublic(entity_model(Run, hide=RUN_HIDDEN, group={"progress": Progress})):  # type: ignore[misc]
     """A run as every endpoint and websocket shows it."""
-
-    id: int
-    name: str
-    status: str
-    config: dict[str, Any]
-    dataset: str | None
-    model: str | None
-    selector: str | None
-    candidates: int | None
-    batch_size: int | None
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    heartbeat_at: datetime | None
-    pid: int | None
-    host: str | None
-    error: str | None
-    traceback: str | None
-    tags: list[str]
-    notes: str
-    progress: Progress
-    latest: dict[str, float]
-    checkpoint_step: int | None = None
-    attempt: int = 0  # 0 for the first attempt, +1 per resume from a checkpoint
-    summary: dict[str, Any] = Field(default_factory=dict)
-
-    @classmethod
-    def from_run(cls, run: Run) -> RunPublic:
-        return cls(
-            id=run.id, name=run.name, status=str(run.status), config=run.config,
-            dataset=run.dataset, model=run.model, selector=run.selector,
-            candidates=run.candidates, batch_size=run.batch_size, created_at=run.created_at,
-            started_at=run.started_at, finished_at=run.finished_at, heartbeat_at=run.heartbeat_at,
-            pid=run.pid, host=run.host, error=run.error, traceback=run.traceback,
-            tags=list(run.tags), notes=run.notes,
-            progress=Progress(step=run.step, total_steps=run.total_steps, epoch=run.epoch),
-            latest=dict(run.latest), checkpoint_step=run.checkpoint_step, attempt=run.attempt,
-            summary=run.summary,
-        )
 
 
 def run_json(run: Run) -> dict[str, Any]:
-    """RunPublic as plain JSON (for websocket messages)."""
-    return RunPublic.from_run(run).model_dump(mode="json")
+    """RunPublic as plain JSON (for websocket messages and the CLI)."""
+    return RunPublic.from_entity(run).model_dump(mode="json")
 
 
 class RunsPublic(BaseModel):
@@ -94,32 +109,33 @@ class RunsPublic(BaseModel):
     count: int
 
 
+def _limit(field: str) -> str:
+    return f"at most {TEXT_LIMITS[field]} characters, no NUL"
+
+
 class RunCreate(BaseModel):
     """POST /api/runs: a name, the training config, tags and notes."""
 
-    name: Text | None = Field(None, max_length=200)
+    name: str | None = Field(None, description=f"blank: run-<id>; {_limit('name')}")
     config: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
-    tags: list[Tag] = Field(default_factory=list, max_length=50)
-    notes: Text = Field("", max_length=20000)
+    tags: list[str] = Field(default_factory=list, max_length=50, description=f"each {_limit('tag')}")
+    notes: str = Field("", description=_limit("notes"))
 
 
 class RunUpdate(BaseModel):
     """PATCH /api/runs/{id}: only the given fields change."""
 
-    name: Text | None = Field(None, min_length=1, max_length=200)
-    tags: list[Tag] | None = Field(None, max_length=50)
-    notes: Text | None = Field(None, max_length=20000)
+    name: str | None = Field(None, description=f"not blank; {_limit('name')}")
+    tags: list[str] | None = Field(None, max_length=50, description=f"each {_limit('tag')}")
+    notes: str | None = Field(None, description=_limit("notes"))
 
 
-class LogPublic(BaseModel):
-    seq: int
-    time: datetime
-    level: str
-    message: str
+class LogPublic(entity_model(LogLine, hide=("step",))):  # type: ignore[misc]
+    """One line of a run's log."""
 
-    @classmethod
-    def from_line(cls, line: LogLine) -> LogPublic:
-        return cls(seq=line.seq, time=line.time, level=line.level, message=line.message)
+
+def log_json(line: LogLine) -> dict[str, Any]:
+    return LogPublic.from_entity(line).model_dump(mode="json")
 
 
 class LogsPublic(BaseModel):
@@ -153,6 +169,16 @@ class Preset(BaseModel):
     runs: list[PresetRun]
 
 
+class Vocabulary(BaseModel):
+    """Names defined once in the engine (engine.events) and the store, for the pages to use."""
+
+    counters: list[str]
+    x_axes: list[str]
+    populations: list[str]
+    quantiles: list[str]
+    statuses: list[str]
+
+
 class OptionsPublic(BaseModel):
     datasets: list[DatasetOption]
     models: list[str]
@@ -160,16 +186,14 @@ class OptionsPublic(BaseModel):
     regimes: list[str]
     fields: list[dict[str, Any]]
     presets: list[Preset]
-    vocabulary: dict[str, list[str]]  # counters, x_axes, populations, quantiles, statuses
+    vocabulary: Vocabulary
 
 
 # --------------------------------------------------------------------------- metrics
 
 
-class SeriesPublic(BaseModel):
-    x: list[float]
-    y: list[float]
-    step: list[int]
+class SeriesPublic(entity_model(Series)):  # type: ignore[misc]
+    """One metric on an x axis, downsampled: x, the value y, and the step of each point."""
 
 
 class MetricsPublic(BaseModel):
@@ -177,23 +201,12 @@ class MetricsPublic(BaseModel):
     series: dict[str, SeriesPublic]
 
 
-class HistogramsPublic(BaseModel):
-    edges: list[float]
-    population: str
-    steps: list[int]
-    epochs: list[float]
-    wall_time: list[float]
-    counts: list[list[int]]
-    quantiles: dict[str, list[float]]
-    thresholds: list[float | None]
+class HistogramsPublic(entity_model(HistogramSeries)):  # type: ignore[misc]
+    """Margin histograms of one population: the edges once, then one row per kept step."""
 
 
-class SelectionPublic(BaseModel):
-    steps: list[int]
-    candidate_counts: list[list[int]]
-    selected_counts: list[list[int]]
-    misclassified_share: list[float]
-    class_names: list[str]
+class SelectionPublic(entity_model(SelectionSeries)):  # type: ignore[misc]
+    """Per-class candidate and selected counts over steps, with the dataset's class names."""
 
 
 # --------------------------------------------------------------------------- compare
@@ -222,19 +235,13 @@ class CompareRow(BaseModel):
     ratios: Ratios | None
 
 
-class CompareSeries(BaseModel):
-    x: list[float]
-    y: list[float]
-    step: list[int]
-
-
 class ComparePublic(BaseModel):
     runs: list[RunPublic]
     key: str
     x: str
     baseline: int
     target: float | None
-    series: dict[str, CompareSeries]
+    series: dict[str, SeriesPublic]
     table: list[CompareRow]
 
 
@@ -242,23 +249,12 @@ class ComparePublic(BaseModel):
 
 
 def scalar_json(row: ScalarRow) -> dict[str, Any]:
-    return {"key": row.key, "step": row.step, "epoch": row.epoch,
-            "samples_forwarded": row.samples_forwarded,
-            "samples_backpropagated": row.samples_backpropagated,
-            "wall_time": row.wall_time, "value": row.value}
+    return row_json(row)
 
 
 def histogram_json(row: HistogramRow) -> dict[str, Any]:
-    return {"population": row.population, "step": row.step, "epoch": row.epoch,
-            "wall_time": row.wall_time, "counts": row.counts, "quantiles": row.quantiles,
-            "mean": row.mean, "count": row.count, "threshold": row.threshold}
+    return row_json(row)
 
 
 def selection_json(row: SelectionRow) -> dict[str, Any]:
-    return {"step": row.step, "epoch": row.epoch, "candidate_counts": row.candidate_counts,
-            "selected_counts": row.selected_counts,
-            "misclassified_share": row.misclassified_share}
-
-
-def log_json(line: LogLine) -> dict[str, Any]:
-    return LogPublic.from_line(line).model_dump(mode="json")
+    return row_json(row)

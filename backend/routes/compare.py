@@ -17,16 +17,18 @@ from backend.deps import StoreDep
 from backend.schemas import (
     ComparePublic,
     CompareRow,
-    CompareSeries,
     Ratios,
     RunPublic,
+    SeriesPublic,
     XAxis,
 )
 from backend.store import TargetReached
+from engine.events import COUNTER_KEYS
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
 
-RATIO_AXES = ("step", "samples_backpropagated", "samples_forwarded", "wall_time")
+# the counters a run's cost is measured in (epoch is step rescaled, so it adds no ratio)
+RATIO_AXES = tuple(k for k in COUNTER_KEYS if k != "epoch")
 
 
 def _query_error(name: str, message: str, value: object) -> RequestValidationError:
@@ -101,9 +103,7 @@ def read_compare(
                         final_test=run.latest.get("test/accuracy"),
                         ratios=ratios(reached[run.id], base))
              for run in found]
-    series = {}
-    for run in found:
-        s = store.get_series(run.id, [key], x=x, max_points=max_points)[key]
-        series[str(run.id)] = CompareSeries(x=s.x, y=s.y, step=s.step)
-    return ComparePublic(runs=[RunPublic.from_run(r) for r in found], key=key, x=x,
+    series = {str(run.id): SeriesPublic.from_entity(
+        store.get_series(run.id, [key], x=x, max_points=max_points)[key]) for run in found}
+    return ComparePublic(runs=[RunPublic.from_entity(r) for r in found], key=key, x=x,
                          baseline=base_id, target=target, series=series, table=table)

@@ -17,28 +17,31 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any, Literal
+from typing import Any, Literal, get_type_hints
 
 from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend.deps import StoreDep
-from backend.schemas import RunPublic
+from backend.schemas import run_json
 from backend.store import AbstractStore
 from backend.store.db import json_safe
+from engine.events import Counters
 
 router = APIRouter(prefix="/api/runs", tags=["export"])
 
 ALL_ROWS = 10**9
-COLUMNS = ("kind", "key", "step", "epoch", "samples_forwarded", "samples_backpropagated",
-           "wall_time", "value", "index", "low", "high", "label")
+# the tidy table's columns and their types: what the value is, when (every counter), the value
+COLUMN_TYPES: dict[str, type] = {"kind": str, "key": str, **get_type_hints(Counters), "value": float,
+                                 "index": int, "low": float, "high": float, "label": str}
+COLUMNS = tuple(COLUMN_TYPES)
 
 
 def export_json(store: AbstractStore, run_id: int) -> dict[str, Any]:
     """Everything stored for a run, as plain JSON values."""
     run = store.get_run(run_id)
     return {
-        "run": RunPublic.from_run(run).model_dump(mode="json"),
+        "run": run_json(run),
         "scalars": [{k: v for k, v in vars(r).items() if k != "seq"} for r in store.get_scalars(run_id)],
         "histograms": {pop: vars(store.get_histograms(run_id, pop, max_rows=ALL_ROWS))
                        for pop in store.get_edges(run_id)},
@@ -87,11 +90,8 @@ def to_parquet(rows: list[dict[str, Any]]) -> bytes:
     import pyarrow as pa  # type: ignore[import-untyped]
     import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
-    schema = pa.schema([("kind", pa.string()), ("key", pa.string()), ("step", pa.int64()),
-                        ("epoch", pa.float64()), ("samples_forwarded", pa.int64()),
-                        ("samples_backpropagated", pa.int64()), ("wall_time", pa.float64()),
-                        ("value", pa.float64()), ("index", pa.int64()), ("low", pa.float64()),
-                        ("high", pa.float64()), ("label", pa.string())])
+    arrow = {int: pa.int64(), float: pa.float64(), str: pa.string()}
+    schema = pa.schema([(name, arrow[kind]) for name, kind in COLUMN_TYPES.items()])
     table = pa.Table.from_pydict(_columns(rows), schema=schema)
     buf = io.BytesIO()
     pq.write_table(table, buf)

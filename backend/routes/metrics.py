@@ -38,8 +38,7 @@ def read_metrics(
     """Scalar series on an x axis, downsampled to max_points."""
     wanted = split_keys(keys) or store.metric_keys(run_id)
     series = store.get_series(run_id, wanted, x=x, max_points=max_points)
-    return MetricsPublic(x=x, series={k: SeriesPublic(x=s.x, y=s.y, step=s.step)
-                                      for k, s in series.items()})
+    return MetricsPublic(x=x, series={k: SeriesPublic.from_entity(s) for k, s in series.items()})
 
 
 @router.get("/{run_id}/histograms", response_model=HistogramsPublic)
@@ -55,11 +54,11 @@ def read_histograms(
     """Margin histograms (fixed edges) over a step range, with quantile series."""
     h = store.get_histograms(run_id, population, start=start, end=end, stride=stride,
                              max_rows=max_rows)
-    return HistogramsPublic(**vars(h))
+    return HistogramsPublic.from_entity(h)
 
 
 @router.get("/{run_id}/selection", response_model=SelectionPublic)
 def read_selection(run_id: int, store: StoreDep,
                    max_points: int = Query(500, ge=1, le=100_000)) -> SelectionPublic:
     """Per-class candidate and selected counts over steps."""
-    return SelectionPublic(**vars(store.get_selection(run_id, max_points=max_points)))
+    return SelectionPublic.from_entity(store.get_selection(run_id, max_points=max_points))

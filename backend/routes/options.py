@@ -1,8 +1,10 @@
-"""GET /api/options: everything the launch form is generated from.
+"""GET /api/options: everything the launch form is generated from, and the pages' vocabulary.
 
 Datasets, models, selectors and regimes come from the engine's registries; `fields` is
 `engine.config.field_specs()` (type, default, range, help of each TrainConfig field). Presets are
 ready-made groups of runs, e.g. the paper's core comparison "MMS vs uniform" on MNIST.
+`vocabulary` hands the pages the names defined once in engine.events and the store (counters,
+x axes, populations, quantile keys, run statuses), so no page keeps its own list.
 """
 
 from __future__ import annotations
@@ -18,16 +20,22 @@ from backend.schemas import (
     Preset,
     PresetRun,
     SelectorOption,
+    Vocabulary,
 )
-from backend.store.entities import RunStatus
+from backend.store import X_AXES, RunStatus
 from engine.config import field_specs
 from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
 
 router = APIRouter(prefix="/api/options", tags=["options"])
 
-# MNIST, small CNN, one epoch at b = 64: ~1-2 min per run on two CPU cores (shared/design/ENVIRONMENT.md)
+# MNIST, small CNN, one epoch at b = 64: ~1-2 min per run on two CPU cores
 _MNIST_SMALL: dict[str, Any] = {"dataset": "mnist", "model": "small-cnn", "batch_size": 64,
                                 "epochs": 1.0, "lr": 0.1, "seed": 0, "regime": "normal"}
+
+
+def vocabulary() -> Vocabulary:
+    return Vocabulary(counters=list(COUNTER_KEYS), x_axes=list(X_AXES), populations=list(POPULATIONS),
+                      quantiles=list(QUANTILE_KEYS), statuses=[s.value for s in RunStatus])
 
 
 def presets() -> list[Preset]:
@@ -55,7 +63,7 @@ def presets() -> list[Preset]:
 
 @router.get("", response_model=OptionsPublic)
 def read_options(settings: SettingsDep) -> OptionsPublic:
-    """Datasets, models, selectors, regimes, config fields and presets for the launch form."""
+    """The launch form's datasets, models, selectors, regimes, fields and presets; the vocabulary."""
     from engine.data import list_datasets
     from engine.models import list_models
     from engine.regimes import list_regimes
@@ -68,7 +76,5 @@ def read_options(settings: SettingsDep) -> OptionsPublic:
         regimes=list_regimes(),
         fields=field_specs(),
         presets=presets(),
-        vocabulary={"counters": list(COUNTER_KEYS), "x_axes": list(COUNTER_KEYS),
-                    "populations": list(POPULATIONS), "quantiles": list(QUANTILE_KEYS),
-                    "statuses": [s.value for s in RunStatus]},
+        vocabulary=vocabulary(),
     )

@@ -3,10 +3,13 @@
 Routes follow the template's shape: fetch (404), check, act through the store or the launcher,
 return the public schema. Lifecycle changes (cancel, resume, delete) go through the launcher so
 they cannot race its scheduler. Paths inside a config are confined to the server's data dir.
+Text the store refuses (NUL, too long: it owns those limits) comes back as a 422 naming the field.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +26,12 @@ from backend.schemas import (
     RunUpdate,
 )
 from backend.settings import Settings
-from backend.store.dbmodels import MAX_INT32, TEXT_LIMITS
+from backend.store import InvalidArgument
+from backend.store.dbmodels import MAX_INT32
 from engine.config import TrainConfig
+from engine.data import IMAGEFOLDER_PREFIX
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
-
-IMAGEFOLDER_PREFIX = "imagefolder:"
 
 
 def _config_error(field: str, message: str, value: Any) -> RequestValidationError:
@@ -37,39 +40,34 @@ def _config_error(field: str, message: str, value: Any) -> RequestValidationErro
     }])
 
 
-def _strings(value: Any, field: str = "") -> list[tuple[str, str]]:
-    """(top-level field, text) for every string inside a dumped config, keys included."""
-    if isinstance(value, str):
-        return [(field, value)]
-    if isinstance(value, dict):
-        return [pair for k, v in value.items()
-                for pair in _strings(k, field or str(k)) + _strings(v, field or str(k))]
-    if isinstance(value, list | tuple):
-        return [pair for v in value for pair in _strings(v, field)]
-    return []
+@contextmanager
+def body_errors() -> Iterator[None]:
+    """The store's refusal of a body field ("tags.1") as FastAPI's 422 at ["body", "tags", 1]."""
+    try:
+        yield
+    except InvalidArgument as exc:
+        if exc.field is None:
+            raise
+        loc = ("body", *(int(p) if p.isdigit() else p for p in exc.field.split(".")))
+        raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": str(exc)}]) from exc
 
 
 def _inside(path: str, root: Path) -> bool:
     candidate = Path(path).expanduser()
     candidate = candidate if candidate.is_absolute() else root / candidate
-    return candidate.resolve().is_relative_to(root.resolve())
+    try:
+        return candidate.resolve().is_relative_to(root.resolve())
+    except (OSError, ValueError):  # no path the system can resolve (e.g. one holding NUL)
+        return False
 
 
 def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
     """The config the worker will run: data_dir forced to the server's; paths must stay inside it.
 
-    Raises RequestValidationError (422 naming the field) for a path outside the data dir, and for
-    text the store cannot keep on every backend (NUL characters; dataset/model/selector longer
-    than their columns).
+    Raises RequestValidationError (422 naming the field) for a path outside the data dir and for
+    more steps than the store's 32-bit step columns hold.
     """
     root = settings.data_dir
-    for field, value in _strings(config.model_dump(mode="json")):
-        if "\x00" in value:
-            raise _config_error(field, "must not contain NUL characters", value)
-    for field in ("dataset", "model", "selector"):
-        value = getattr(config, field)
-        if len(value) > TEXT_LIMITS[field]:
-            raise _config_error(field, f"at most {TEXT_LIMITS[field]} characters", value)
     if config.steps is not None and config.steps > MAX_INT32:  # steps are 32-bit columns
         raise _config_error("steps", f"at most {MAX_INT32} steps", config.steps)
     if config.dataset.startswith(IMAGEFOLDER_PREFIX):
@@ -107,7 +105,7 @@ def read_runs(
     statuses = [s.strip() for s in status_.split(",") if s.strip()] if status_ else None
     runs, count = store.list_runs(status=statuses, dataset=dataset, model=model, selector=selector,
                                   tag=tag, sort=sort, limit=limit, offset=offset)
-    return RunsPublic(data=[RunPublic.from_run(r) for r in runs], count=count)
+    return RunsPublic(data=[RunPublic.from_entity(r) for r in runs], count=count)
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED,
@@ -116,35 +114,38 @@ def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep,
                launcher: LauncherDep) -> RunPublic:
     """Validate a training config and queue a run."""
     config = confine_config(body.config, settings)
-    run = store.create_run(name=body.name, config=config, tags=body.tags, notes=body.notes)
+    with body_errors():
+        run = store.create_run(name=body.name, config=config, tags=body.tags, notes=body.notes)
     launcher.wake()
-    return RunPublic.from_run(run)
+    return RunPublic.from_entity(run)
 
 
 @router.get("/{run_id}", response_model=RunPublic)
 def read_run(run_id: int, store: StoreDep) -> RunPublic:
     """Get one run."""
-    return RunPublic.from_run(store.get_run(run_id))
+    return RunPublic.from_entity(store.get_run(run_id))
 
 
 @router.patch("/{run_id}", response_model=RunPublic, dependencies=[TokenDep])
 def update_run(run_id: int, body: RunUpdate, store: StoreDep) -> RunPublic:
     """Change a run's name, tags or notes."""
     fields = body.model_dump(exclude_unset=True)
-    return RunPublic.from_run(store.update_run(run_id, name=fields.get("name"),
-                                               tags=fields.get("tags"), notes=fields.get("notes")))
+    with body_errors():
+        run = store.update_run(run_id, name=fields.get("name"), tags=fields.get("tags"),
+                               notes=fields.get("notes"))
+    return RunPublic.from_entity(run)
 
 
 @router.post("/{run_id}/cancel", response_model=RunPublic, dependencies=[TokenDep])
 def cancel_run(run_id: int, launcher: LauncherDep) -> RunPublic:
     """Cancel a queued run at once, or stop a running one (SIGTERM, then SIGKILL)."""
-    return RunPublic.from_run(launcher.cancel(run_id))
+    return RunPublic.from_entity(launcher.cancel(run_id))
 
 
 @router.post("/{run_id}/resume", response_model=RunPublic, dependencies=[TokenDep])
 def resume_run(run_id: int, launcher: LauncherDep) -> RunPublic:
     """Queue a crashed or cancelled run again, to continue from its last checkpoint."""
-    return RunPublic.from_run(launcher.resume(run_id))
+    return RunPublic.from_entity(launcher.resume(run_id))
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep])
@@ -160,4 +161,4 @@ def read_logs(run_id: int, store: StoreDep, after: int = Query(0, ge=0),
     """Log lines of a run after a seq."""
     store.get_run(run_id)  # 404 for an unknown run
     lines = store.get_logs(run_id, after=after, limit=limit)
-    return LogsPublic(data=[LogPublic.from_line(line) for line in lines], count=len(lines))
+    return LogsPublic(data=[LogPublic.from_entity(line) for line in lines], count=len(lines))

@@ -30,6 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from backend.store import entities as ent
+from engine.events import QUANTILE_KEYS  # the histogram quantile columns (p5 ... p95) below
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -41,8 +42,6 @@ NAMING_CONVENTION = {
 
 MAX_INT32 = 2**31 - 1  # Integer columns (run ids, steps) on PostgreSQL
 MAX_INT64 = 2**63 - 1  # BigInteger columns (seqs)
-# lengths of the String columns a user's input reaches (PostgreSQL enforces them, SQLite does not)
-TEXT_LIMITS = {"name": 200, "dataset": 300, "model": 100, "selector": 100, "tag": 100}
 
 # A 64-bit primary key that is still SQLite's auto-incrementing rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -231,9 +230,6 @@ class SqlHistogram(Base):
                                 count=self.count, threshold=self.threshold)
 
 
-QUANTILE_KEYS = ("p5", "p25", "p50", "p75", "p95")
-
-
 class SqlClassSelection(Base):
     __tablename__ = "class_selection"
 
@@ -277,3 +273,13 @@ class SqlRunLog(Base):
 
 
 DATA_TABLES = (SqlMetric, SqlHistogram, SqlClassSelection, SqlRunLog)
+
+# The most characters each text a user gives may hold, checked by the store (check_text): the
+# lengths of the String columns it lands in (PostgreSQL enforces them, SQLite does not), and a cap
+# on free-form notes.
+TEXT_LIMITS: dict[str, int] = {
+    **{field: SqlRun.__table__.c[field].type.length
+       for field in ("name", "dataset", "model", "selector")},
+    "tag": SqlRunTag.__table__.c.tag.type.length,
+    "notes": 20_000,
+}

@@ -12,6 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from engine.events import COUNTER_KEYS
+
 
 class RunStatus(StrEnum):
     """queued → running → finished | failed | cancelled | crashed (crashed/cancelled may resume)."""
@@ -30,13 +32,13 @@ class RunStatus(StrEnum):
 
 ACTIVE_STATUSES = (RunStatus.QUEUED, RunStatus.RUNNING)
 
-# x axes every scalar row can be placed on (docs/api.md)
-X_AXES = ("step", "epoch", "samples_forwarded", "samples_backpropagated", "wall_time")
+# every scalar row carries every counter, so each counter is an x axis (docs/api.md)
+X_AXES = COUNTER_KEYS
 
 
 @dataclass
 class Run:
-    """One run as the API shows it (RunPublic minus formatting). `latest` is filled by get/list."""
+    """One run. The API shows it as schemas.RunPublic, derived from these fields (minus a few)."""
 
     id: int
     name: str
@@ -61,6 +63,8 @@ class Run:
     step: int  # progress: last optimizer step reported
     epoch: float
     total_steps: int | None
+    # latest value per scalar key (get/list fill it); keyword-only so it can sit where the API shows it
+    latest: dict[str, float] = field(default_factory=dict, kw_only=True)
     last_seq: int  # highest seq of any data row of this run (the hub's cursor)
     status_seq: int  # seq of the log line written with the last status change
     checkpoint_path: str | None
@@ -69,7 +73,6 @@ class Run:
     resumed_at_seq: int | None  # seq of the log line of the latest resume (rows after its step deleted)
     summary: dict[str, Any]  # RunFinished.summary, {} until then
     run_info: dict[str, Any]  # from RunStarted: dataset facts (class_names...), model facts, device
-    latest: dict[str, float] = field(default_factory=dict)
 
     @property
     def progress(self) -> dict[str, Any]:

@@ -18,7 +18,14 @@ class RunNotFound(StoreError):
 
 
 class InvalidArgument(StoreError, ValueError):
-    """A caller passed a value the store cannot use (unknown sort key, x axis, population...)."""
+    """A caller passed a value the store cannot use (unknown sort key, x axis, population...).
+
+    `field` names the refused field of a run ("name", "tags.1", "config.dataset") when there is one.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class Conflict(StoreError):

@@ -74,12 +74,30 @@ def _valid_id(run_id: int) -> bool:
 
 
 def check_text(field: str, value: str, *, limit: int | None = None) -> str:
-    """`value` if it can be stored portably; InvalidArgument naming `field` otherwise."""
+    """`value` if it can be stored portably; InvalidArgument naming `field` otherwise.
+
+    The one check of text a user gives (the API, the CLI and recording all write through the
+    store): PostgreSQL refuses NUL and text longer than its column, SQLite neither.
+    """
     if "\x00" in value:
-        raise InvalidArgument(f"{field} must not contain NUL characters")
+        raise InvalidArgument(f"{field} must not contain NUL characters", field=field)
     if limit is not None and len(value) > limit:
-        raise InvalidArgument(f"{field} is too long ({len(value)} characters; at most {limit})")
+        raise InvalidArgument(f"{field} is too long ({len(value)} characters; at most {limit})",
+                              field=field)
     return value
+
+
+def _config_strings(value: Any, field: str = "") -> Iterator[tuple[str, str]]:
+    """(top-level field, text) for every string inside a config, keys included."""
+    if isinstance(value, str):
+        yield field, value
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _config_strings(k, field or str(k))
+            yield from _config_strings(v, field or str(k))
+    elif isinstance(value, list | tuple):
+        for v in value:
+            yield from _config_strings(v, field)
 
 
 def _reported_text(value: str | None) -> str | None:
@@ -190,10 +208,12 @@ class SqlAlchemyStore(AbstractStore):
         name = (name or "").strip() or None  # blank → "run-<id>"
         if name:
             check_text("name", name, limit=TEXT_LIMITS["name"])
-        check_text("notes", notes or "")
+        check_text("notes", notes or "", limit=TEXT_LIMITS["notes"])
         for field in ("dataset", "model", "selector"):
             if config.get(field) is not None:
                 check_text(f"config.{field}", str(config[field]), limit=TEXT_LIMITS[field])
+        for field, text in _config_strings(config):
+            check_text(f"config.{field}", text)
         now = utcnow()
         with self._session(write=True) as s:
             run = SqlRun(
@@ -262,10 +282,10 @@ class SqlAlchemyStore(AbstractStore):
             run = self._get(s, run_id)
             if name is not None:
                 if not name.strip():
-                    raise InvalidArgument("name must not be empty")
+                    raise InvalidArgument("name must not be empty", field="name")
                 run.name = check_text("name", name, limit=TEXT_LIMITS["name"])
             if notes is not None:
-                run.notes = check_text("notes", notes)
+                run.notes = check_text("notes", notes, limit=TEXT_LIMITS["notes"])
             if tags is not None:
                 run.tags = [SqlRunTag(tag=t) for t in _clean_tags(tags)]
             s.flush()
@@ -733,13 +753,10 @@ def _status_text(old: str, new: ent.RunStatus, run: SqlRun, error: str | None) -
 
 def _clean_tags(tags: Sequence[str]) -> list[str]:
     out = []
-    for t in tags:
+    for i, t in enumerate(tags):
         t = str(t).strip()
-        if not t:
-            continue
-        if len(t) > TEXT_LIMITS["tag"]:
-            raise InvalidArgument(f"tag too long (max {TEXT_LIMITS['tag']} characters): {t[:20]}...")
-        out.append(check_text("tag", t))
+        if t:
+            out.append(check_text(f"tags.{i}", t, limit=TEXT_LIMITS["tag"]))
     return list(dict.fromkeys(out))
 
 

@@ -314,7 +314,7 @@ def list_datasets(data_dir: str | Path = "data") -> list[dict[str, Any]]:
          "available": tv("cifar100")},
         {"name": "fashion-mnist", "help": f"Fashion-MNIST (28x28, 10 classes) from {data_dir}; --download to fetch.",
          "available": tv("fashion-mnist")},
-        {"name": "imagefolder:<path>", "help": "Your own images: one sub-folder per class "
+        {"name": f"{IMAGEFOLDER_PREFIX}<path>", "help": "Your own images: one sub-folder per class "
          "(optionally under train/ val/ test/), resized to 32x32 RGB; relative paths are under the data dir.",
          "available": True},
     ]

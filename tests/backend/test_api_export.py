@@ -61,6 +61,11 @@ def test_parquet_export(client: TestClient, store: SqlAlchemyStore, run_id: int)
     assert r.status_code == 200
     table = pq.read_table(io.BytesIO(r.content))
     assert sum(_expected_rows(store, run_id).values()) == table.num_rows
+    assert [(f.name, str(f.type)) for f in table.schema] == [  # docs/api.md's columns, in order
+        ("kind", "string"), ("key", "string"), ("step", "int64"), ("epoch", "double"),
+        ("samples_forwarded", "int64"), ("samples_backpropagated", "int64"), ("wall_time", "double"),
+        ("value", "double"), ("index", "int64"), ("low", "double"), ("high", "double"),
+        ("label", "string")]
     cols = table.to_pydict()
     loss = [v for k, key, v in zip(cols["kind"], cols["key"], cols["value"])
             if k == "scalar" and key == "train/loss"]

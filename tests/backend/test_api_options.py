@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
+from backend.store import RunStatus
 from engine.config import TrainConfig, field_specs
+from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
 from engine.selection import list_selectors
 
 pytest_plugins = ["api_fixtures"]
@@ -43,3 +45,12 @@ def test_a_preset_launches_through_the_api(client: TestClient) -> None:
     for run in preset["runs"]:
         r = client.post("/api/runs", json={"name": run["name"], "config": run["config"]})
         assert r.status_code == 201 and r.json()["status"] == "queued"
+
+
+def test_vocabulary_is_the_engines(client: TestClient) -> None:
+    """The pages take counters, x axes, populations, quantile keys and statuses from here."""
+    vocabulary = client.get("/api/options").json()["vocabulary"]
+    assert vocabulary == {"counters": list(COUNTER_KEYS), "x_axes": list(COUNTER_KEYS),
+                          "populations": list(POPULATIONS), "quantiles": list(QUANTILE_KEYS),
+                          "statuses": [s.value for s in RunStatus]}
+    assert "samples_backpropagated" in vocabulary["x_axes"] and "p50" in vocabulary["quantiles"]

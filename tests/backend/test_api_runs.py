@@ -34,6 +34,16 @@ def test_create_queues_a_run(client: TestClient) -> None:
     assert run["progress"] == {"step": 0, "total_steps": None, "epoch": 0.0}
 
 
+def test_a_run_shows_exactly_the_documented_fields(client: TestClient) -> None:
+    """RunPublic is derived from the store's Run: a new entity field is shown or hidden on purpose."""
+    run = create(client)
+    assert list(run) == [  # docs/api.md, in order
+        "id", "name", "status", "config", "dataset", "model", "selector", "candidates", "batch_size",
+        "created_at", "started_at", "finished_at", "heartbeat_at", "pid", "host", "error",
+        "traceback", "tags", "notes", "progress", "latest", "checkpoint_step", "attempt", "summary"]
+    assert client.get(f"/api/runs/{run['id']}").json() == run
+
+
 def test_create_forces_the_server_data_dir(client: TestClient, settings: Settings) -> None:
     run = create(client)
     assert run["config"]["data_dir"] == str(settings.data_dir)
@@ -118,11 +128,14 @@ def test_get_unknown_is_404_and_malformed_is_422(client: TestClient) -> None:
 @pytest.mark.parametrize(("body", "loc"), [
     ({"name": "a\x00b"}, ["body", "name"]),
     ({"notes": "\x00"}, ["body", "notes"]),
+    ({"notes": "x" * 20001}, ["body", "notes"]),
+    ({"tags": ["ok\x00"]}, ["body", "tags", 0]),
     ({"tags": ["ok", "x" * 101]}, ["body", "tags", 1]),
     ({"config": {"dataset": "digits\x00"}}, ["body", "config", "dataset"]),
     ({"config": {"dataset": "imagefolder:" + "x" * 400}}, ["body", "config", "dataset"]),
     ({"config": {"model": "m" * 101}}, ["body", "config", "model"]),
     ({"config": {"steps": 2**31}}, ["body", "config", "steps"]),
+    ({"config": {"out_dir": "a\x00b"}}, ["body", "config", "out_dir"]),
 ])
 def test_create_text_no_backend_can_keep_is_422(client: TestClient, body: dict[str, object],
                                                 loc: list[object]) -> None:
@@ -140,7 +153,11 @@ def test_patch_changes_only_given_fields(client: TestClient) -> None:
     r = client.patch(f"/api/runs/{run['id']}", json={"name": "renamed", "tags": ["x", "y"]})
     assert r.json()["name"] == "renamed" and r.json()["tags"] == ["x", "y"] and r.json()["notes"] == "hello"
     assert client.patch("/api/runs/999", json={"notes": "x"}).status_code == 404
-    assert client.patch(f"/api/runs/{run['id']}", json={"name": ""}).status_code == 422
+    for blank in ("", "  "):
+        r = client.patch(f"/api/runs/{run['id']}", json={"name": blank})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "name"]
+    r = client.patch(f"/api/runs/{run['id']}", json={"tags": ["ok", "t" * 101]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "tags", 1]
     assert client.patch(f"/api/runs/{run['id']}", json={"tags": "x"}).status_code == 422
 
 
