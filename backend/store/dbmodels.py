@@ -30,7 +30,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from backend.store import entities as ent
-from engine.events import QUANTILE_KEYS  # the histogram quantile columns (p5 ... p95) below
+
+# the histogram quantile columns below (the engine's QUANTILE_KEYS; tests/backend/test_store.py ties them)
+QUANTILE_KEYS = ("p5", "p25", "p50", "p75", "p95")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
