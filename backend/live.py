@@ -185,7 +185,7 @@ class LiveHub:
         for _ in range(3):
             run = self.store.get_run(run_id)
             seq = run.last_seq
-            scalars = self._snapshot_scalars(run_id)
+            scalars = scalar_columns(self.store.get_scalars(run_id, max_points=self.snapshot_points))
             edges = self.store.get_edges(run_id)
             histograms = {pop: self.store.get_histograms(run_id, pop, max_rows=self.snapshot_histograms)
                           for pop in edges}
@@ -202,22 +202,6 @@ class LiveHub:
             "logs": [log_json(line) for line in logs],
         }
         return seq, message
-
-    def _snapshot_scalars(self, run_id: int) -> ScalarColumns:
-        """Every key's downsampled points with all counters. The store downsamples one axis at a
-        time, keeping the same points on each (the choice depends on the values only); the axes
-        are joined on the step, so a point another axis lacks gets null, never a neighbour's."""
-        keys = self.store.metric_keys(run_id)
-        by_axis = {axis: self.store.get_series(run_id, keys, x=axis, max_points=self.snapshot_points)
-                   for axis in COUNTER_KEYS}
-        columns: ScalarColumns = {}
-        for key, base in by_axis["step"].items():
-            columns[key] = {}
-            for axis in COUNTER_KEYS:
-                at = dict(zip(by_axis[axis][key].step, by_axis[axis][key].x, strict=True))
-                columns[key][axis] = [at.get(step) for step in base.step]
-            columns[key]["value"] = list(base.y)
-        return columns
 
     @staticmethod
     def _delta(changes: Changes, run: Run | None) -> dict[str, Any]:

@@ -156,8 +156,10 @@ class AbstractStore(ABC):
         Raises RunNotFound."""
 
     @abstractmethod
-    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None) -> list[ScalarRow]:
-        """Every scalar row (no downsampling), ordered by key then step — for export."""
+    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None,
+                    max_points: int | None = None) -> list[ScalarRow]:
+        """Scalar rows with every counter, ordered by key then step: all of them (export), or at
+        most `max_points` per key chosen as `get_series` chooses them (the live snapshot)."""
 
     @abstractmethod
     def get_edges(self, run_id: int) -> dict[str, list[float]]:

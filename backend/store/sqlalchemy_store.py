@@ -524,14 +524,24 @@ class SqlAlchemyStore(AbstractStore):
                                       step=[rows[i][2] for i in idx])
         return out
 
-    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None) -> list[ent.ScalarRow]:
+    def get_scalars(self, run_id: int, *, keys: Sequence[str] | None = None,
+                    max_points: int | None = None) -> list[ent.ScalarRow]:
+        if max_points is not None and max_points < 1:
+            raise InvalidArgument("max_points must be >= 1")
         with self._session() as s:
             self._get(s, run_id)
             query = select(SqlMetric).where(SqlMetric.run_id == run_id)
             if keys:
                 query = query.where(SqlMetric.key.in_([k for k in keys if _matchable(k)]))
-            return [m.to_entity() for m in s.execute(
+            rows = [m.to_entity() for m in s.execute(
                 query.order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq)).scalars()]
+        if max_points is None:
+            return rows
+        kept: list[ent.ScalarRow] = []
+        for i, j in _runs_of_one_key(rows):
+            ys = [float("nan") if r.value is None else r.value for r in rows[i:j]]
+            kept.extend(rows[i + k] for k in downsample_indices(ys, max_points))
+        return kept
 
     def get_edges(self, run_id: int) -> dict[str, list[float]]:
         with self._session() as s:
@@ -777,3 +787,12 @@ def _naive_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value
     return value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _runs_of_one_key(rows: Sequence[ent.ScalarRow]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each stretch of `rows` (ordered by key) that holds one key."""
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i].key != rows[start].key:
+            yield start, i
+            start = i
