@@ -138,11 +138,32 @@ def selector_help() -> list[dict[str, Any]]:
 
 
 class Selector:
-    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`."""
+    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`.
+
+    Everything the training loop (engine/train.py) needs to know about a selector is declared
+    here; the loop never looks at a selector's name. The defaults describe a selector that scores
+    a fresh random pool every step (mms); a subclass overrides what differs:
+
+    - `uses_candidates`: the loop draws a pool of B candidates; False: it draws only the b to train.
+    - `forwards_candidates`: `select` runs the model on the whole pool, so a step forwards B samples
+      besides the b it trains on (counted in `samples_forwarded`, the cost model of docs/method.md);
+      False when the pool is chosen from without a forward (uniform, mms-memory).
+    - `batchnorm_from_pool`: with `bn_stats="pool"` BatchNorm's running statistics come from the
+      forward that `select` runs (engine/batchnorm.py), which must see a uniform sample of the data,
+      as the pool is; set False if it forwards anything else. A `select` that runs no forward leaves
+      PyTorch's usual update in place either way.
+    - `threshold_is_mms`: `Selection.threshold` is a minimal margin score, so monitoring draws it on
+      the MMS histogram of the selected samples (otherwise that histogram has no threshold line).
+    - `refresh`: work after each training step beyond the pool (mms-memory re-scores the training
+      split); it returns the samples it forwarded, which the loop counts as real work.
+    """
 
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
-    uses_candidates: ClassVar[bool] = True  # False: the loop draws only b samples
+    uses_candidates: ClassVar[bool] = True
+    forwards_candidates: ClassVar[bool] = True
+    batchnorm_from_pool: ClassVar[bool] = True
+    threshold_is_mms: ClassVar[bool] = False
     options: ClassVar[dict[str, Option]] = {}
     common_options: ClassVar[dict[str, Option]] = {
         "chunk": Option(128, "Score candidates in chunks of this size (0 = one batch).", _at_least(0)),
@@ -193,6 +214,15 @@ class Selector:
 
     def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
         """Hook: the loop passes the training forward's detached logits. Default: nothing."""
+
+    def refresh(self, model: nn.Module, fetch: Callable[[Tensor], Tensor], *, num_train: int,
+                steps_per_epoch: int) -> int:
+        """Hook after each training step; returns the samples it forwarded. Default: nothing, 0.
+
+        `fetch(indices)` returns those training samples (no augmentation) ready for the model. The
+        loop runs it under the step's autocast and counts its time in the step's wall time.
+        """
+        return 0
 
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "generator": self.generator.get_state()}
@@ -260,6 +290,7 @@ class UniformSelector(Selector):
     name = "uniform"
     help = "Standard training: the batch is b samples drawn uniformly (no candidate pool, no scoring)."
     uses_candidates = False
+    forwards_candidates = False
 
     def _select(
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
@@ -278,6 +309,7 @@ class MMSSelector(Selector):
                       _share),
         "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
     }
+    threshold_is_mms = True
     runner_up_only: ClassVar[bool] = False
     mix: float
     warmup_epochs: float

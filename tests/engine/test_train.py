@@ -13,7 +13,8 @@ from engine.events import (
     event_from_dict,
 )
 from engine.selection import list_selectors
-from engine.train import PassSampler, train
+from engine.sampler import PassSampler
+from engine.train import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=120, eval_every=40, hist_every=10,
             log_every=10, regime="constant", lr=0.01, seed=3)
