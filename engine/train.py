@@ -185,7 +185,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), *,
         status = _loop(run, should_stop)
         return _finish(run, status)
     except Exception as exc:  # noqa: BLE001 - reported to the callbacks, then re-raised
-        emit(RunFailed(step=run.step if run else 0, error=f"{type(exc).__name__}: {exc}",
+        emit(RunFailed(step=run.step if run is not None else 0, error=f"{type(exc).__name__}: {exc}",
                        traceback=traceback.format_exc()))
         raise
 
@@ -223,7 +223,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
                                enabled=config.bn_stats == "pool" and selector.batchnorm_from_pool),
         sampler=PassSampler(n_train, config.seed),
         aug_generator=torch.Generator().manual_seed(config.seed + 1),
-        pool=min(config.pool_size if selector.uses_candidates else b, n_train),
+        pool=min(config.candidates if selector.uses_candidates else b, n_train),
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, eval_every=eval_every,
         checkpoint_every=config.checkpoint_every or eval_every,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
@@ -271,7 +271,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
     monitor = Monitor(run.emit, device=run.device, num_classes=run.data.num_classes, edges=run.edges,
                       histograms=bool(config.hist_every))
 
-    def spend(seconds: float) -> None:  # a lap of the step: into the run's and the interval's wall time
+    def spend(seconds: float) -> None:  # a lap of the step: the run's and the interval's wall time
         run.wall += seconds
         monitor.wall += seconds
 
@@ -326,7 +326,7 @@ def _train_step(run: _Run) -> StepRecord:
     xb, yb = x[chosen], y[chosen]
 
     # BatchNorm's running statistics come from the candidates the selector just scored, when it
-    # scored any (engine/batchnorm.py)
+    # scored any and bn_stats is "pool" (engine/batchnorm.py)
     model.train()
     with run.autocast(), run.bn_pool.frozen(enabled=run.bn_pool.recorded):
         logits = model(xb)
