@@ -12,8 +12,9 @@ The candidate pool is a uniform random sample of the data and the scoring forwar
 it, so its BatchNorm inputs give an unbiased estimate at no extra forward: `PoolStatistics`
 records them during the scoring forward (eval mode: the scores themselves are unchanged), freezes
 the running statistics during the training forward, then folds the pool's statistics in with the
-layer's own momentum. Runs whose selector forwards no candidates (uniform, mms-memory) keep
-PyTorch's usual behaviour.
+layer's own momentum. Runs whose selector forwards no candidates (uniform, mms-memory), or
+declares its scoring forward unfit for this (`Selector.batchnorm_from_pool`), keep PyTorch's usual
+behaviour.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Learning-rate regimes as data: step drops at given epochs, scaled to the run's length.
 
 A regime is either a preset name or an explicit list of (epoch, factor) drops. Steps are counted
-in b-sized training steps and one "epoch" is N/b steps, as in the paper (Weinstein et al. 2019,
-see shared/design/MMS.md). Presets are written for their native run length and their milestones
-scale by run_epochs / native_epochs, so `aggressive` on a 4-epoch run drops at 3.2, 3.5, 3.8.
+in b-sized training steps and one "epoch" is N/b steps, as in the paper (Weinstein et al. 2019).
+Presets are written for their native run length and their milestones scale by
+run_epochs / native_epochs, so `aggressive` on a 4-epoch run drops at 3.2, 3.5, 3.8.
 An explicit list gives absolute epochs of this run (not scaled). Factors multiply cumulatively.
 The functions here are pure: the loop passes the step (timm's scheduler style).
 """

@@ -25,7 +25,9 @@ from engine.selection.selectors import (
     register_selector,
     selector_help,
 )
-from engine.selection import memory as _memory  # noqa: F401  registers mms-memory (cheap mode)
+# registered after uniform, mms and mms-runner-up, in this order: the baselines, then the cheap mode
+from engine.selection import baselines as _baselines  # noqa: F401
+from engine.selection import memory as _memory  # noqa: F401
 
 __all__ = [
     "Selection",

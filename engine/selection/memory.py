@@ -1,7 +1,7 @@
 """`mms-memory`: MMS selection from a per-sample score memory instead of a fresh candidate forward.
 
 Why: fresh MMS scores B candidates with a forward pass every step, so one step costs about
-(1 + B/3b)x a uniform step (shared/design/MMS.md): on 2 CPU cores the step savings of MMS are
+(1 + B/3b)x a uniform step (the cost model in docs/method.md): on 2 CPU cores the step savings of MMS are
 eaten by the scoring cost. This mode keeps one MMS value per training sample and reuses it:
 
 - **unseen last** (default): the memory starts at +inf, so the ranking uses the scores known so far
@@ -19,7 +19,7 @@ eaten by the scoring cost. This mode keeps one MMS value per training sample and
   the pool (without it, stale scores keep picking the same hard samples).
 
 The faithful `mms` selector (fresh scores every step) stays the default; this is a separate, named
-mode. Calibration lead: MMS.md, "Score memory won in wall-clock".
+mode (its measured trade-off: docs/benchmarks.md).
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ class ScoreMemorySelector(Selector):
     help = ("Cheap MMS: rank a random pool of B by a per-sample score memory (unseen last), updated "
             "for free from every training forward and refreshed over the whole training set about "
             "once per epoch; a share of the batch is drawn uniformly. No candidate forward.")
-    forwards_candidates: ClassVar[bool] = False  # the pool is ranked from memory, not forwarded
+    forwards_candidates = False  # the pool is ranked from memory, not forwarded
+    threshold_is_mms = True  # the threshold is the largest stored MMS admitted by rank
     options: ClassVar[dict[str, Option]] = {
         "mix": Option(0.25, "Share of the batch drawn uniformly at random from the rest of the pool.",
                       _share),
@@ -108,11 +109,7 @@ class ScoreMemorySelector(Selector):
 
     def refresh(self, model: nn.Module, fetch: Callable[[Tensor], Tensor], *, num_train: int,
                 steps_per_epoch: int) -> int:
-        """Called by the loop once per step: re-score whole blocks that have come due.
-
-        `fetch(indices)` returns those training samples (no augmentation) ready for the model.
-        Returns the number of samples forwarded, for the loop's counters.
-        """
+        """Re-score the whole blocks that have come due; returns the samples forwarded."""
         self._ensure(num_train)
         self.owed += num_train / (self.refresh_epochs * steps_per_epoch)
         done = 0

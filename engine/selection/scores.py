@@ -6,7 +6,7 @@ runs a model forward for scoring (eval mode, no gradients, in chunks).
 The minimal margin score follows Weinstein, Fine & Hel-Or, "Selective sampling for accelerating
 training of deep neural networks" (arXiv:1911.06996): for logits z = W h + b and predicted class
 i = argmax z, MMS = min over j != i of (z_i - z_j) / ||w_i - w_j||, the Euclidean distance from the
-features h to the nearest decision boundary of the linear head. See shared/design/MMS.md.
+features h to the nearest decision boundary of the linear head (derivation: docs/method.md).
 """
 
 from __future__ import annotations

@@ -6,13 +6,12 @@ torchvision. Each selector scores the candidates with the current model in eval 
 gradients (fresh every step, as in the paper's reference code) and returns positions into the
 candidate batch plus the scores it ranked by, so the training loop can monitor them for free.
 
-Selectors:
+Selectors here:
 - uniform: the first b candidates (the loop draws only b; no scoring).
 - mms / mms-runner-up: the b smallest minimal margin scores (Weinstein et al. 2019).
-- hard-negative: the b largest cross-entropies (optionally ramped, as in the reference code).
-- entropy: the b largest softmax entropies.
-- selective-backprop: keep with probability percentile(loss)^beta over a window of recent
-  losses (Jiang et al. 2019, "Accelerating deep learning by focusing on the biggest losers").
+The baselines they are compared with (hard-negative, entropy, selective-backprop) are in
+baselines.py; the cheap score-memory mode (mms-memory) in memory.py. A new selector subclasses
+`Selector`, declares what the loop needs to know (see its docstring) and registers itself.
 
 Everything random draws from the selector's own seeded CPU generator, saved in `state_dict`, so
 a resumed run makes the same choices as an uninterrupted one.
@@ -28,12 +27,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import (
-    cross_entropy_scores,
-    entropy_scores,
-    minimal_margin_scores,
-    score_logits,
-)
+from engine.selection.scores import minimal_margin_scores, score_logits
 
 __all__ = [
     "Option",
@@ -138,11 +132,32 @@ def selector_help() -> list[dict[str, Any]]:
 
 
 class Selector:
-    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`."""
+    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`.
+
+    Everything the training loop (engine/train.py) needs to know about a selector is declared
+    here; the loop never looks at a selector's name. The defaults describe a selector that scores
+    a fresh random pool every step (mms); a subclass overrides what differs:
+
+    - `uses_candidates`: the loop draws a pool of B candidates; False: it draws only the b to train.
+    - `forwards_candidates`: `select` runs the model on the whole pool, so a step forwards B samples
+      besides the b it trains on (counted in `samples_forwarded`, the cost model of docs/method.md);
+      False when the pool is chosen from without a forward (uniform, mms-memory).
+    - `batchnorm_from_pool`: with `bn_stats="pool"` BatchNorm's running statistics come from the
+      forward that `select` runs (engine/batchnorm.py), which must see a uniform sample of the data,
+      as the pool is; set False if it forwards anything else. A `select` that runs no forward leaves
+      PyTorch's usual update in place either way.
+    - `threshold_is_mms`: `Selection.threshold` is a minimal margin score, so monitoring draws it on
+      the MMS histogram of the selected samples (otherwise that histogram has no threshold line).
+    - `refresh`: work after each training step beyond the pool (mms-memory re-scores the training
+      split); it returns the samples it forwarded, which the loop counts as real work.
+    """
 
     name: ClassVar[str] = ""
     help: ClassVar[str] = ""
-    uses_candidates: ClassVar[bool] = True  # False: the loop draws only b samples
+    uses_candidates: ClassVar[bool] = True
+    forwards_candidates: ClassVar[bool] = True
+    batchnorm_from_pool: ClassVar[bool] = True
+    threshold_is_mms: ClassVar[bool] = False
     options: ClassVar[dict[str, Option]] = {}
     common_options: ClassVar[dict[str, Option]] = {
         "chunk": Option(128, "Score candidates in chunks of this size (0 = one batch).", _at_least(0)),
@@ -194,6 +209,15 @@ class Selector:
     def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
         """Hook: the loop passes the training forward's detached logits. Default: nothing."""
 
+    def refresh(self, model: nn.Module, fetch: Callable[[Tensor], Tensor], *, num_train: int,
+                steps_per_epoch: int) -> int:
+        """Hook after each training step; returns the samples it forwarded. Default: nothing, 0.
+
+        `fetch(indices)` returns those training samples (no augmentation) ready for the model. The
+        loop runs it under the step's autocast and counts its time in the step's wall time.
+        """
+        return 0
+
     def state_dict(self) -> dict[str, Any]:
         return {"name": self.name, "generator": self.generator.get_state()}
 
@@ -244,14 +268,6 @@ def _smallest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
     return idx, float(vals[-1])
 
 
-def _largest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
-    """Positions of the k largest scores (descending) and the smallest admitted score."""
-    if k == 0:
-        return scores.new_empty(0, dtype=torch.long), None
-    vals, idx = scores.topk(k, largest=True, sorted=True)
-    return idx, float(vals[-1])
-
-
 # --- selectors
 
 
@@ -260,6 +276,7 @@ class UniformSelector(Selector):
     name = "uniform"
     help = "Standard training: the batch is b samples drawn uniformly (no candidate pool, no scoring)."
     uses_candidates = False
+    forwards_candidates = False
 
     def _select(
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
@@ -278,6 +295,7 @@ class MMSSelector(Selector):
                       _share),
         "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
     }
+    threshold_is_mms = True
     runner_up_only: ClassVar[bool] = False
     mix: float
     warmup_epochs: float
@@ -308,136 +326,3 @@ class MMSRunnerUpSelector(MMSSelector):
     help = ("MMS as in the paper's reference code: margin to the runner-up class only "
             "(second-largest logit), not the minimum over all classes.")
     runner_up_only = True
-
-
-@register_selector
-class HardNegativeSelector(Selector):
-    name = "hard-negative"
-    help = ("Hard negative mining: train on the b candidates with the largest cross-entropy loss "
-            "(uses the labels).")
-    options: ClassVar[dict[str, Option]] = {
-        "ramp_epochs": Option(
-            0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
-            "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
-    }
-
-    ramp_epochs: float
-
-    def hard_share(self, epoch: float) -> float:
-        if self.ramp_epochs <= 0:
-            return 1.0
-        return 0.1 + 0.9 * min(1.0, max(0.0, epoch) / self.ramp_epochs)
-
-    def _select(
-        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
-    ) -> Selection:
-        device = inputs.device
-        logits = self._logits(model, inputs)
-        labels = labels.to(logits.device)
-        scores = cross_entropy_scores(logits, labels)
-        n_hard = max(1, min(b, round(self.hard_share(epoch) * b)))
-        hard, threshold = _largest(scores, n_hard)
-        n_fill = b - n_hard
-        if n_fill:
-            hard = torch.cat([hard, self._balanced_fill(labels, hard, n_fill)])
-        return Selection(index=hard.to(device), scores=scores, logits=logits, threshold=threshold)
-
-    def _balanced_fill(self, labels: Tensor, taken: Tensor, n: int) -> Tensor:
-        """n random candidates outside `taken`, as class-balanced as the pool allows.
-
-        Each remaining candidate gets a random key; its rank within its class (by key) decides the
-        round in which it is picked, so classes are taken round-robin in a random order.
-        """
-        device = labels.device
-        rest = torch.ones(labels.shape[0], dtype=torch.bool, device=device)
-        rest[taken] = False
-        pool = rest.nonzero().squeeze(1)  # (P,)
-        key = self._rand(pool.numel(), device)
-        cls = labels[pool]
-        order = torch.argsort(key)  # random order
-        order = order[torch.argsort(cls[order], stable=True)]  # grouped by class, random within
-        cls_sorted = cls[order]
-        first = torch.searchsorted(cls_sorted, cls_sorted, right=False)  # start of each class group
-        rank_in_class = torch.arange(pool.numel(), device=device) - first
-        # Round-robin: all ranks 0 (in random class order), then ranks 1, ...
-        pick = order[torch.argsort(rank_in_class.double() + key[order] * 0.5, stable=True)[:n]]
-        return pool[pick]
-
-
-@register_selector
-class EntropySelector(Selector):
-    name = "entropy"
-    help = "Train on the b candidates whose softmax has the largest entropy (most uncertain)."
-
-    def _select(
-        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
-    ) -> Selection:
-        logits = self._logits(model, inputs)
-        scores = entropy_scores(logits)
-        index, threshold = _largest(scores, b)
-        return Selection(index=index.to(inputs.device), scores=scores, logits=logits, threshold=threshold)
-
-
-@register_selector
-class SelectiveBackpropSelector(Selector):
-    name = "selective-backprop"
-    help = ("Selective-Backprop (Jiang et al. 2019): keep each candidate with probability "
-            "(percentile of its loss among recent losses)^beta; a fixed b prefers high losses.")
-    options: ClassVar[dict[str, Option]] = {
-        "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
-                         _at_least(1)),
-        "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier).",
-                       _positive),
-    }
-
-    window: int
-    beta: float
-
-    def __init__(self, **options: Any) -> None:
-        super().__init__(**options)
-        self.history = torch.zeros(int(self.window), dtype=torch.float32)
-        self.filled = 0  # valid entries in history
-        self.pos = 0  # next write position (ring buffer)
-
-    def _push(self, losses: Tensor) -> None:
-        losses = losses.detach().float().cpu()[-self.history.numel():]
-        n, size = losses.numel(), self.history.numel()
-        slots = (self.pos + torch.arange(n)) % size
-        self.history[slots] = losses
-        self.pos = (self.pos + n) % size
-        self.filled = min(size, self.filled + n)
-
-    def keep_probability(self, losses: Tensor) -> Tensor:
-        """percentile^beta of each loss among the window (which already holds this batch)."""
-        window = self.history[: self.filled].sort().values.to(losses.device)
-        pct = torch.searchsorted(window, losses.contiguous(), right=True).float() / max(self.filled, 1)
-        return pct.pow(self.beta)
-
-    def _select(
-        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
-    ) -> Selection:
-        logits = self._logits(model, inputs)
-        losses = cross_entropy_scores(logits, labels)
-        self._push(losses)
-        prob = self.keep_probability(losses)
-        kept = self._rand(losses.numel(), losses.device) < prob
-        # Fixed b: kept candidates first, each group by descending loss.
-        order = torch.argsort(losses, descending=True, stable=True)
-        order = order[torch.argsort((~kept[order]).to(torch.uint8), stable=True)]
-        index = order[:b]
-        threshold = float(losses[index].min()) if b else None
-        return Selection(index=index.to(inputs.device), scores=losses, logits=logits, threshold=threshold)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {**super().state_dict(), "history": self.history.clone(), "filled": self.filled,
-                "pos": self.pos}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        super().load_state_dict(state)
-        history = state["history"].detach().float().cpu()
-        if history.numel() != self.history.numel():
-            raise ValueError(
-                f"selective-backprop window {history.numel()} in the state, {self.history.numel()} configured"
-            )
-        self.history = history.clone()
-        self.filled, self.pos = int(state["filled"]), int(state["pos"])

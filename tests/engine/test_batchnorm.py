@@ -2,7 +2,7 @@
 
 The recorded update must equal what PyTorch's own train-mode update would do on the same samples,
 the training forward must leave the statistics alone while they come from the pool, and runs whose
-selector scores no candidates must be unaffected.
+selector scores no candidates, or declares its scoring forward unfit, must be unaffected.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from torch import nn
 from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
 from engine.selection import score_logits
+from engine.selection import selectors as selector_registry
 from engine.train import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=40, eval_every=40, hist_every=0,
@@ -84,3 +85,18 @@ def test_pool_statistics_change_selective_runs_only(tmp_path) -> None:
         assert torch.equal(value, runs["uniform", "batch"][name]), name
     # mms: the statistics come from other samples
     assert any(not torch.equal(v, runs["mms", "batch"][k]) for k, v in runs["mms", "pool"].items())
+
+
+class MMSOwnBatchNorm(selector_registry.MMSSelector):
+    name = "test-mms-own-batchnorm"
+    batchnorm_from_pool = False  # its scoring forward must not feed BatchNorm's statistics
+
+
+def test_a_selector_can_keep_its_scoring_forward_out_of_the_statistics(
+        tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(selector_registry._SELECTORS, MMSOwnBatchNorm.name, MMSOwnBatchNorm)
+    runs = {bn: bn_buffers(train(TrainConfig(selector=MMSOwnBatchNorm.name, bn_stats=bn,
+                                             out_dir=str(tmp_path / bn), **BASE)).checkpoint)
+            for bn in ("pool", "batch")}
+    for name, value in runs["pool"].items():
+        assert torch.equal(value, runs["batch"][name]), name

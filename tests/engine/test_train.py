@@ -1,7 +1,10 @@
 """The training loop on the tiny bundled `digits` data: every selector learns, counters are exact,
-events are complete, and a resumed run follows the uninterrupted trajectory exactly."""
+events are complete, a resumed run follows the uninterrupted trajectory exactly, and the loop goes
+by what a selector declares, never by its name."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import pytest
 import torch
@@ -12,8 +15,10 @@ from engine.events import (
     ClassSelection, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics, StopTraining,
     event_from_dict,
 )
-from engine.selection import list_selectors
-from engine.train import PassSampler, train
+from engine.selection import Selection, Selector, list_selectors
+from engine.selection import selectors as selector_registry
+from engine.sampler import PassSampler
+from engine.train import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=120, eval_every=40, hist_every=10,
             log_every=10, regime="constant", lr=0.01, seed=3)
@@ -110,3 +115,47 @@ def test_pass_sampler_covers_each_pass_without_replacement() -> None:
     assert sorted(first.tolist()) == list(range(10))
     again = PassSampler(10, seed=1)
     assert torch.equal(torch.cat([again.draw(7), again.draw(3)]), first)
+
+
+class EveryOtherCandidate(Selector):
+    """A selector from outside the engine, with a name the loop cannot guess anything from: it
+    trains on every other candidate without a forward, does upkeep after each step, and reports
+    its threshold as an MMS value."""
+
+    name = "test-every-other"
+    help = "Every other candidate."
+    forwards_candidates = False
+    threshold_is_mms = True
+    refreshes: ClassVar[list[tuple[Any, ...]]] = []
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        index = torch.arange(0, 2 * b, 2, device=inputs.device)
+        return Selection(index=index, scores=None, logits=None, threshold=0.25)
+
+    def refresh(self, model, fetch, *, num_train, steps_per_epoch):  # type: ignore[no-untyped-def]
+        self.refreshes.append((num_train, steps_per_epoch, tuple(fetch(torch.arange(3)).shape)))
+        return 3  # samples it forwarded
+
+
+def test_the_loop_asks_the_selector_not_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(selector_registry._SELECTORS, EveryOtherCandidate.name, EveryOtherCandidate)
+    monkeypatch.setattr(EveryOtherCandidate, "refreshes", [])
+    rec = Recorder()
+    cfg = dict(BASE, steps=20, eval_every=20, hist_every=10)
+    result = train(TrainConfig(selector=EveryOtherCandidate.name, **cfg), [rec])
+    assert result.status == "finished" and result.samples_backpropagated == 20 * 16
+    # a pool of 64 is drawn but not forwarded; each refresh's 3 samples are counted
+    assert "B=64 b=16" in rec.events[1].message
+    assert result.samples_forwarded == 20 * 16 + 20 * 3
+    assert EveryOtherCandidate.refreshes == [(1257, 79, (3, 1, 8, 8))] * 20
+    hists = rec.of(Histogram)
+    assert [h.threshold for h in hists if h.population == "selected"] == [0.25, 0.25]
+    assert all(h.threshold is None and h.count == 16 for h in hists if h.population == "candidates")
+
+
+@pytest.mark.parametrize(("selector", "marked"), [("mms", True), ("hard-negative", False)])
+def test_only_an_mms_threshold_marks_the_selected_histogram(selector: str, marked: bool) -> None:
+    rec = Recorder()
+    train(TrainConfig(selector=selector, **dict(BASE, steps=10, eval_every=10, hist_every=10)), [rec])
+    (selected,) = [h for h in rec.of(Histogram) if h.population == "selected"]
+    assert (selected.threshold is not None) is marked  # hard-negative ranks by loss, not by MMS

@@ -1,0 +1,172 @@
+"""How the training loop measures what it trains: evaluation of a split, margin histograms, class
+counts and the averages of StepMetrics (engine/train.py emits them as events).
+
+Measuring never changes the trajectory: it draws no random numbers, restores the model's mode and
+keeps its sums on the device (no sync per step).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from engine.data import DatasetBundle, Split
+from engine.events import QUANTILES, ClassSelection, Counters, Event, Histogram, StepMetrics
+from engine.selection import Selection, minimal_margin_scores
+
+__all__ = ["Monitor", "StepClock", "StepRecord", "evaluate", "histogram_edges", "histogram_event"]
+
+
+@torch.inference_mode()
+def evaluate(model: torch.nn.Module, data: DatasetBundle, split: Split, *, device: torch.device,
+             limit: int | None = None, channels_last: bool = False, chunk: int = 1000) -> dict[str, Any]:
+    """Loss, accuracy and per-class accuracy of `split` (its first `limit` samples)."""
+    was_training = model.training
+    model.eval()
+    n = len(split) if limit is None else min(limit, len(split))
+    k = data.num_classes
+    loss_sum, correct = 0.0, torch.zeros(k, dtype=torch.long)
+    total = torch.zeros(k, dtype=torch.long)
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk))
+        x, y = data.batch(split, idx, augment=False, generator=None, device=device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        hit = (logits.argmax(1) == y).cpu()
+        y = y.cpu()
+        correct += torch.bincount(y[hit], minlength=k)
+        total += torch.bincount(y, minlength=k)
+    model.train(was_training)
+    per_class = (correct.double() / total.clamp(min=1).double()).tolist()
+    return {"loss": loss_sum / max(n, 1), "accuracy": correct.sum().item() / max(n, 1),
+            "per_class_accuracy": per_class, "samples": n}
+
+
+def histogram_edges(bins: int) -> torch.Tensor:
+    """Fixed MMS bin edges for a whole run: [0, 1e-3) then log-spaced up to 100 (bins+1 edges).
+
+    MMS is a distance in feature space: it starts near 0 and grows by orders of magnitude as the
+    network gains confidence, so log spacing keeps both ends readable. Values beyond the last edge
+    are counted in the last bin.
+    """
+    return torch.cat([torch.zeros(1), torch.logspace(-3, 2, bins)]).double()
+
+
+def histogram_event(scores: torch.Tensor, edges: torch.Tensor, counters: Counters, population: str,
+                    threshold: float | None) -> Histogram:
+    """Histogram of scores on fixed edges, computed with torch ops on the scores' device."""
+    scores = scores.detach().float()
+    inner = edges[1:-1].to(scores.device, torch.float32)
+    counts = torch.bincount(torch.bucketize(scores, inner, right=True), minlength=len(edges) - 1)
+    q = torch.quantile(scores, torch.tensor(list(QUANTILES.values()), device=scores.device))
+    return Histogram(
+        counters=counters, population=population, counts=counts.cpu().tolist(),
+        quantiles={k: float(v) for k, v in zip(QUANTILES, q.cpu().tolist())},
+        mean=float(scores.mean()), count=int(scores.numel()), threshold=threshold,
+    )
+
+
+class StepClock:
+    """Seconds spent in one step, read in laps (the loop adds each lap to the run's wall time)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.start = time.perf_counter()
+
+    def lap(self, *, sync: bool) -> float:
+        """Seconds since the start or the last lap. `sync` first waits for the queued CUDA work;
+        the loop asks for it only before a reading is reported, so the GPU is not stalled each step."""
+        if sync and self.cuda:
+            torch.cuda.synchronize()
+        now = time.perf_counter()
+        seconds, self.start = now - self.start, now
+        return seconds
+
+
+@dataclass
+class StepRecord:
+    """What one training step leaves for monitoring."""
+
+    lr: float
+    selection: Selection
+    chosen: torch.Tensor  # positions of the trained batch among the candidates, on the device
+    labels: torch.Tensor  # the candidates' labels
+    batch_labels: torch.Tensor  # the trained batch's labels
+    logits: torch.Tensor  # the training forward's logits, detached float32
+    loss: torch.Tensor  # the training loss, detached
+    score_time: float  # seconds in the selector
+
+    # The candidates' scoring logits when the selector computed them (monitoring them is free);
+    # otherwise the trained batch stands in for the candidates, with the training forward's logits.
+    @property
+    def scored(self) -> bool:
+        return self.selection.logits is not None
+
+    @property
+    def candidate_logits(self) -> torch.Tensor:
+        return self.selection.logits if self.scored else self.logits
+
+    @property
+    def candidate_labels(self) -> torch.Tensor:
+        return self.labels if self.scored else self.batch_labels
+
+    def selected(self, per_candidate: torch.Tensor) -> torch.Tensor:
+        """The trained batch's rows of a per-candidate tensor."""
+        return per_candidate[self.chosen] if self.scored else per_candidate
+
+
+class Monitor:
+    """Sums since the last report: the StepMetrics averages and the histograms' class counts."""
+
+    def __init__(self, emit: Callable[[Event], None], *, device: torch.device, num_classes: int,
+                 edges: torch.Tensor, histograms: bool) -> None:
+        self.emit, self.edges, self.with_histograms = emit, edges, histograms
+        self.loss_sum = torch.zeros((), device=device)
+        self.correct_sum = torch.zeros((), device=device)
+        self.steps, self.samples, self.score_time, self.wall = 0, 0, 0.0, 0.0
+        self.cand_class = torch.zeros(num_classes, dtype=torch.long, device=device)
+        self.sel_class = torch.zeros(num_classes, dtype=torch.long, device=device)
+        self.sel_wrong = torch.zeros((), dtype=torch.long, device=device)
+
+    def add(self, s: StepRecord) -> None:
+        self.loss_sum += s.loss
+        self.correct_sum += (s.logits.argmax(1) == s.batch_labels).sum()
+        self.steps += 1
+        self.samples += len(s.chosen)
+        self.score_time += s.score_time
+        if self.with_histograms:
+            k = len(self.cand_class)
+            self.cand_class += torch.bincount(s.candidate_labels, minlength=k)
+            self.sel_class += torch.bincount(s.batch_labels, minlength=k)
+            self.sel_wrong += (s.selected(s.candidate_logits).argmax(1) != s.batch_labels).sum()
+
+    def histograms(self, s: StepRecord, counters: Counters, head_weight: torch.Tensor,
+                   threshold: float | None) -> None:
+        """MMS histograms of this step's candidates and selected samples, then the class counts
+        since the last report. `threshold` (an MMS value, or None) marks the selected histogram."""
+        mms = minimal_margin_scores(s.candidate_logits, head_weight)
+        self.emit(histogram_event(mms, self.edges, counters, "candidates", None))
+        self.emit(histogram_event(s.selected(mms), self.edges, counters, "selected", threshold))
+        n_sel = int(self.sel_class.sum())
+        self.emit(ClassSelection(counters=counters, candidate_counts=self.cand_class.cpu().tolist(),
+                                 selected_counts=self.sel_class.cpu().tolist(),
+                                 selected_misclassified=int(self.sel_wrong) / max(n_sel, 1)))
+        self.cand_class.zero_(); self.sel_class.zero_(); self.sel_wrong.zero_()  # noqa: E702
+
+    def step_metrics(self, s: StepRecord, counters: Counters) -> None:
+        """StepMetrics averaged over the steps since the last one (`wall`: their time)."""
+        self.emit(StepMetrics(
+            counters=counters, lr=s.lr, loss=float(self.loss_sum) / self.steps,
+            accuracy=float(self.correct_sum) / self.samples,
+            samples_per_s=self.samples / max(self.wall, 1e-9),
+            score_time=self.score_time / self.steps, step_time=self.wall / self.steps,
+        ))
+        self.loss_sum.zero_(); self.correct_sum.zero_()  # noqa: E702
+        self.steps, self.samples, self.score_time, self.wall = 0, 0, 0.0, 0.0
