@@ -1,7 +1,7 @@
 """The launcher: a FIFO queue of runs and a supervisor of their worker processes.
 
-(Over 400 lines: the queue, the supervisor and the API's lifecycle actions share one lock and one
-table of workers, and read best together.)
+Kept as one module: the queue, the supervisor and the API's lifecycle actions share one lock and
+one table of workers, and read best together.
 
 One background thread (started in the app's lifespan) does, every `poll_interval` seconds or when
 woken: reap workers that exited (a run still `running` in the store after its worker is gone is

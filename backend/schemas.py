@@ -155,6 +155,7 @@ class DatasetOption(BaseModel):
 class SelectorOption(BaseModel):
     name: str
     help: str
+    uses_candidates: bool  # False: the selector trains on b drawn samples, B does not apply
     options: dict[str, Any] = Field(default_factory=dict)  # {option: {default, help}}
 
 

@@ -131,22 +131,17 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _batch_fits(self) -> TrainConfig:
-        if self.selector != "uniform" and self.candidates < self.batch_size:
-            raise ValueError(
-                f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
-            )
         from engine.selection import make_selector
 
         try:  # reject unknown or out-of-range selector options now, not at the first step
-            make_selector(self.selector, **{"chunk": self.score_chunk, **self.selector_options})
+            selector = make_selector(self.selector, **{"chunk": self.score_chunk, **self.selector_options})
         except (TypeError, ValueError) as exc:
             raise ValueError(f"selector_options: {exc}") from None
+        if selector.uses_candidates and self.candidates < self.batch_size:
+            raise ValueError(
+                f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
+            )
         return self
-
-    @property
-    def pool_size(self) -> int:
-        """Candidates actually drawn per step: uniform draws exactly b."""
-        return self.batch_size if self.selector == "uniform" else self.candidates
 
 
 def field_specs() -> list[dict[str, Any]]:

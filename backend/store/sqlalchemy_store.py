@@ -1,6 +1,6 @@
 """SqlAlchemyStore: the AbstractStore on SQLAlchemy 2.x (SQLite by default, PostgreSQL by URL).
 
-(Over 400 lines: it is the one implementation of every AbstractStore operation, as MLflow's is.)
+Kept as one module: it is the one implementation of every AbstractStore operation, as MLflow's is.
 It persists what it is given and knows nothing of training: rows and run updates arrive as
 entities (`log_batch`), written by backend.recording.
 

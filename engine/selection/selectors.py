@@ -117,11 +117,13 @@ def make_selector(name: str, **options: Any) -> Selector:
 
 
 def selector_help() -> list[dict[str, Any]]:
-    """[{name, help, options: {opt: {default, help}}}] for the API and the launch form."""
+    """[{name, help, uses_candidates, options: {opt: {default, help}}}] for the API and the pages
+    (a selector that uses no candidate pool trains on b drawn samples: B does not apply)."""
     return [
         {
             "name": cls.name,
             "help": cls.help,
+            "uses_candidates": cls.uses_candidates,
             "options": {k: {"default": o.default, "help": o.help} for k, o in cls.all_options().items()},
         }
         for cls in _SELECTORS.values()

@@ -77,16 +77,28 @@ export const api = {
   del: (path) => request("DELETE", path),
 };
 
-let vocabularyRequest = null;
+let optionsRequest = null;
+
+/** GET /api/options, fetched once per page (a failed request is asked again by the next call). */
+function options() {
+  optionsRequest ||= api.get("/api/options").catch((err) => { optionsRequest = null; throw err; });
+  return optionsRequest;
+}
 
 /**
  * The server's names for counters (= x axes), populations, quantile keys and run statuses
- * (GET /api/options `vocabulary`), fetched once per page.
+ * (GET /api/options `vocabulary`).
  */
 export function vocabulary() {
-  vocabularyRequest ||= api.get("/api/options").then((options) => options.vocabulary,
-    (err) => { vocabularyRequest = null; throw err; }); // a later call asks again
-  return vocabularyRequest;
+  return options().then((o) => o.vocabulary);
+}
+
+/**
+ * The selectors that draw a candidate pool of B (GET /api/options `selectors[].uses_candidates`);
+ * the others (uniform) train on the b samples they draw, so B does not apply to their runs.
+ */
+export function pooledSelectors() {
+  return options().then((o) => new Set(o.selectors.filter((s) => s.uses_candidates).map((s) => s.name)));
 }
 
 /** A human sentence from an ApiError's detail (string, or FastAPI's validation list). */

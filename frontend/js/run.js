@@ -5,7 +5,7 @@
 // redraws just those (run-plots.js draws the plots). The histogram slider follows the newest
 // step only while "follow live" is ticked.
 
-import { api, liveSocket, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, tokenQuery } from "./api.js";
+import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, tokenQuery } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor, AXIS_NAMES } from "./plots.js";
 import { createRunState, applyMessage, setEdges, latest, timing } from "./run-state.js";
@@ -15,6 +15,7 @@ const RUN_ID = Number(location.pathname.split("/").filter(Boolean).pop());
 const TERMINAL = new Set(["finished", "failed", "cancelled", "crashed"]);
 
 let S = null; // the run's state, once the vocabulary is known
+let pooled = null; // names of the selectors that draw a candidate pool (from the server)
 
 // ---------------------------------------------------------------- drawing
 
@@ -62,7 +63,7 @@ function drawHead() {
   $("#run-title").textContent = `#${r.id} ${r.name || ""}`;
   $("#run-swatch").style.background = runColor(r.id);
   $("#run-status").replaceChildren(statusBadge(r.status));
-  const pool = r.selector === "uniform" ? r.batch_size : r.candidates;
+  const pool = pooled.has(r.selector) ? r.candidates : r.batch_size;
   $("#run-meta").textContent = [
     `dataset ${r.dataset}`, `model ${r.model}`, `selector ${r.selector}`, `B/b ${pool}/${r.batch_size}`,
     `seed ${r.config?.seed ?? "–"}`, `created ${fmtDate(r.created_at)}`,
@@ -177,7 +178,7 @@ function wireControls() {
 async function init() {
   if (!Number.isFinite(RUN_ID)) { $("#run-meta").textContent = "No run id in the address."; return; }
   try {
-    S = createRunState(await vocabulary());
+    [S, pooled] = [createRunState(await vocabulary()), await pooledSelectors()];
   } catch (err) { $("#run-meta").textContent = errorText(err); return; }
   window.__marginscope = { S, timing }; // read by the browser tests
   wireControls();

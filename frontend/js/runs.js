@@ -1,7 +1,7 @@
 // runs.js — the runs list (/): every run with live status from WS /ws/runs, client-side filter
 // and sort (kept in the URL), ticks to compare, cancel/delete with confirmation, tags and notes.
 
-import { api, liveSocket, vocabulary, errorText, fmtPct, fmtDuration, fmtDate, runDuration, isActive, parseTime } from "./api.js";
+import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtPct, fmtDuration, fmtDate, runDuration, isActive, parseTime } from "./api.js";
 import { h, $, $$, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor } from "./plots.js";
 
@@ -21,7 +21,9 @@ let loaded = false;
 
 const bestAcc = (r) => r.latest?.["val/best_accuracy"] ?? r.latest?.["val/accuracy"] ?? null;
 const stepOf = (r) => r.progress?.step ?? 0;
-const poolOf = (r) => (r.selector === "uniform" ? r.batch_size : r.candidates);
+let pooled = null; // names of the selectors that draw a candidate pool, once the server said
+const usesPool = (r) => !pooled || pooled.has(r.selector);
+const poolOf = (r) => (usesPool(r) ? r.candidates : r.batch_size);
 
 const SORT_KEYS = {
   id: (r) => r.id,
@@ -93,7 +95,7 @@ function rowFor(r) {
     h("td", {}, r.dataset || "–"),
     h("td", {}, r.model || "–"),
     h("td", {}, r.selector || "–"),
-    h("td", { class: "num" }, r.selector === "uniform" ? `– / ${r.batch_size}` : `${poolOf(r)} / ${r.batch_size}`),
+    h("td", { class: "num" }, usesPool(r) ? `${r.candidates} / ${r.batch_size}` : `– / ${r.batch_size}`),
     h("td", { class: "num best" }, best === null ? "–" : fmtPct(best)),
     h("td", { class: "num steps" }, total ? `${stepOf(r).toLocaleString("en-US")} / ${total.toLocaleString("en-US")}` : String(stepOf(r))),
     h("td", { class: "num duration" }, fmtDuration(runDuration(r))),
@@ -228,6 +230,8 @@ function init() {
   $("#filter-text").value = state.text;
   vocabulary().then((v) => fillSelect($("#filter-status"), v.statuses, { current: state.status }))
     .catch((err) => toast(`Could not load the statuses: ${errorText(err)}`, "error"));
+  pooledSelectors().then((names) => { pooled = names; render(); })
+    .catch((err) => toast(`Could not load the selectors: ${errorText(err)}`, "error"));
   $("#filter-text").addEventListener("input", (ev) => { state.text = ev.target.value; saveStateToUrl(); render(); });
   for (const f of ["status", "selector", "dataset"]) {
     $(`#filter-${f}`).addEventListener("change", (ev) => { state[f] = ev.target.value; saveStateToUrl(); render(); });

@@ -24,7 +24,7 @@ from dashboard_helpers import Server, shot, wait_ready
 from backend.recording import write_events
 from engine.config import TrainConfig
 from engine.events import ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics
-from engine.train import histogram_edges
+from engine.monitoring import histogram_edges
 
 pytestmark = pytest.mark.browser
 
