@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging.config
 
 from alembic import context
-from backend.store.db import make_engine, sqlite_path
+from backend.store.db import migration_engine
 from backend.store.dbmodels import Base
 
 config = context.config
@@ -53,18 +53,10 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = _db_url()
-    path = sqlite_path(url)
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            _configure(conn)
-            with context.begin_transaction():
-                context.run_migrations()
-    finally:
-        engine.dispose()
+    with migration_engine(_db_url()) as engine, engine.connect() as conn:
+        _configure(conn)
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 if context.is_offline_mode():

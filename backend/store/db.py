@@ -22,6 +22,8 @@ import json
 import logging
 import math
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -177,18 +179,24 @@ def verify_schema(engine: Engine) -> None:
         )
 
 
-def upgrade(db_url: str, revision: str = "head") -> None:
-    """Migrate the database to `revision` (creating the SQLite file and its folder if needed)."""
-    from alembic import command
-
+@contextmanager
+def migration_engine(db_url: str) -> Iterator[Engine]:
+    """An engine to migrate with, disposed after; a SQLite file's folder is created first."""
     path = sqlite_path(db_url)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     engine = make_engine(db_url)
     try:
-        with engine.begin() as conn:
-            command.upgrade(_alembic_config(db_url, conn), revision)
+        yield engine
     finally:
         engine.dispose()
+
+
+def upgrade(db_url: str, revision: str = "head") -> None:
+    """Migrate the database to `revision` (creating the SQLite file and its folder if needed)."""
+    from alembic import command
+
+    with migration_engine(db_url) as engine, engine.begin() as conn:
+        command.upgrade(_alembic_config(db_url, conn), revision)
     log.info("database %s upgraded to %s", make_url(db_url).render_as_string(hide_password=True),
              revision)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -714,19 +714,18 @@ def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
     raise InvalidArgument(f"a RunBatch row cannot be a {type(row).__name__}")
 
 
+# RunUpdate fields copied onto the run when given, each with how its value is stored
+_UPDATED_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
+    ("total_steps", int), ("checkpoint_path", _reported_text), ("checkpoint_step", int),
+    ("summary", dict), ("error", _reported_text), ("traceback", _reported_text),
+)
+
+
 def _apply_update(run: SqlRun, update: ent.RunUpdate) -> None:
-    if update.total_steps is not None:
-        run.total_steps = int(update.total_steps)
-    if update.checkpoint_path is not None:
-        run.checkpoint_path = _reported_text(update.checkpoint_path)
-    if update.checkpoint_step is not None:
-        run.checkpoint_step = int(update.checkpoint_step)
-    if update.summary is not None:
-        run.summary = dict(update.summary)
-    if update.error is not None:
-        run.error = _reported_text(update.error)
-    if update.traceback is not None:
-        run.traceback = _reported_text(update.traceback)
+    for name, stored in _UPDATED_FIELDS:
+        value = getattr(update, name)
+        if value is not None:
+            setattr(run, name, stored(value))
     if update.progress is not None and update.progress.step >= (run.step or 0):
         run.step = int(update.progress.step)
         run.epoch = float(update.progress.epoch)

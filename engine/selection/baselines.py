@@ -12,18 +12,10 @@ from torch import Tensor, nn
 
 from engine.selection.scores import cross_entropy_scores, entropy_scores
 from engine.selection.selectors import (
-    Option, Selection, Selector, _at_least, _positive, register_selector,
+    Option, Selection, Selector, _at_least, _positive, ranked, register_selector,
 )
 
 __all__ = ["EntropySelector", "HardNegativeSelector", "SelectiveBackpropSelector"]
-
-
-def _largest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
-    """Positions of the k largest scores (descending) and the smallest admitted score."""
-    if k == 0:
-        return scores.new_empty(0, dtype=torch.long), None
-    vals, idx = scores.topk(k, largest=True, sorted=True)
-    return idx, float(vals[-1])
 
 
 @register_selector
@@ -52,7 +44,7 @@ class HardNegativeSelector(Selector):
         labels = labels.to(logits.device)
         scores = cross_entropy_scores(logits, labels)
         n_hard = max(1, min(b, round(self.hard_share(epoch) * b)))
-        hard, threshold = _largest(scores, n_hard)
+        hard, threshold = ranked(scores, n_hard, largest=True)
         n_fill = b - n_hard
         if n_fill:
             hard = torch.cat([hard, self._balanced_fill(labels, hard, n_fill)])
@@ -90,7 +82,7 @@ class EntropySelector(Selector):
     ) -> Selection:
         logits = self._logits(model, inputs)
         scores = entropy_scores(logits)
-        index, threshold = _largest(scores, b)
+        index, threshold = ranked(scores, b, largest=True)
         return Selection(index=index.to(inputs.device), scores=scores, logits=logits, threshold=threshold)
 
 

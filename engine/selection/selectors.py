@@ -262,11 +262,12 @@ def _coerce(selector: str, key: str, value: Any, default: Any) -> Any:
     )
 
 
-def _smallest(scores: Tensor, k: int) -> tuple[Tensor, float | None]:
-    """Positions of the k smallest scores (ascending) and the largest admitted score."""
+def ranked(scores: Tensor, k: int, *, largest: bool) -> tuple[Tensor, float | None]:
+    """Positions of the k smallest (or largest) scores, best first, and the last score admitted
+    (the selection threshold; None when k = 0)."""
     if k == 0:
         return scores.new_empty(0, dtype=torch.long), None
-    vals, idx = scores.topk(k, largest=False, sorted=True)
+    vals, idx = scores.topk(k, largest=largest, sorted=True)
     return idx, float(vals[-1])
 
 
@@ -311,15 +312,15 @@ class MMSSelector(Selector):
         logits = self._logits(model, inputs)
         scores = minimal_margin_scores(logits, head_weight(model), runner_up_only=self.runner_up_only)
         n_random = min(round(self.mix * b), b)
-        ranked, threshold = _smallest(scores, b - n_random)
+        chosen, threshold = ranked(scores, b - n_random, largest=False)
         if n_random:
             # Draw the mixed-in share uniformly from the candidates not already ranked in.
             rest = torch.ones(scores.shape[0], dtype=torch.bool, device=device)
-            rest[ranked] = False
+            rest[chosen] = False
             pool = rest.nonzero().squeeze(1)
             extra = pool[self._randperm(pool.numel(), device)[:n_random]]
-            ranked = torch.cat([ranked, extra])
-        return Selection(index=ranked, scores=scores, logits=logits, threshold=threshold)
+            chosen = torch.cat([chosen, extra])
+        return Selection(index=chosen, scores=scores, logits=logits, threshold=threshold)
 
 
 @register_selector
