@@ -7,8 +7,9 @@
 
 The engine's typer app (`engine.cli.app`) gets these commands added here, and its `bench` gains
 the store option (`--db-url`: record every training of the suite as a run of that store); the
-engine never imports the backend. Every command reads the same settings as the server (MARGINSCOPE_* variables, then
-the options) and works on the same store, so `runs` commands work with or without a server.
+engine never imports the backend. Every command reads the same settings as the server
+(MARGINSCOPE_* variables, then the options) and works on the same store, so `runs` commands work
+with or without a server.
 `serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set, and an out-of-date database
 (naming `marginscope db upgrade`).
 """

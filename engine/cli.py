@@ -1,9 +1,10 @@
-"""The engine's command line: `marginscope train` and `marginscope demo`.
+"""The engine's command line: `marginscope train`, `marginscope demo` and `marginscope bench`.
 
 `train` exposes every TrainConfig field as an option, generated from the pydantic model so the
 CLI can never drift from the config. Values are parsed by pydantic (the same rules as the API);
 a bad value exits with status 2 and a one-line message naming the field. The backend adds its
-own commands (serve, db, runs) to this app in backend/cli.py; the engine never imports it.
+own commands (serve, db, runs) to this app in backend/cli.py and gives `bench` its store option
+(a tracker handed in through the command's context); the engine never imports the backend.
 """
 
 from __future__ import annotations

@@ -110,7 +110,6 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 # --- one run: what setup builds, and what the loop advances ------------------------------------
 
 
-
 @dataclass
 class _Run:
     """One training: what setup built, the sizes of its schedule, and its progress."""
