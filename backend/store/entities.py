@@ -203,7 +203,8 @@ class TargetReached:
 # ---------------------------------------------------------------------- what a writer hands in
 # `AbstractStore.log_batch` takes a RunBatch: rows without their seq (the store assigns seqs in the
 # writing transaction, in `rows` order) and the changes to the run itself. Values may be NaN/inf;
-# the store keeps those as NULL.
+# the store keeps those as NULL. Each *Point is the *Row the store later reads back, without its seq
+# and with its counters gathered in `at` (a Position), since a writer knows them per event, not per row.
 
 LOG_LEVELS = ("info", "warning", "error")
 
