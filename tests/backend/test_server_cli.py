@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app, is_loopback
+from backend.cli import app
+from backend.security import is_loopback
 
 runner = CliRunner()
 
