@@ -124,16 +124,19 @@ def token_matches(settings: Settings, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(given.encode(), settings.token.encode())
 
 
+def session_ok(settings: Settings, headers: Headers) -> bool:
+    """True when the request carries a valid session cookie (a token is set)."""
+    value = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
+    return (settings.token is not None and value is not None
+            and hmac.compare_digest(value.encode(), session_value(settings.token).encode()))
+
+
 def token_ok(settings: Settings, headers: Headers, *, cookie: bool) -> bool:
     """True when no token is set, or the request carries it: `Authorization: Bearer`, or (where
     `cookie`) the session cookie."""
     if settings.token is None or token_matches(settings, bearer(headers)):
         return True
-    if cookie:
-        value = cookie_parser(headers.get("cookie", "")).get(SESSION_COOKIE)
-        return value is not None and hmac.compare_digest(value.encode(),
-                                                          session_value(settings.token).encode())
-    return False
+    return cookie and session_ok(settings, headers)
 
 
 # --------------------------------------------------------------------------- the middleware

@@ -12,7 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.deps import SettingsDep
-from backend.security import SESSION_COOKIE, session_value, token_matches, token_ok
+from backend.security import SESSION_COOKIE, session_ok, session_value, token_matches
 
 router = APIRouter(prefix="/api/session", tags=["session"])
 
@@ -30,10 +30,10 @@ class SessionPublic(BaseModel):
 
 @router.get("")
 def session_state(request: Request, settings: SettingsDep) -> SessionPublic:
-    """Whether this server needs a token, and whether this browser's session cookie is valid."""
+    """Whether this server needs a token, and whether this browser's session cookie is valid
+    (the cookie alone: a page sending its token as a header still needs the cookie for websockets)."""
     return SessionPublic(token_required=settings.token is not None,
-                         authenticated=settings.token is not None
-                         and token_ok(settings, request.headers, cookie=True),
+                         authenticated=session_ok(settings, request.headers),
                          reads_protected=settings.token is not None and settings.protect_reads)
 
 

@@ -183,6 +183,8 @@ def test_session_cookie_stands_for_the_token_on_websockets_only_for_reads(settin
         assert c.post("/api/session", json={"token": "wrong-token-wrong-token"}).status_code == 401
         assert SESSION_COOKIE not in c.cookies
         assert _ws_refused(c, "/ws/runs") == 1008
+        # the page sends its token as a header, yet has no cookie for its websockets
+        assert c.get("/api/session", headers=AUTH).json()["authenticated"] is False
         r = c.post("/api/session", json={"token": TOKEN})
         assert r.status_code == 204
         cookie = r.headers["set-cookie"]
