@@ -10,14 +10,14 @@ the store option (`--db-url`: record every training of the suite as a run of tha
 engine never imports the backend. Every command reads the same settings as the server
 (MARGINSCOPE_* variables, then the options) and works on the same store, so `runs` commands work
 with or without a server.
-`serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set, and an out-of-date database
-(naming `marginscope db upgrade`).
+`serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set (the app factory's own check,
+backend/security.py), a token under 16 characters, and an out-of-date database (naming
+`marginscope db upgrade`).
 """
 
 from __future__ import annotations
 
 import inspect
-import ipaddress
 import json
 from pathlib import Path
 from typing import Annotated, Any
@@ -58,16 +58,6 @@ def load_settings(**overrides: Any) -> Settings:
     raise AssertionError("unreachable")
 
 
-def is_loopback(host: str) -> bool:
-    """True for localhost, 127.0.0.0/8 and ::1 (a name other than localhost counts as public)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
 def _open_store(settings: Settings) -> Any:
     from backend.store import StoreError, open_store
 
@@ -95,11 +85,13 @@ def serve(
     import uvicorn
 
     from backend.main import create_app
+    from backend.security import RefusedToServe, check_exposure
 
-    settings = load_settings(host=host, port=port, db_url=db_url, data_dir=data_dir)
-    if not is_loopback(settings.host) and settings.token is None:
-        _fail(f"refusing to listen on {settings.host} without a token: set MARGINSCOPE_TOKEN "
-              "(mutating requests and websockets will need it) or keep --host 127.0.0.1")
+    settings = load_settings(host=host, port=port, db_url=db_url, data_dir=data_dir)  # token length
+    try:
+        check_exposure(settings)
+    except RefusedToServe as exc:
+        _fail(str(exc))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     _open_store(settings).close()  # schema check before binding, with a readable message
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

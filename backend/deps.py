@@ -3,18 +3,18 @@
 The app keeps one settings object, one store, one launcher and one live hub on `app.state`
 (built in `main.create_app`'s lifespan); routes receive them through `SettingsDep`, `StoreDep`
 and `LauncherDep`, so tests can swap any of them with `app.dependency_overrides`.
-`TokenDep` guards mutating endpoints when `MARGINSCOPE_TOKEN` is set.
+`TokenDep` guards mutating endpoints when `MARGINSCOPE_TOKEN` is set (the other checks, and reads
+under `protect_reads`, are backend/security.py's middleware).
 """
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import Mapping
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
 from backend.launcher import Launcher
+from backend.security import token_ok
 from backend.settings import Settings
 from backend.store import AbstractStore
 
@@ -36,27 +36,14 @@ StoreDep = Annotated[AbstractStore, Depends(get_store)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
 
 
-def token_matches(expected: str | None, given: str | None) -> bool:
-    """True when no token is configured, or `given` equals it (constant-time comparison)."""
-    if expected is None:
-        return True
-    return given is not None and secrets.compare_digest(given.encode(), expected.encode())
-
-
-def given_token(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
-    """The token a request or websocket carries: `Authorization: Bearer <t>` first, then `?token=`."""
-    auth = headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return auth[7:].strip()
-    return query.get("token")
-
-
 def require_token(request: Request, settings: SettingsDep) -> None:
-    """401 unless the request carries the configured token (no-op when none is configured)."""
-    if not token_matches(settings.token, given_token(request.headers, request.query_params)):
+    """401 unless the request carries the configured token in its `Authorization` header (no-op
+    when none is configured). Mutations never take the session cookie: a foreign page's request
+    could carry it, never a header."""
+    if not token_ok(settings, request.headers, cookie=False):
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            detail="this server needs its token: send 'Authorization: Bearer <token>' or ?token=<token>",
+            detail="this server needs its token: send 'Authorization: Bearer <token>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
 
@@ -65,5 +52,6 @@ TokenDep = Depends(require_token)
 
 
 def websocket_token_ok(websocket: WebSocket) -> bool:
+    """A handshake carries the token as a header (scripts) or the session cookie (pages)."""
     settings: Settings = websocket.app.state.settings
-    return token_matches(settings.token, given_token(websocket.headers, websocket.query_params))
+    return token_ok(settings, websocket.headers, cookie=True)

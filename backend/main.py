@@ -1,7 +1,8 @@
 """The FastAPI app: settings, store, launcher and live hub in the lifespan; routers; error handlers.
 
 This module only assembles (full-stack-fastapi-template `app/main.py`). `create_app(settings)` is
-what `marginscope serve`, the tests and `uvicorn --factory backend.main:create_app` use. Start-up
+what `marginscope serve`, the tests and `uvicorn --factory backend.main:create_app` use; it
+refuses a non-loopback host without a token, or a token under 16 characters. Start-up
 refuses an out-of-date schema (the store raises SchemaOutOfDate naming `marginscope db upgrade`).
 Store errors become JSON answers (404/409/422), never a traceback page; anything unexpected is
 logged and answered with a JSON 500.
@@ -19,9 +20,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.engine import make_url
 
+from backend import security
 from backend.launcher import Launcher
 from backend.live import LiveHub
-from backend.routes import compare, export, live, metrics, options, pages, runs
+from backend.routes import compare, export, live, metrics, options, pages, runs, session
 from backend.settings import Settings, get_settings
 from backend.store import (
     Conflict,
@@ -68,6 +70,14 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
         app.include_router(router)
     pages.mount_static(app)
     _add_error_handlers(app)
+
+    # Security (backend/security.py): refuse an exposed server without a token here, in the
+    # factory; Host/Origin/content-type checks and security headers on every request; the
+    # session cookie websockets and downloads use instead of a token in the URL.
+    settings = security.resolve_settings(settings)
+    security.install(app, settings)
+    app.include_router(session.router)
+
     return app
 
 

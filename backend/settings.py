@@ -8,21 +8,34 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+TOKEN_MIN_LENGTH = 16  # a guessable token is worse than none: it looks like protection
 
 
 class Settings(BaseSettings):
     """Where the data lives, where the server listens, and how workers are supervised."""
 
-    model_config = SettingsConfigDict(env_prefix="MARGINSCOPE_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="MARGINSCOPE_", extra="ignore",
+                                      hide_input_in_errors=True)  # never echo a token
 
     data_dir: Path = Field(Path("data"), description="Datasets, checkpoints and the SQLite file.")
     db_url: str = Field("", description="SQLAlchemy URL; empty = sqlite:///<data_dir>/marginscope.db.")
     host: str = Field("127.0.0.1", description="Interface the server binds to.")
     port: int = Field(8000, ge=1, le=65535)
-    token: str | None = Field(None, description="When set, mutating endpoints and websockets need it.")
+    token: str | None = Field(None, description="When set, mutating endpoints and websockets need it "
+                              f"(at least {TOKEN_MIN_LENGTH} characters).")
+    protect_reads: bool = Field(False, description="With a token set, read endpoints (/api GETs) need "
+                                "it too: for a dashboard reachable from a network.")
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host names the server answers besides loopback and `host` "
+        "(comma-separated; `*` = any). Other Host headers are refused (DNS rebinding).")
+    allowed_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Origins (scheme://host:port) besides the server's own that "
+        "may send mutating requests and open websockets (comma-separated).")
     max_concurrent_runs: int = Field(1, ge=1, le=1024)
     heartbeat_interval: float = Field(2.0, gt=0.0, description="Seconds between worker heartbeats.")
     stale_after: float = Field(15.0, gt=0.0, description="A heartbeat older than this is stale (s).")
@@ -34,8 +47,21 @@ class Settings(BaseSettings):
 
     @field_validator("token")
     @classmethod
-    def _empty_token_is_none(cls, value: str | None) -> str | None:
-        return value or None
+    def _token_long_enough(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        if len(value) < TOKEN_MIN_LENGTH:
+            raise ValueError(f"MARGINSCOPE_TOKEN must be at least {TOKEN_MIN_LENGTH} characters (it has "
+                             f"{len(value)}); make one with: python -c 'import secrets; "
+                             "print(secrets.token_urlsafe(24))'")
+        return value
+
+    @field_validator("allowed_hosts", "allowed_origins", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @model_validator(mode="after")
     def _default_db_url(self) -> Settings:

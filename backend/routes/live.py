@@ -1,7 +1,9 @@
 """Websocket routes: a run's live stream and the runs list's status stream (see backend/live.py).
 
 Bad input closes the handshake with `WebSocketException` (policy violation, 1008) before accepting:
-a missing or wrong token, an unknown run. A malformed id or `since` is rejected by FastAPI's own
+a missing or wrong token (an `Authorization` header, or the session cookie of POST /api/session;
+never the URL), an unknown run. A foreign `Origin` or `Host` is refused earlier, by
+backend/security.py's middleware. A malformed id or `since` is rejected by FastAPI's own
 validation the same way.
 """
 
@@ -21,7 +23,7 @@ def _hub(websocket: WebSocket) -> LiveHub:
 
 def _check_token(websocket: WebSocket) -> None:
     if not websocket_token_ok(websocket):
-        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason="token required (?token=)")
+        raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason="token required: open a session (POST /api/session) or send Authorization: Bearer")
 
 
 @router.websocket("/runs")

@@ -2,15 +2,34 @@
 //
 // Every page imports this module rather than calling fetch/WebSocket directly, so the token,
 // the error shape ({"detail": ...}) and the reconnect-with-?since= rule live in one place.
+// The token never goes into a URL: REST sends `Authorization: Bearer`, websockets and downloads
+// carry the session cookie of POST /api/session (docs/api.md, "Access").
 
-/** Bearer token: `?token=` in the page URL (remembered) or one stored earlier. */
+const TOKEN_KEY = "marginscope.token";
+
+/**
+ * The access token of a server started with MARGINSCOPE_TOKEN: from the page address's
+ * `#token=...` (a fragment never reaches the server, so never its log; it is then removed from
+ * the address bar), else the one this browser remembered.
+ */
 function readToken() {
-  const fromUrl = new URLSearchParams(location.search).get("token");
-  if (fromUrl) {
-    try { localStorage.setItem("marginscope.token", fromUrl); } catch (_) { /* private mode */ }
-    return fromUrl;
+  const fromHash = new URLSearchParams(location.hash.slice(1)).get("token");
+  if (fromHash) {
+    remember(fromHash);
+    history.replaceState(null, "", location.pathname + location.search);
+    return fromHash;
   }
-  try { return localStorage.getItem("marginscope.token"); } catch (_) { return null; }
+  try { return localStorage.getItem(TOKEN_KEY); } catch (_) { return null; }
+}
+function remember(token) {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token); else localStorage.removeItem(TOKEN_KEY);
+  } catch (_) { /* private mode */ }
+}
+function askToken() {
+  TOKEN = window.prompt("This MarginScope server needs its access token (MARGINSCOPE_TOKEN):") || null;
+  remember(TOKEN);
+  return TOKEN;
 }
 let TOKEN = readToken();
 
@@ -37,7 +56,8 @@ export function query(params = {}) {
 async function request(method, path, { params, body } = {}, retried = false) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
-  if (TOKEN) headers.Authorization = `Bearer ${TOKEN}`;
+  const sent = TOKEN;
+  if (sent) headers.Authorization = `Bearer ${sent}`;
   const res = await fetch(path + query(params), {
     method,
     headers,
@@ -50,11 +70,12 @@ async function request(method, path, { params, body } = {}, retried = false) {
     try { data = JSON.parse(text); } catch (_) { data = text; }
   }
   if (res.status === 401 && !retried) {
-    // The server was started with MARGINSCOPE_TOKEN: ask once, remember it, and try again.
-    const t = window.prompt("This MarginScope server needs its access token (MARGINSCOPE_TOKEN):");
-    if (t) {
-      TOKEN = t;
-      try { localStorage.setItem("marginscope.token", t); } catch (_) { /* private mode */ }
+    // The server was started with MARGINSCOPE_TOKEN: ask once (unless another request just
+    // did), remember it, open the session websockets and downloads use, and try again.
+    if (TOKEN === sent || !TOKEN) askToken();
+    if (TOKEN) {
+      sessionRequest = null;
+      await session().catch(() => {});
       return request(method, path, { params, body }, true);
     }
   }
@@ -65,17 +86,41 @@ async function request(method, path, { params, body } = {}, retried = false) {
   return data;
 }
 
-/** `?token=` for plain links (downloads) when the server needs a token; "" otherwise. */
-export function tokenQuery(extra = {}) {
-  return query({ ...extra, token: TOKEN });
-}
-
 export const api = {
   get: (path, params) => request("GET", path, { params }),
   post: (path, body, params) => request("POST", path, { body: body ?? {}, params }),
   patch: (path, body) => request("PATCH", path, { body }),
   del: (path) => request("DELETE", path),
 };
+
+let sessionRequest = null;
+
+/**
+ * The session cookie (POST /api/session, HttpOnly) that websockets and download links carry,
+ * since they cannot send the Authorization header and a token in their URL would be logged.
+ * Asked once per page, and only of a server with a token: asks the user when no token is known
+ * or the known one is wrong.
+ */
+export function session() {
+  sessionRequest ||= (async () => {
+    const state = await api.get("/api/session");
+    if (!state.token_required || state.authenticated) return;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      if (!TOKEN && !askToken()) return;
+      const res = await fetch("/api/session", {
+        method: "POST",
+        headers: { Accept: "application/json", "Content-Type": "application/json" },
+        body: JSON.stringify({ token: TOKEN }),
+      });
+      if (res.ok) return;
+      if (res.status !== 401) throw new ApiError(res.status, res.statusText);
+      TOKEN = null; // a wrong or outdated token: forget it and ask
+      remember(null);
+    }
+  })().catch((err) => { sessionRequest = null; throw err; });
+  return sessionRequest;
+}
+session().catch(() => { /* the page's own requests report a server that does not answer */ });
 
 let optionsRequest = null;
 
@@ -130,15 +175,14 @@ export function liveSocket(path, { onMessage, onStatus = () => {}, onRefused = (
 
   function url() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const params = {};
     const s = since();
-    if (s !== null && s !== undefined) params.since = s;
-    if (TOKEN) params.token = TOKEN;
-    return `${proto}//${location.host}${path}${query(params)}`;
+    return `${proto}//${location.host}${path}${query({ since: s })}`;
   }
 
-  function connect() {
+  async function connect() {
     timer = null;
+    await session().catch(() => {}); // the handshake carries the session cookie, if one is needed
+    if (closedByUs) return;
     ws = new WebSocket(url());
     let opened = false;
     ws.onopen = () => { retry = 0; opened = everOpened = true; onStatus(true); };
@@ -153,7 +197,7 @@ export function liveSocket(path, { onMessage, onStatus = () => {}, onRefused = (
       // the run was deleted while we watched: retrying will not help
       if (ev.code === RUN_DELETED) { onStatus(false, ev); return; }
       if (everOpened) onStatus(false, ev);
-      if (!opened) onRefused();
+      if (!opened) { sessionRequest = null; onRefused(); } // a refused handshake: check the session again
       const delay = Math.min(5000, 250 * 2 ** retry++);
       timer = setTimeout(connect, delay);
     };

@@ -5,7 +5,7 @@
 // distributions from each run's histograms, the median MMS from its `mms/<population>/p50` series.
 // While any run is still active the page refreshes its data every few seconds.
 
-import { api, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, isActive, query, tokenQuery } from "./api.js";
+import { api, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, isActive, query } from "./api.js";
 import { h, $, toast, statusBadge, fillSelect } from "./ui.js";
 import { runColor, runLabel, AXIS_NAMES, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend } from "./plots.js";
 
@@ -35,7 +35,6 @@ function saveUrl() {
     runs: state.runs.join(","), baseline: state.baseline, x: state.x, key: state.key, target: state.target,
     pop: state.pop === "candidates" ? "" : state.pop, mode: state.mode === "overlay" ? "" : state.mode,
     align: state.align === "step" ? "" : state.align, at: state.at ?? "",
-    token: params.get("token"),
   };
   history.replaceState(null, "", `/compare${query(q)}`);
 }
@@ -277,7 +276,7 @@ function drawPicker() {
   base.value = String(state.baseline ?? "");
   $("#export-runs").replaceChildren(...state.runs.map((id) => h("a", {
     class: "button secondary small", style: "font-size:12px; padding:2px 8px", download: "",
-    href: `/api/runs/${id}/export${tokenQuery({ format: "csv" })}`, title: `All data of run ${id} as CSV`,
+    href: `/api/runs/${id}/export${query({ format: "csv" })}`, title: `All data of run ${id} as CSV`,
   }, `#${id} CSV`)));
 }
 

@@ -5,7 +5,7 @@
 // redraws just those (run-plots.js draws the plots). The histogram slider follows the newest
 // step only while "follow live" is ticked.
 
-import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, tokenQuery } from "./api.js";
+import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, query } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor, AXIS_NAMES } from "./plots.js";
 import { createRunState, applyMessage, setEdges, latest, timing } from "./run-state.js";
@@ -156,8 +156,8 @@ async function resumeRun() {
 }
 
 function wireControls() {
-  $("#export-csv").href = `/api/runs/${RUN_ID}/export${tokenQuery({ format: "csv" })}`;
-  $("#export-json").href = `/api/runs/${RUN_ID}/export${tokenQuery({ format: "json" })}`;
+  $("#export-csv").href = `/api/runs/${RUN_ID}/export${query({ format: "csv" })}`;
+  $("#export-json").href = `/api/runs/${RUN_ID}/export${query({ format: "json" })}`;
   $("#compare-link").href = `/compare?runs=${RUN_ID}&baseline=${RUN_ID}`;
   $("#cancel-btn").addEventListener("click", cancelRun);
   $("#resume-btn").addEventListener("click", resumeRun);

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 
 TINY: dict[str, Any] = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16,
                         "steps": 60, "eval_every": 20, "hist_every": 5, "log_every": 5}
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-for-tests"
 
 
 def create(client: TestClient, **config: Any) -> dict[str, Any]:

@@ -34,7 +34,8 @@ TINY_CONFIG: dict[str, Any] = {
 @pytest.fixture
 def settings(tmp_path: Path, fresh_db_url: str) -> Settings:
     upgrade(fresh_db_url)
-    return Settings(data_dir=tmp_path / "data", db_url=fresh_db_url)
+    # the test client calls itself "testserver": a name the server must be told to answer
+    return Settings(data_dir=tmp_path / "data", db_url=fresh_db_url, allowed_hosts=["testserver"])
 
 
 @pytest.fixture

@@ -288,8 +288,10 @@ def test_token_guards_mutations_not_reads(token_client: TestClient) -> None:
     assert c.patch(f"/api/runs/{rid}", json={"notes": "x"}).status_code == 401
     assert c.post(f"/api/runs/{rid}/cancel").status_code == 401
     assert c.delete(f"/api/runs/{rid}").status_code == 401
-    assert c.post(f"/api/runs/{rid}/cancel?token={TOKEN}").status_code == 200
-    assert c.delete(f"/api/runs/{rid}?token={TOKEN}").status_code == 204
+    assert c.post(f"/api/runs/{rid}/cancel?token={TOKEN}").status_code == 401  # never in a URL
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    assert c.post(f"/api/runs/{rid}/cancel", headers=auth).status_code == 200
+    assert c.delete(f"/api/runs/{rid}", headers=auth).status_code == 204
 
 
 def test_a_database_error_is_a_json_500(settings: Settings) -> None:

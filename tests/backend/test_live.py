@@ -167,13 +167,14 @@ def test_unknown_or_malformed_run_is_refused(client: TestClient) -> None:
 def test_token_is_required_when_set(token_client: TestClient) -> None:
     rid = token_client.post("/api/runs", json={"config": {"dataset": "digits"}},
                             headers={"Authorization": f"Bearer {TOKEN}"}).json()["id"]
-    for path in (f"/ws/runs/{rid}", "/ws/runs", f"/ws/runs/{rid}?token=wrong"):
+    for path in (f"/ws/runs/{rid}", "/ws/runs", f"/ws/runs/{rid}?token={TOKEN}"):  # never in a URL
         with pytest.raises(WebSocketDisconnect) as exc, token_client.websocket_connect(path) as ws:
             ws.receive_json()
         assert exc.value.code == 1008
-    with token_client.websocket_connect(f"/ws/runs/{rid}?token={TOKEN}") as ws:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with token_client.websocket_connect(f"/ws/runs/{rid}", headers=auth) as ws:
         assert ws.receive_json()["type"] == "snapshot"
-    with token_client.websocket_connect(f"/ws/runs?token={TOKEN}") as ws:
+    with token_client.websocket_connect("/ws/runs", headers=auth) as ws:
         assert ws.receive_json()["type"] == "snapshot"
 
 

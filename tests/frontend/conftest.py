@@ -9,6 +9,7 @@ any occurred.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,19 @@ class PageErrors(list[str]):
                                            for code in self.expected_http)]
 
 
+def _wait_for_function(page: Any, expression: str, *, arg: Any = None,
+                       timeout: float = 30_000) -> Any:
+    """Playwright's own `wait_for_function` runs its predicate through eval() inside the page,
+    which the pages' Content-Security-Policy forbids (as it should); `evaluate` goes through the
+    DevTools protocol, which the policy does not govern."""
+    deadline = time.monotonic() + timeout / 1000
+    while not (value := page.evaluate(expression, arg)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout / 1000:.0f} s for: {expression}")
+        page.wait_for_timeout(100)
+    return value
+
+
 @pytest.fixture()
 def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     context = browser.new_context(viewport=VIEWPORT)
@@ -72,6 +86,7 @@ def page(browser: Any, tmp_path: Path) -> Iterator[Any]:
     pg.shots = tmp_path / "screenshots"
     pg.shots.mkdir()
     pg.set_default_timeout(30_000)
+    pg.wait_for_function = lambda expression, **kw: _wait_for_function(pg, expression, **kw)
     try:
         yield pg
         bad = errors.unexpected()

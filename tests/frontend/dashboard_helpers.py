@@ -73,7 +73,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/api/runs", timeout=2).status_code == 200:
+                if httpx.get(f"{self.url}/api/session", timeout=2).status_code == 200:  # never protected
                     return
             except httpx.HTTPError:
                 pass
