@@ -2,7 +2,7 @@
 out to every viewer byte for byte; a viewer that stops reading is held in a bounded queue (reset
 to a fresh snapshot) and slows nobody else — on a real uvicorn server on 127.0.0.1.
 
-Speed is never asserted here (scripts/live_viewers.py measures it); counts and bounds are."""
+Speed is never asserted here (scripts/load_figures.py measures it); counts and bounds are."""
 
 from __future__ import annotations
 
