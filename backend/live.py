@@ -1,5 +1,8 @@
 """The live hub: websocket streams of a run's new rows, and of status changes of all runs.
 
+Kept as one module: the poller, the per-run feeds and both socket handlers share one cursor
+protocol (a delta covers the seqs (since, seq]), which reads best in one place.
+
 The database is the source of truth, not an in-memory broadcast (FastAPI's websocket guide warns an
 in-memory connection list only works within one process; our writers are worker processes). One
 poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s), in one
