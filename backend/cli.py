@@ -211,24 +211,22 @@ def runs_export(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
-    from backend.routes.export import export_json, tidy_rows, to_csv, to_parquet
+    from backend.routes.export import export_chunks
     from backend.store import RunNotFound
-    from backend.store.db import json_safe
 
     if format not in ("csv", "json", "parquet"):
         _fail(f"--format must be csv, json or parquet, not {format!r}")
     store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
+    path = out or Path(f"run-{run_id}.{format}")
     try:
-        data = export_json(store, run_id)
+        run = store.get_run(run_id)
+        with path.open("wb") as file:
+            size = sum(file.write(chunk) for chunk in export_chunks(store, run, format))  # type: ignore[arg-type]
     except RunNotFound as exc:
         _fail(str(exc), code=1)
     finally:
         store.close()
-    body = (json.dumps(json_safe(data), allow_nan=False).encode() if format == "json"
-            else to_csv(tidy_rows(data)) if format == "csv" else to_parquet(tidy_rows(data)))
-    path = out or Path(f"run-{run_id}.{format}")
-    path.write_bytes(body)
-    typer.echo(f"wrote {path} ({len(body):,} bytes)")
+    typer.echo(f"wrote {path} ({size:,} bytes)")
 
 
 # --------------------------------------------------------------------------- bench

@@ -1,20 +1,37 @@
 """The live hub: websocket streams of a run's new rows, and of status changes of all runs.
 
+Kept as one module: the poller, the per-run feeds and both socket handlers share one cursor
+protocol (a delta covers the seqs (since, seq]), which reads best in one place.
+
 The database is the source of truth, not an in-memory broadcast (FastAPI's websocket guide warns an
 in-memory connection list only works within one process; our writers are worker processes). One
 poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s), in one
-query (`store.last_seqs`), and wakes that run's clients; each client then fetches exactly the rows
-with seq > its cursor through the store's indexed `changes_since`, and sends them as one numbered
-delta. When those changes include a resume (`Changes.resumed`: the store deleted the crashed
-attempt's tail, rows the client may hold), a fresh snapshot follows. A client never sends more
-than one message per `min_interval` (0.1 s): rows arriving meanwhile are coalesced into the next
-delta. Because the cursor is the per-run `seq` of the store, `?since=S` after a reconnect yields
-exactly what the client missed, whichever process wrote it and across dashboard restarts.
-Scalars travel in one columnar shape, in snapshots and deltas alike (`scalar_columns`), so a page
-appends a delta's columns to the snapshot's.
+query (`store.last_seqs`). For each run whose head moved it reads the new rows ONCE
+(`store.changes_since` from the run's feed cursor) and serialises them ONCE into a numbered delta,
+whose text every viewer of that run is handed (`send_text` of the same string): the cost of a tick
+does not grow with the number of viewers. A feed publishes at most one delta per `min_interval`
+(0.1 s); rows arriving meanwhile are coalesced into the next. When the changes include a resume
+(`Changes.resumed`: the store deleted the crashed attempt's tail, rows viewers may hold), a fresh
+snapshot follows, also built once. Because the cursor is the per-run `seq` of the store,
+`?since=S` after a reconnect yields exactly what the client missed, whichever process wrote it
+and across dashboard restarts. Scalars travel in one columnar shape, in snapshots and deltas alike
+(`scalar_columns`), so a page appends a delta's columns to the snapshot's.
+
+A viewer joins a feed and then catches up on its own (a snapshot, or `changes_since` from its
+`since`); every published delta names the range (since, seq] it covers, so a viewer skips what it
+already holds and, in the rare case it joined mid-range, gets that one delta cut to its cursor.
+Snapshots are shared too: one built less than `snapshot_max_age` ago, with nothing published since,
+serves every viewer that joins (fifty pages opened at once cost one snapshot).
+
+Memory is bounded per viewer: each has a queue of at most `viewer_queue` messages (references to
+the shared texts). A viewer that falls that far behind (a slow network, a tab that stopped
+reading) loses its queued messages and is sent a fresh snapshot when it reads again, as after a
+resume. The runs-list socket's queue is bounded the same way (`list_queue`; a lagging list client
+gets a fresh runs snapshot).
 
 For the runs list the poller also asks the store which runs changed status (and, once a second,
-the progress of running runs) and pushes `{"type": "run"}` messages to list clients.
+the progress of running runs) and pushes `{"type": "run"}` messages, serialised once, to list
+clients.
 
 Disconnects are detected by a receiving task (`WebSocketDisconnect` / `websocket.disconnect`);
 `stop()` makes every handler close its socket with 1001 (going away). Sources: FastAPI
@@ -30,7 +47,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,21 +67,81 @@ GOING_AWAY = 1001
 RUN_DELETED = 4404
 
 
+@dataclass(frozen=True)
+class _Published:
+    """One message of a run's stream, serialised once for all its viewers. A delta covers the rows
+    with seq in (since, seq]; a snapshot replaces everything up to seq; `gone`: the run was deleted."""
+
+    kind: str  # delta | snapshot | gone
+    since: int
+    seq: int
+    text: str = ""
+    changes: Changes | None = None  # a delta's rows, to cut it for a viewer that joined mid-range
+    run: Run | None = None
+
+
+_LAGGED = _Published("lagged", 0, 0)  # queued for a viewer whose queue overflowed
+
+
+class _Viewer:
+    """One socket's queue of published messages: bounded, and reset to `_LAGGED` on overflow."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[_Published] = asyncio.Queue(maxsize=size)
+        self.lagging = False
+
+    def offer(self, message: _Published) -> bool:
+        """Queue `message`; False when the viewer fell behind (its queue now holds only _LAGGED)."""
+        if self.lagging:
+            return True
+        try:
+            self.queue.put_nowait(message)
+            return True
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(_LAGGED)
+            self.lagging = True
+            return False
+
+
 @dataclass
-class _Watch:
-    """What the poller knows of one watched run, and an event its clients wait on."""
+class _Feed:
+    """One watched run: what the poller has read and published, and who receives it."""
 
-    seq: int = -1
-    clients: int = 0
+    sent: int  # seq of the last published message (the `since` of the next delta)
+    read: int  # rows up to here are read (> sent when deleted rows were skipped)
+    step: int | None  # the run's step last published (a delta carries the run when it moves)
+    viewers: set[_Viewer] = field(default_factory=set)
+    published_at: float = 0.0
     gone: bool = False
-    event: asyncio.Event = field(default_factory=asyncio.Event)
+    snapshot: tuple[int, str, float] | None = None  # (seq, text, monotonic time built)
+    snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def bump(self, seq: int, *, gone: bool = False) -> None:
-        if seq > self.seq or gone:
-            self.seq = max(seq, self.seq)
-            self.gone = self.gone or gone
-            self.event.set()
-            self.event = asyncio.Event()
+    def publish(self, message: _Published) -> int:
+        """Hand `message` to every viewer; returns how many fell behind."""
+        return sum(not viewer.offer(message) for viewer in list(self.viewers))
+
+
+class _ListViewer:
+    """A runs-list socket's queue of (run id, serialised message), bounded like `_Viewer`'s."""
+
+    def __init__(self, size: int) -> None:
+        self.queue: asyncio.Queue[tuple[int, str]] = asyncio.Queue(maxsize=size)
+        self.lagging = False
+
+    def offer(self, run_id: int, text: str) -> bool:
+        if self.lagging:
+            return True
+        try:
+            self.queue.put_nowait((run_id, text))
+            return True
+        except asyncio.QueueFull:
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait((-1, ""))  # marker: send a fresh runs snapshot
+            self.lagging = True
+            return False
 
 
 class LiveHub:
@@ -72,7 +149,8 @@ class LiveHub:
 
     def __init__(self, store: AbstractStore, *, poll_interval: float = 0.1, min_interval: float = 0.1,
                  list_interval: float = 0.5, snapshot_points: int = 1000,
-                 snapshot_histograms: int = 200, batch_rows: int = 5000) -> None:
+                 snapshot_histograms: int = 200, batch_rows: int = 5000, viewer_queue: int = 32,
+                 list_queue: int = 256, snapshot_max_age: float = 1.0) -> None:
         self.store = store
         self.poll_interval = poll_interval
         self.min_interval = min_interval
@@ -80,8 +158,12 @@ class LiveHub:
         self.snapshot_points = snapshot_points
         self.snapshot_histograms = snapshot_histograms
         self.batch_rows = batch_rows
-        self._watches: dict[int, _Watch] = {}
-        self._list_clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.viewer_queue = viewer_queue
+        self.list_queue = list_queue
+        self.snapshot_max_age = snapshot_max_age
+        self.lagged = 0  # how many times a viewer (run or list) fell behind and was reset
+        self._feeds: dict[int, _Feed] = {}
+        self._list_viewers: set[_ListViewer] = set()
         self._closing: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._changed_since: datetime | None = None  # runs-list poller: newest status change seen
@@ -115,7 +197,7 @@ class LiveHub:
 
     @property
     def clients(self) -> int:
-        return sum(w.clients for w in self._watches.values()) + len(self._list_clients)
+        return sum(len(f.viewers) for f in self._feeds.values()) + len(self._list_viewers)
 
     # ------------------------------------------------------------------ the poller
 
@@ -123,13 +205,13 @@ class LiveHub:
         last_list_poll = last_progress_poll = time.monotonic()
         while True:
             try:
-                if self._watches:
+                if self._feeds:
                     await self._poll_runs()
                 now = time.monotonic()
                 if now - last_list_poll >= self.list_interval:  # cheap: one indexed query
                     last_list_poll = now
                     self._changed_since = await self._poll_statuses(self._changed_since)
-                if self._list_clients and now - last_progress_poll >= 1.0:
+                if self._list_viewers and now - last_progress_poll >= 1.0:
                     last_progress_poll = now
                     await self._poll_progress()
             except asyncio.CancelledError:
@@ -140,14 +222,42 @@ class LiveHub:
             await asyncio.sleep(self.poll_interval)
 
     async def _poll_runs(self) -> None:
-        ids = list(self._watches)
-        heads = await asyncio.to_thread(self.store.last_seqs, ids)
-        for run_id in ids:
-            watch = self._watches.get(run_id)
-            if watch is None:
+        heads = await asyncio.to_thread(self.store.last_seqs, list(self._feeds))
+        for run_id, feed in list(self._feeds.items()):
+            head = heads.get(run_id)
+            if feed.gone:
                 continue
-            seq = heads.get(run_id)
-            watch.bump(seq if seq is not None else watch.seq, gone=seq is None)
+            if head is None:
+                self._gone(feed)
+            elif head > feed.read and time.monotonic() - feed.published_at >= self.min_interval:
+                await self._advance(run_id, feed, head)
+
+    def _gone(self, feed: _Feed) -> None:
+        feed.gone = True
+        feed.publish(_Published("gone", feed.sent, feed.sent))
+
+    async def _advance(self, run_id: int, feed: _Feed, head: int) -> None:
+        """Read the run's new rows once, serialise them once, hand the text to every viewer."""
+        try:
+            changes, run, text = await asyncio.to_thread(self._read_delta, run_id, feed.read, feed.step)
+        except RunNotFound:
+            self._gone(feed)
+            return
+        if changes.empty:
+            # rows up to `head` are committed; none left means they were deleted (a resume
+            # truncates the crashed attempt's tail): skip ahead; the next delta still starts at
+            # `sent`, so it is exact for every viewer
+            feed.read = max(feed.read, changes.seq, head)
+            return
+        self.lagged += feed.publish(_Published("delta", feed.sent, changes.seq, text, changes, run))
+        feed.sent = feed.read = changes.seq
+        feed.published_at = time.monotonic()
+        if run is not None:
+            feed.step = run.step
+        if changes.resumed:  # rows viewers hold past the checkpoint were deleted
+            seq, text = await self._shared_snapshot(run_id, feed, fresh=True)
+            self.lagged += feed.publish(_Published("snapshot", feed.sent, seq, text))
+            feed.sent = feed.read = max(feed.read, seq)
 
     async def _poll_statuses(self, since: datetime | None, *, broadcast: bool = True) -> datetime | None:
         """Broadcast runs whose (status, status_seq) changed since the last poll (`since` None:
@@ -160,7 +270,7 @@ class LiveHub:
             self._seen[run.id] = key
             self._progress[run.id] = run.step
             if broadcast:
-                self._broadcast_list({"type": "run", "run": run_json(run)})
+                self._broadcast_list(run)
             since = run.status_changed_at if since is None else max(since, run.status_changed_at)
         return since
 
@@ -170,13 +280,16 @@ class LiveHub:
         for run in runs:
             if self._progress.get(run.id) != run.step:
                 self._progress[run.id] = run.step
-                self._broadcast_list({"type": "run", "run": run_json(run)})
+                self._broadcast_list(run)
 
-    def _broadcast_list(self, message: dict[str, Any]) -> None:
-        for queue in self._list_clients:
-            queue.put_nowait(message)
+    def _broadcast_list(self, run: Run) -> None:
+        if not self._list_viewers:
+            return
+        text = _dumps({"type": "run", "run": run_json(run)})  # once, for every list client
+        for viewer in list(self._list_viewers):
+            self.lagged += not viewer.offer(run.id, text)
 
-    # ------------------------------------------------------------------ one run
+    # ------------------------------------------------------------------ one run: reading (threads)
 
     def _snapshot(self, run_id: int) -> tuple[int, dict[str, Any]]:
         """(seq, snapshot message). The seq is read before the data; if rows arrive while the
@@ -203,6 +316,10 @@ class LiveHub:
         }
         return seq, message
 
+    def _snapshot_text(self, run_id: int) -> tuple[int, str]:
+        seq, message = self._snapshot(run_id)
+        return seq, _dumps(message)
+
     @staticmethod
     def _delta(changes: Changes, run: Run | None) -> dict[str, Any]:
         return {
@@ -223,6 +340,24 @@ class LiveHub:
                 run = current  # progress moved: send the run so pages update their progress bar
         return changes, run
 
+    def _read_delta(self, run_id: int, since: int, last_step: int | None) -> tuple[Changes, Run | None, str]:
+        changes, run = self._changes(run_id, since, last_step)
+        return changes, run, ("" if changes.empty else _dumps(self._delta(changes, run)))
+
+    async def _shared_snapshot(self, run_id: int, feed: _Feed, *, fresh: bool = False) -> tuple[int, str]:
+        """A snapshot at a seq >= everything `feed` has published: the cached one when it is recent
+        and nothing was published after it (viewers joining together share it), else a new one."""
+        async with feed.snapshot_lock:
+            cached = feed.snapshot
+            if not fresh and cached is not None and cached[0] >= feed.sent and \
+                    time.monotonic() - cached[2] < self.snapshot_max_age:
+                return cached[0], cached[1]
+            seq, text = await asyncio.to_thread(self._snapshot_text, run_id)
+            feed.snapshot = (seq, text, time.monotonic())
+            return seq, text
+
+    # ------------------------------------------------------------------ one run: serving
+
     async def serve_run(self, websocket: WebSocket, run_id: int, since: int | None) -> None:
         """Accept, send a snapshot (unless `since` can be caught up), then deltas until disconnect."""
         from fastapi import WebSocketException, status
@@ -232,90 +367,105 @@ class LiveHub:
         except RunNotFound:
             raise WebSocketException(status.WS_1008_POLICY_VIOLATION, reason=f"run {run_id} not found")
         await websocket.accept()
-        watch = self._watches.setdefault(run_id, _Watch())
-        watch.clients += 1
-        watch.bump(run.last_seq)
+        feed = self._feeds.get(run_id)
+        if feed is None or feed.gone:
+            feed = self._feeds[run_id] = _Feed(sent=run.last_seq, read=run.last_seq, step=run.step)
+        viewer = _Viewer(self.viewer_queue)
+        feed.viewers.add(viewer)  # before catching up: every message published from now on is queued
         receiver = asyncio.create_task(_drain(websocket))
         closing = asyncio.create_task(self.closing.wait())
         code = 1000
         try:
-            last_step: int | None = run.step
             if since is None or since > run.last_seq:
-                cursor, snapshot = await asyncio.to_thread(self._snapshot, run_id)
-                last_step = snapshot["run"]["progress"]["step"]
-                await _send(websocket, snapshot)
+                cursor = await self._send_snapshot(websocket, run_id, feed)
             else:
-                cursor = since
-            last_sent = time.monotonic()
+                cursor = await self._catch_up(websocket, run_id, feed, since)
             while True:
-                if watch.seq <= cursor and not watch.gone and \
-                        not await _wait_for(watch.event.wait(), receiver, closing):
+                getter = asyncio.create_task(viewer.queue.get())
+                if not await _wait_for(getter, receiver, closing):
                     break
-                # coalesce: at most one message per min_interval
-                delay = last_sent + self.min_interval - time.monotonic()
-                if delay > 0 and not await _wait_for(asyncio.sleep(delay), receiver, closing):
-                    break
-                head = watch.seq
-                try:
-                    changes, changed_run = await asyncio.to_thread(self._changes, run_id, cursor,
-                                                                   last_step)
-                except RunNotFound:
+                message = getter.result()
+                if message is _LAGGED:
+                    viewer.lagging = False  # queue again from here; the snapshot covers the rest
+                    cursor = await self._send_snapshot(websocket, run_id, feed)
+                elif message.kind == "gone":
                     code = RUN_DELETED
                     break
-                if changes.empty:
-                    # rows up to `head` are committed; none left means they were deleted (a resume
-                    # truncates the crashed attempt's tail): skip ahead instead of spinning
-                    cursor = max(cursor, changes.seq, head)
-                    continue
-                if changed_run is not None:
-                    last_step = changed_run.step
-                await _send(websocket, self._delta(changes, changed_run))
-                last_sent = time.monotonic()
-                cursor = changes.seq
-                if changes.resumed:  # rows this client holds past the checkpoint were deleted
-                    cursor, snapshot = await asyncio.to_thread(self._snapshot, run_id)
-                    last_step = snapshot["run"]["progress"]["step"]
-                    await _send(websocket, snapshot)
+                elif message.seq < cursor or (message.kind == "delta" and message.seq == cursor):
+                    continue  # the viewer holds it already
+                elif message.kind == "snapshot" or message.since == cursor:
+                    await websocket.send_text(message.text)
+                    cursor = message.seq
+                elif message.since < cursor and message.changes is not None:
+                    await websocket.send_text(_dumps(self._delta(_after(message.changes, cursor),
+                                                                 message.run)))
+                    cursor = message.seq
+                else:  # rows between the cursor and this delta were deleted: start over
+                    cursor = await self._send_snapshot(websocket, run_id, feed)
             if closing.done():
                 code = GOING_AWAY
+        except RunNotFound:
+            code = RUN_DELETED
         except (WebSocketDisconnect, RuntimeError, OSError):
             pass  # the client went away mid-send
         finally:
             receiver.cancel()
             closing.cancel()
-            watch.clients -= 1
-            if watch.clients <= 0 and self._watches.get(run_id) is watch:
-                del self._watches[run_id]
+            feed.viewers.discard(viewer)
+            if not feed.viewers and self._feeds.get(run_id) is feed:
+                del self._feeds[run_id]
             await _close(websocket, code)
+
+    async def _send_snapshot(self, websocket: WebSocket, run_id: int, feed: _Feed) -> int:
+        seq, text = await self._shared_snapshot(run_id, feed)
+        await websocket.send_text(text)
+        return seq
+
+    async def _catch_up(self, websocket: WebSocket, run_id: int, feed: _Feed, since: int) -> int:
+        """Send this viewer the rows after `since` (its own reads: once, when it reconnects)."""
+        cursor, step = since, None
+        while True:
+            changes, run, text = await asyncio.to_thread(self._read_delta, run_id, cursor, step)
+            if changes.empty:
+                return cursor
+            await websocket.send_text(text)
+            cursor, step = changes.seq, (run.step if run is not None else step)
+            if changes.resumed:
+                return await self._send_snapshot(websocket, run_id, feed)
+            if not changes.more:
+                return cursor
 
     # ------------------------------------------------------------------ all runs
 
     async def serve_runs(self, websocket: WebSocket) -> None:
         """Accept, send the current runs, then one message per status change (and progress)."""
         await websocket.accept()
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
-        self._list_clients.add(queue)
+        viewer = _ListViewer(self.list_queue)
+        self._list_viewers.add(viewer)
         receiver = asyncio.create_task(_drain(websocket))
         closing = asyncio.create_task(self.closing.wait())
         code = 1000
         try:
-            runs, _ = await asyncio.to_thread(self.store.list_runs, sort="-created_at", limit=200)
-            await _send(websocket, {"type": "snapshot", "runs": [run_json(r) for r in runs]})
+            await self._send_runs(websocket)
             last_sent = time.monotonic()
             while True:
-                getter = asyncio.create_task(queue.get())
+                getter = asyncio.create_task(viewer.queue.get())
                 if not await _wait_for(getter, receiver, closing):
-                    getter.cancel()
                     break
-                pending = {getter.result()["run"]["id"]: getter.result()}
+                first = getter.result()
                 delay = last_sent + self.min_interval - time.monotonic()
                 if delay > 0 and not await _wait_for(asyncio.sleep(delay), receiver, closing):
                     break
-                while not queue.empty():  # coalesce: keep only the latest message per run
-                    message = queue.get_nowait()
-                    pending[message["run"]["id"]] = message
-                for message in pending.values():
-                    await _send(websocket, message)
+                pending = dict([first])
+                while not viewer.queue.empty():  # coalesce: keep only the latest message per run
+                    run_id, text = viewer.queue.get_nowait()
+                    pending[run_id] = text
+                if -1 in pending:  # fell behind: start over from the current runs
+                    viewer.lagging = False
+                    await self._send_runs(websocket)
+                else:
+                    for text in pending.values():
+                        await websocket.send_text(text)
                 last_sent = time.monotonic()
             if closing.done():
                 code = GOING_AWAY
@@ -324,8 +474,12 @@ class LiveHub:
         finally:
             receiver.cancel()
             closing.cancel()
-            self._list_clients.discard(queue)
+            self._list_viewers.discard(viewer)
             await _close(websocket, code)
+
+    async def _send_runs(self, websocket: WebSocket) -> None:
+        runs, _ = await asyncio.to_thread(self.store.list_runs, sort="-created_at", limit=200)
+        await websocket.send_text(_dumps({"type": "snapshot", "runs": [run_json(r) for r in runs]}))
 
 
 def scalar_columns(rows: Sequence[ScalarRow]) -> ScalarColumns:
@@ -342,9 +496,18 @@ def scalar_columns(rows: Sequence[ScalarRow]) -> ScalarColumns:
     return columns
 
 
-async def _send(websocket: WebSocket, message: dict[str, Any]) -> None:
-    """Send strict JSON (non-finite floats as null)."""
-    await websocket.send_text(json.dumps(json_safe(message), allow_nan=False, separators=(",", ":")))
+def _after(changes: Changes, cursor: int) -> Changes:
+    """`changes` without the rows a viewer at `cursor` already holds."""
+    return replace(changes, since=cursor,
+                   scalars=[r for r in changes.scalars if r.seq > cursor],
+                   histograms=[r for r in changes.histograms if r.seq > cursor],
+                   selection=[r for r in changes.selection if r.seq > cursor],
+                   logs=[r for r in changes.logs if r.seq > cursor])
+
+
+def _dumps(message: dict[str, Any]) -> str:
+    """Strict JSON (non-finite floats as null), compact: the text every viewer is sent."""
+    return json.dumps(json_safe(message), allow_nan=False, separators=(",", ":"))
 
 
 async def _drain(websocket: WebSocket) -> None:

@@ -13,18 +13,20 @@ exactly the rows a client that has seen everything up to `s` is missing.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 from backend.store.entities import (
     Changes,
+    HistogramRow,
     HistogramSeries,
     LogLine,
     Run,
     RunBatch,
     RunStatus,
     ScalarRow,
+    SelectionRow,
     SelectionSeries,
     Series,
     TargetReached,
@@ -160,6 +162,20 @@ class AbstractStore(ABC):
                     max_points: int | None = None) -> list[ScalarRow]:
         """Scalar rows with every counter, ordered by key then step: all of them (export), or at
         most `max_points` per key chosen as `get_series` chooses them (the live snapshot)."""
+
+    @abstractmethod
+    def iter_scalars(self, run_id: int, *, until_seq: int) -> Iterator[ScalarRow]:
+        """Every scalar row with seq <= until_seq, ordered as `get_scalars`, read in chunks: the
+        export streams a run of any size in bounded memory. Raises RunNotFound (on first next())."""
+
+    @abstractmethod
+    def iter_histograms(self, run_id: int, population: str, *,
+                        until_seq: int) -> Iterator[HistogramRow]:
+        """Every histogram row of one population with seq <= until_seq, by step, in chunks."""
+
+    @abstractmethod
+    def iter_selection(self, run_id: int, *, until_seq: int) -> Iterator[SelectionRow]:
+        """Every selection row with seq <= until_seq, by step, in chunks."""
 
     @abstractmethod
     def get_edges(self, run_id: int) -> dict[str, list[float]]:

@@ -57,6 +57,7 @@ from backend.store.dbmodels import (
 from backend.store.downsample import downsample_indices, thin_indices
 from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
 
+_STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
 # counters kept in latest_metrics only (every scalar row carries them already)
 COUNTER_KEYS = tuple(axis for axis in ent.X_AXES if axis != "step")
@@ -542,6 +543,32 @@ class SqlAlchemyStore(AbstractStore):
             ys = [float("nan") if r.value is None else r.value for r in rows[i:j]]
             kept.extend(rows[i + k] for k in downsample_indices(ys, max_points))
         return kept
+
+    def iter_scalars(self, run_id: int, *, until_seq: int) -> Iterator[ent.ScalarRow]:
+        return self._iter_rows(run_id, select(SqlMetric).where(
+            SqlMetric.run_id == run_id, SqlMetric.seq <= _clamp(until_seq, -MAX_INT64, MAX_INT64))
+            .order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq))
+
+    def iter_histograms(self, run_id: int, population: str, *,
+                        until_seq: int) -> Iterator[ent.HistogramRow]:
+        return self._iter_rows(run_id, select(SqlHistogram).where(
+            SqlHistogram.run_id == run_id, SqlHistogram.population == population,
+            SqlHistogram.seq <= _clamp(until_seq, -MAX_INT64, MAX_INT64))
+            .order_by(SqlHistogram.step, SqlHistogram.seq))
+
+    def iter_selection(self, run_id: int, *, until_seq: int) -> Iterator[ent.SelectionRow]:
+        return self._iter_rows(run_id, select(SqlClassSelection).where(
+            SqlClassSelection.run_id == run_id,
+            SqlClassSelection.seq <= _clamp(until_seq, -MAX_INT64, MAX_INT64))
+            .order_by(SqlClassSelection.step, SqlClassSelection.seq))
+
+    def _iter_rows(self, run_id: int, query: Select[Any]) -> Iterator[Any]:
+        """The entities of `query`'s rows, fetched `_STREAM_CHUNK` at a time (a server-side cursor
+        on PostgreSQL) within one read session, closed when the iterator is."""
+        with self._session() as s:
+            self._get(s, run_id)
+            for row in s.execute(query.execution_options(yield_per=_STREAM_CHUNK)).scalars():
+                yield row.to_entity()
 
     def get_edges(self, run_id: int) -> dict[str, list[float]]:
         with self._session() as s:
