@@ -529,20 +529,19 @@ class SqlAlchemyStore(AbstractStore):
                     max_points: int | None = None) -> list[ent.ScalarRow]:
         if max_points is not None and max_points < 1:
             raise InvalidArgument("max_points must be >= 1")
+        columns = [getattr(SqlMetric, name) for name in ("seq", "key", *ent.X_AXES, "value")]
         with self._session() as s:
             self._get(s, run_id)
-            query = select(SqlMetric).where(SqlMetric.run_id == run_id)
+            query = select(*columns).where(SqlMetric.run_id == run_id)
             if keys:
                 query = query.where(SqlMetric.key.in_([k for k in keys if _matchable(k)]))
-            rows = [m.to_entity() for m in s.execute(
-                query.order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq)).scalars()]
-        if max_points is None:
-            return rows
-        kept: list[ent.ScalarRow] = []
-        for i, j in _runs_of_one_key(rows):
-            ys = [float("nan") if r.value is None else r.value for r in rows[i:j]]
-            kept.extend(rows[i + k] for k in downsample_indices(ys, max_points))
-        return kept
+            rows = s.execute(query.order_by(SqlMetric.key, SqlMetric.step, SqlMetric.seq)).all()
+        values = [float("nan") if r.value is None else r.value for r in rows]  # NULL = not finite
+        kept: Sequence[int] = range(len(rows))
+        if max_points is not None:  # pick on plain tuples; build entities only for what is kept
+            kept = [i + k for i, j in _runs_of_one_key([r.key for r in rows])
+                    for k in downsample_indices(values[i:j], max_points)]
+        return [ent.ScalarRow(**{**rows[i]._mapping, "value": values[i]}) for i in kept]
 
     def iter_scalars(self, run_id: int, *, until_seq: int) -> Iterator[ent.ScalarRow]:
         return self._iter_rows(run_id, select(SqlMetric).where(
@@ -815,10 +814,10 @@ def _naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None)
 
 
-def _runs_of_one_key(rows: Sequence[ent.ScalarRow]) -> Iterator[tuple[int, int]]:
-    """(start, end) of each stretch of `rows` (ordered by key) that holds one key."""
+def _runs_of_one_key(keys: Sequence[str]) -> Iterator[tuple[int, int]]:
+    """(start, end) of each stretch of `keys` (sorted) that holds one key."""
     start = 0
-    for i in range(1, len(rows) + 1):
-        if i == len(rows) or rows[i].key != rows[start].key:
+    for i in range(1, len(keys) + 1):
+        if i == len(keys) or keys[i] != keys[start]:
             yield start, i
             start = i
