@@ -1,7 +1,7 @@
 """Database engine creation, the schema check, and programmatic Alembic upgrades.
 
-- SQLite (the default, a file under the data dir) runs in WAL mode with a 30 s busy timeout and
-  foreign keys on, set on every new connection. Write sessions start with `BEGIN IMMEDIATE` so a
+- SQLite (the default, a file under the data dir) runs in WAL mode with a 30 s busy timeout (the
+  `timeout` of `connect_args` when given) and foreign keys on, set on every new connection. Write sessions start with `BEGIN IMMEDIATE` so a
   writer waits for the write lock up front (honouring the busy timeout) instead of failing with
   "database is locked" when it upgrades a read snapshot that another process has moved past.
 - PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
@@ -108,6 +108,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
 
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))
+    busy_timeout_ms = int(float(connect_args["timeout"]) * 1000)
     engine = create_engine(db_url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -115,7 +116,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
         # take transaction control from pysqlite so that `begin` below decides how to BEGIN
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
         cur.execute("PRAGMA foreign_keys = ON")
