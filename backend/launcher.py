@@ -147,10 +147,11 @@ class _Worker:
     frozen: str | None = None  # why it was killed as frozen (a stale heartbeat); the crash reason
 
     def exit_code(self) -> int | None:
-        """None while alive; the return code (negative = signal) or -1 when unknown."""
+        """None while alive; the return code (negative = signal) or -1 when unknown. A re-attached
+        pid must still run this run's worker: a recycled pid is never signalled as a frozen one."""
         if self.popen is not None:
             return self.popen.poll()
-        return None if pid_alive(self.pid) else -1
+        return None if pid_alive(self.pid, expect=worker_marker(self.run_id)) else -1
 
 
 class Launcher:

@@ -100,21 +100,15 @@ def checkpoint_step(path: str | Path) -> int:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically so a crash mid-write never leaves a truncated checkpoint. A folder or disk
-    that refuses the file raises OSError naming the checkpoint and the cause (torch's own error
-    says only "open file failed")."""
+    """Write atomically (no truncated checkpoint after a crash); a refusal names the file and why."""
     tmp = path.with_suffix(".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        with open(tmp, "wb") as fh:  # torch.save(state, tmp) would say only "open file failed"
             torch.save(state, fh)
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a failed write
-        try:
-            tmp.unlink(missing_ok=True)  # no half-written file left on a full disk
-        except OSError:
-            pass
-        cause = exc.strerror.lower() if isinstance(exc, OSError) and exc.strerror else str(exc)
+        cause = (getattr(exc, "strerror", None) or str(exc)).lower()
         raise OSError(f"cannot write checkpoint {path}: {cause}") from exc
 
 

