@@ -348,7 +348,8 @@ class Launcher:
         for worker in self._workers.values():
             run = running.get(worker.run_id)
             if run is None or run.pid != worker.pid or worker.frozen is not None \
-                    or worker.cancel_deadline is not None or not self._stale(run):
+                    or worker.cancel_deadline is not None or not self._stale(run) \
+                    or worker.exit_code() is not None:  # an exited pid may be another's by now
                 continue  # not started, another process's, already killed, or being cancelled
             age = (datetime.now(UTC) - self._last_beat(run)).total_seconds()
             worker.frozen = (f"worker {worker.pid} frozen: no heartbeat for {age:.1f} s "
