@@ -115,7 +115,8 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:  # the folder and the cause, not only the errno
-        raise OSError(f"cannot create the run folder {run_dir}: {(exc.strerror or str(exc)).lower()}") from exc
+        cause = (exc.strerror or str(exc)).lower()
+        raise OSError(f"cannot create the run folder {run_dir}: {cause}") from exc
 
     from engine.train import train
 

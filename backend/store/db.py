@@ -199,7 +199,9 @@ def check_integrity(engine: Engine) -> None:
     except SQLAlchemyError as exc:
         found = [describe_error(exc)]
     if found != ["ok"]:
-        first = (found[0].strip().splitlines() or ["no answer"])[0]  # a report may span lines
+        # the first finding, without SQLite's "*** in database main ***" heading
+        first = next((line for line in found[0].splitlines() if line.strip() and not line.startswith("***")),
+                     found[0].strip() or "no answer")
         raise DatabaseDamaged(f"the database {path} is damaged (SQLite quick_check: {first}); "
                               "restore it from a backup")
 

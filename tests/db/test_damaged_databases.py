@@ -102,6 +102,7 @@ def test_a_database_with_damaged_pages_is_refused_in_one_line(tmp_path: Path) ->
     line = _refusal(["serve", "--data-dir", str(data)])
     assert line.startswith(f"error: the database {path} is damaged (SQLite quick_check: ")
     assert line.endswith("); restore it from a backup")
+    assert f"Page {root}: " in line  # SQLite's finding names the damaged page
     assert _refusal(["db", "upgrade", "--data-dir", str(data)]) == line
     with pytest.raises(DatabaseDamaged):
         verify_schema(unchecked.engine)
