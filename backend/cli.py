@@ -11,8 +11,8 @@ engine never imports the backend. Every command reads the same settings as the s
 (MARGINSCOPE_* variables, then the options) and works on the same store, so `runs` commands work
 with or without a server.
 `serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set (the app factory's own check,
-backend/security.py), a token under 16 characters, and an out-of-date database (naming
-`marginscope db upgrade`).
+backend/security.py), a token under 16 characters, and a database it cannot serve (out of date,
+naming `marginscope db upgrade`; from a newer MarginScope; damaged) in one line.
 """
 
 from __future__ import annotations
@@ -106,20 +106,24 @@ def serve(
 
 @db_app.command("upgrade")
 def db_upgrade(db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> None:
-    """Migrate the database to the newest schema (creates it if missing)."""
+    """Migrate the database to the newest schema (creates it if missing). A database from a newer
+    MarginScope, or a damaged one, is refused in one line, like every other failure."""
+    from alembic.util import CommandError
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
     from backend.store import StoreError
-    from backend.store.db import head_revision, upgrade
+    from backend.store.db import describe_error, head_revision, upgrade
 
     settings = load_settings(db_url=db_url, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     shown = make_url(settings.db_url).render_as_string(hide_password=True)
     try:
         upgrade(settings.db_url)
-    except (StoreError, SQLAlchemyError) as exc:
-        _fail(f"cannot migrate {shown}: {exc}", code=1)
+    except StoreError as exc:  # its message names the database and what to do
+        _fail(str(exc), code=1)
+    except (SQLAlchemyError, CommandError, OSError) as exc:
+        _fail(f"cannot migrate {shown}: {describe_error(exc)}", code=1)
     typer.echo(f"database {shown} is at revision {head_revision()}")
 
 

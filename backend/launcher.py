@@ -6,8 +6,20 @@ one table of workers, and read best together.
 One background thread (started in the app's lifespan) does, every `poll_interval` seconds or when
 woken: reap workers that exited (a run still `running` in the store after its worker is gone is
 `crashed`, or `cancelled` when we had asked it to stop), escalate cancellations (SIGTERM, then
-SIGKILL after `grace_period`), watch heartbeats of runs it cannot see as processes, and start the
-oldest queued runs while fewer than `max_concurrent_runs` run.
+SIGKILL after `grace_period`), watch the heartbeats of all running runs, and start the oldest
+queued runs while fewer than `max_concurrent_runs` run.
+
+A worker is supervised until its run's end is written. When the store cannot be written (a full
+disk, a locked database) the exited worker stays in the table and the next tick tries again; a
+storage error is logged and never ends the tick for the other runs, so the run cannot stay
+`running` forever and block the queue.
+
+A heartbeat older than `stale_after` means the run's trainer is frozen or gone, on any host. On
+this host the launcher first SIGKILLs the frozen worker's process group (a SIGSTOPped process, a
+deadlock holding the GIL), so that it can never write to the run again, then records `crashed`
+through the reap like any worker that died. A run recorded by a process of another host (or one
+that is no worker of ours) is marked `crashed` by its heartbeat alone. `stale_after` must exceed
+the longest write stall the database may have: a heartbeat that waits for the write lock is late.
 
 Each worker is `python -m backend.worker <run-id> [--resume]` in its own session
 (`start_new_session=True`): Ctrl-C or a restart of the dashboard does not reach it, and its process
@@ -52,7 +64,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from backend.settings import Settings
-from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus
+from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +120,11 @@ def _signal_group(pid: int, sig: signal.Signals) -> bool:
         return False
 
 
+def _reason(exc: OSError) -> str:
+    """The cause of an OSError in words ("permission denied"), without errno and path."""
+    return (exc.strerror or str(exc)).lower()
+
+
 def _tail(path: Path, limit: int = 4000) -> str | None:
     try:
         with path.open("rb") as fh:
@@ -127,12 +144,14 @@ class _Worker:
     popen: subprocess.Popen[bytes] | None = None
     cancel_deadline: float | None = None  # monotonic time after which SIGKILL follows SIGTERM
     killed: bool = False
+    frozen: str | None = None  # why it was killed as frozen (a stale heartbeat); the crash reason
 
     def exit_code(self) -> int | None:
-        """None while alive; the return code (negative = signal) or -1 when unknown."""
+        """None while alive; the return code (negative = signal) or -1 when unknown. A re-attached
+        pid must still run this run's worker: a recycled pid is never signalled as a frozen one."""
         if self.popen is not None:
             return self.popen.poll()
-        return None if pid_alive(self.pid) else -1
+        return None if pid_alive(self.pid, expect=worker_marker(self.run_id)) else -1
 
 
 class Launcher:
@@ -148,6 +167,7 @@ class Launcher:
         self._lock = threading.RLock()
         self._workers: dict[int, _Worker] = {}
         self._remote: set[int] = set()  # running elsewhere (other host / pid unknown): heartbeats only
+        self._unwritten: dict[int, str] = {}  # run id -> the store error that a retry waits out
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -182,12 +202,22 @@ class Launcher:
             self._wake.clear()
 
     def tick(self) -> None:
-        """One round: reap, escalate cancels, check heartbeats, start queued runs."""
+        """One round: reap, escalate cancels, check heartbeats, start queued runs. A storage error
+        in one step is logged and the others still run (each run's own error is handled inside)."""
         with self._lock:
-            self._reap()
-            self._escalate()
-            self._check_remote()
-            self._schedule()
+            for step in (self._reap, self._escalate, self._check_heartbeats, self._schedule):
+                try:
+                    step()
+                except StoreError as exc:
+                    log.warning("launcher: %s skipped this round: %s", step.__name__.lstrip("_"), exc)
+
+    def _store_failed(self, run_id: int, action: str, exc: StoreError) -> None:
+        """Log a write the next tick retries; once per run and message, not every tick."""
+        message = f"{action}: {exc}"
+        if self._unwritten.get(run_id) != message:
+            log.warning("run %d: cannot %s (retrying every %.1f s until the store can be written)",
+                        run_id, message, self.poll_interval)
+            self._unwritten[run_id] = message
 
     # ------------------------------------------------------------------ start-up reconciliation
 
@@ -204,12 +234,22 @@ class Launcher:
                         done["reattached"].append(run.id)
                         log.info("re-attached to run %d (pid %d)", run.id, run.pid)
                     else:
-                        self._crash(run, f"worker process {run.pid} is gone (found at start-up)")
-                        done["crashed"].append(run.id)
+                        try:
+                            self._crash(run, f"worker process {run.pid} is gone (found at start-up)")
+                            done["crashed"].append(run.id)
+                        except StoreError as exc:  # the reap retries: the pid reads as gone
+                            self._store_failed(run.id, "record its crash", exc)
+                            self._workers[run.id] = _Worker(run.id, run.pid)
+                            done["watching"].append(run.id)
                 elif self._stale(run):
-                    self._crash(run, "no heartbeat since "
-                                f"{(run.heartbeat_at or run.status_changed_at).isoformat()}")
-                    done["crashed"].append(run.id)
+                    try:
+                        self._crash(run, "no heartbeat since "
+                                    f"{(run.heartbeat_at or run.status_changed_at).isoformat()}")
+                        done["crashed"].append(run.id)
+                    except StoreError as exc:  # the heartbeat check retries
+                        self._store_failed(run.id, "record its crash", exc)
+                        self._remote.add(run.id)
+                        done["watching"].append(run.id)
                 else:
                     self._remote.add(run.id)
                     done["watching"].append(run.id)
@@ -219,50 +259,68 @@ class Launcher:
         runs, _ = self.store.list_runs(status=RunStatus.RUNNING.value, sort="id", limit=1000)
         return runs
 
+    @staticmethod
+    def _last_beat(run: Run) -> datetime:
+        return run.heartbeat_at or run.started_at or run.status_changed_at
+
     def _stale(self, run: Run) -> bool:
-        last = run.heartbeat_at or run.started_at or run.status_changed_at
-        return (datetime.now(UTC) - last).total_seconds() > self.settings.stale_after
+        return (datetime.now(UTC) - self._last_beat(run)).total_seconds() > self.settings.stale_after
 
     def _crash(self, run: Run, reason: str) -> None:
-        log.warning("run %d crashed: %s", run.id, reason)
+        """Record `crashed`; a StoreError (the store cannot be written) goes to the caller, who
+        keeps supervising the run so that the next tick tries again."""
         worker_log = Path(self.store.run_dir(run.id)) / WORKER_LOG
         try:
             self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
                                   message=f"crashed: {reason}", expect=(run.status,))
         except Conflict:
-            pass  # the worker recorded its own end (or start) meanwhile
+            return  # the worker recorded its own end (or start) meanwhile
+        log.warning("run %d crashed: %s", run.id, reason)
 
     # ------------------------------------------------------------------ supervision
 
     def _reap(self) -> None:
+        """Settle each worker that exited; one whose end cannot be written yet stays supervised."""
         for worker in list(self._workers.values()):
             code = worker.exit_code()
             if code is None:
                 continue
-            del self._workers[worker.run_id]
             try:
-                run = self.store.get_run(worker.run_id)
-            except RunNotFound:
+                self._settle(worker, code)
+            except StoreError as exc:
+                self._store_failed(worker.run_id, "record the end of its worker", exc)
                 continue
-            if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
-                continue  # the worker recorded its own end, or the run was cancelled before it started
-            if run.status == RunStatus.RUNNING and run.pid not in (None, worker.pid):
-                self._watch_other_worker(run)
-                continue
-            unstarted = " before starting the run" if run.status == RunStatus.QUEUED else ""
-            if worker.cancel_deadline is not None:
+            self._unwritten.pop(worker.run_id, None)
+            if self._workers.get(worker.run_id) is worker:  # not replaced by the run's other worker
+                del self._workers[worker.run_id]
+
+    def _settle(self, worker: _Worker, code: int) -> None:
+        """Write how the run of an exited worker ended, unless the worker (or a cancel) did."""
+        try:
+            run = self.store.get_run(worker.run_id)
+        except RunNotFound:
+            return
+        if run.status not in (RunStatus.QUEUED, RunStatus.RUNNING):
+            return  # the worker recorded its own end, or the run was cancelled before it started
+        if run.status == RunStatus.RUNNING and run.pid not in (None, worker.pid):
+            self._watch_other_worker(run)
+            return
+        unstarted = " before starting the run" if run.status == RunStatus.QUEUED else ""
+        if worker.frozen is not None:
+            self._crash(run, worker.frozen)
+        elif worker.cancel_deadline is not None:
                 how = "killed after the grace period" if worker.killed else "stopped"
                 with contextlib.suppress(Conflict):
                     self.store.set_status(run.id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
                                           message=f"cancelled: worker {how}")
-            elif code < 0 and worker.popen is not None:
-                self._crash(run, f"worker killed by signal {-code}{unstarted}")
-            elif code == -1:
-                self._crash(run, f"worker process {worker.pid} is gone")
-            elif unstarted:
-                self._crash(run, f"worker exited with code {code}{unstarted}")
-            else:
-                self._crash(run, f"worker exited with code {code} without reporting an end status")
+        elif code < 0 and worker.popen is not None:
+            self._crash(run, f"worker killed by signal {-code}{unstarted}")
+        elif code == -1:
+            self._crash(run, f"worker process {worker.pid} is gone")
+        elif unstarted:
+            self._crash(run, f"worker exited with code {code}{unstarted}")
+        else:
+            self._crash(run, f"worker exited with code {code} without reporting an end status")
 
     def _watch_other_worker(self, run: Run) -> None:
         """Our worker found its run started by another process: supervise that one instead — as
@@ -281,18 +339,36 @@ class Launcher:
                 _signal_group(worker.pid, signal.SIGKILL)
                 worker.killed = True
 
-    def _check_remote(self) -> None:
+    def _check_heartbeats(self) -> None:
+        """A stale heartbeat: our worker is frozen (killed here, crashed by the reap); a run
+        recorded elsewhere is crashed now (kept watched until that is written)."""
+        if not self._workers and not self._remote:
+            return
+        running = {run.id: run for run in self._running_runs()}
+        for worker in self._workers.values():
+            run = running.get(worker.run_id)
+            if run is None or run.pid != worker.pid or worker.frozen is not None \
+                    or worker.cancel_deadline is not None or not self._stale(run) \
+                    or worker.exit_code() is not None:  # an exited pid may be another's by now
+                continue  # not started, another process's, already killed, or being cancelled
+            age = (datetime.now(UTC) - self._last_beat(run)).total_seconds()
+            worker.frozen = (f"worker {worker.pid} frozen: no heartbeat for {age:.1f} s "
+                             f"(stale after {self.settings.stale_after:g} s); killed with SIGKILL")
+            log.warning("run %d: %s", run.id, worker.frozen)
+            _signal_group(worker.pid, signal.SIGKILL)
+            self._wake.set()  # reap it on the next round, without waiting a poll interval
         for run_id in list(self._remote):
-            try:
-                run = self.store.get_run(run_id)
-            except RunNotFound:
-                self._remote.discard(run_id)
-                continue
-            if run.status != RunStatus.RUNNING:
+            run = running.get(run_id)
+            if run is None:  # ended, or deleted
                 self._remote.discard(run_id)
             elif self._stale(run):
+                try:
+                    self._crash(run, "heartbeat stale")
+                except StoreError as exc:
+                    self._store_failed(run_id, "record its crash", exc)
+                    continue
+                self._unwritten.pop(run_id, None)
                 self._remote.discard(run_id)
-                self._crash(run, "heartbeat stale")
 
     def _schedule(self) -> None:
         _, running = self.store.list_runs(status=RunStatus.RUNNING.value, limit=1)
@@ -305,14 +381,19 @@ class Launcher:
         for run in queued:
             if free <= 0:
                 break
-            if run.id not in self._workers:
-                self._spawn(run)
+            if run.id not in self._workers and self._spawn(run):
                 free -= 1
 
-    def _spawn(self, run: Run) -> None:
-        """Start the worker of a queued run; the worker marks it running (see the module docstring)."""
+    def _spawn(self, run: Run) -> bool:
+        """Start the worker of a queued run; the worker marks it running (see the module docstring).
+        A run folder or worker log that cannot be written fails the run, naming the path and why
+        (False: no place taken)."""
         run_dir = Path(self.store.run_dir(run.id))
-        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._fail_start(run, f"cannot create the run folder {run_dir}: {_reason(exc)}")
+            return False
         resume = bool(run.checkpoint_path and Path(run.checkpoint_path).exists())
         cmd = list(self.command(run.id, resume))
         env = dict(os.environ)
@@ -325,18 +406,27 @@ class Launcher:
         })
         env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
         try:
-            with (run_dir / WORKER_LOG).open("ab") as out:
+            out = (run_dir / WORKER_LOG).open("ab")
+        except OSError as exc:
+            self._fail_start(run, f"cannot write {run_dir / WORKER_LOG}: {_reason(exc)}")
+            return False
+        try:
+            with out:
                 popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True, env=env,
                                          cwd=str(REPO_ROOT))
         except OSError as exc:
-            with contextlib.suppress(Conflict, RunNotFound):
-                self.store.set_status(run.id, RunStatus.FAILED, error=f"cannot start worker: {exc}",
-                                      message=f"failed: cannot start worker: {exc}",
-                                      expect=(RunStatus.QUEUED,))
-            return
+            self._fail_start(run, f"cannot start worker: {exc}")
+            return False
         self._workers[run.id] = _Worker(run.id, popen.pid, popen)
         log.info("started the worker of run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
+        return True
+
+    def _fail_start(self, run: Run, reason: str) -> None:
+        log.error("run %d failed: %s", run.id, reason)
+        with contextlib.suppress(Conflict, RunNotFound):
+            self.store.set_status(run.id, RunStatus.FAILED, error=reason, message=f"failed: {reason}",
+                                  expect=(RunStatus.QUEUED,))
 
     # ------------------------------------------------------------------ API actions
 

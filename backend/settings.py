@@ -38,7 +38,8 @@ class Settings(BaseSettings):
         "may send mutating requests and open websockets (comma-separated).")
     max_concurrent_runs: int = Field(1, ge=1, le=1024)
     heartbeat_interval: float = Field(2.0, gt=0.0, description="Seconds between worker heartbeats.")
-    stale_after: float = Field(15.0, gt=0.0, description="A heartbeat older than this is stale (s).")
+    stale_after: float = Field(15.0, gt=0.0, description="A heartbeat older than this is stale (s): "
+                               "the run is crashed, and a worker of this host killed (SIGKILL).")
 
     @field_validator("data_dir")
     @classmethod

@@ -112,7 +112,11 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
         store.truncate_after_step(run.id, checkpoint_step(run.checkpoint_path))
     run_dir = Path(store.run_dir(run.id))
     config = build_config(run.config, run_dir=run_dir, data_dir=settings.data_dir, resume_from=resume_from)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the folder and the cause, not only the errno
+        cause = (exc.strerror or str(exc)).lower()
+        raise OSError(f"cannot create the run folder {run_dir}: {cause}") from exc
 
     from engine.train import train
 

@@ -100,11 +100,16 @@ def checkpoint_step(path: str | Path) -> int:
 
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically so a crash mid-write never leaves a truncated checkpoint."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically (no truncated checkpoint after a crash); a refusal names the file and why."""
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp, "wb") as fh:  # torch.save(state, tmp) would say only "open file failed"
+            torch.save(state, fh)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a failed write
+        cause = (getattr(exc, "strerror", None) or str(exc)).lower()
+        raise OSError(f"cannot write checkpoint {path}: {cause}") from exc
 
 
 # --- one run: what setup builds, and what the loop advances ------------------------------------

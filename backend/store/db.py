@@ -1,9 +1,14 @@
 """Database engine creation, the schema check, and programmatic Alembic upgrades.
 
-- SQLite (the default, a file under the data dir) runs in WAL mode with a 30 s busy timeout and
-  foreign keys on, set on every new connection. Write sessions start with `BEGIN IMMEDIATE` so a
-  writer waits for the write lock up front (honouring the busy timeout) instead of failing with
-  "database is locked" when it upgrades a read snapshot that another process has moved past.
+- SQLite (the default, a file under the data dir) runs in WAL mode with a 30 s busy timeout (the
+  `timeout` of `connect_args` when given) and foreign keys on, set on every new connection. Write
+  sessions start with `BEGIN IMMEDIATE` so a writer waits for the write lock up front (honouring
+  the busy timeout) instead of failing with "database is locked" when it upgrades a read snapshot
+  that another process has moved past.
+- Opening a store checks the database first, each refusal one line: not at this code's revision
+  (older: run `marginscope db upgrade`; newer: upgrade MarginScope), not a database, or, on SQLite,
+  damaged pages (`PRAGMA quick_check`, a read of every page: about 7 s per GB, once per open).
+  A damaged file is refused rather than served, since its reads would fail one by one later.
 - PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
   The driver is an optional extra: `pip install -e '.[postgres]'` (psycopg 3), URL
   `postgresql+psycopg://user:password@host/dbname`. Tested by running tests/backend and tests/db
@@ -31,7 +36,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.store.exceptions import SchemaOutOfDate, StoreError
+from backend.store.exceptions import DatabaseDamaged, SchemaOutOfDate, SchemaTooNew, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +113,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
 
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
     connect_args.update(kwargs.pop("connect_args", {}))
+    busy_timeout_ms = int(float(connect_args["timeout"]) * 1000)
     engine = create_engine(db_url, connect_args=connect_args, **kwargs)
 
     @event.listens_for(engine, "connect")
@@ -115,7 +121,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
         # take transaction control from pysqlite so that `begin` below decides how to BEGIN
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
-        cur.execute(f"PRAGMA busy_timeout = {int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
+        cur.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
         cur.execute("PRAGMA journal_mode = WAL")
         cur.execute("PRAGMA synchronous = NORMAL")  # durable across app crashes in WAL mode
         cur.execute("PRAGMA foreign_keys = ON")
@@ -141,11 +147,14 @@ def _alembic_config(db_url: str, connection: Any = None) -> Any:
     return cfg
 
 
-def head_revision() -> str | None:
+def _script() -> Any:
     from alembic.script import ScriptDirectory
 
-    script = ScriptDirectory.from_config(_alembic_config("sqlite://"))
-    heads = script.get_heads()
+    return ScriptDirectory.from_config(_alembic_config("sqlite://"))
+
+
+def head_revision() -> str | None:
+    heads = _script().get_heads()
     if len(heads) != 1:
         raise RuntimeError(f"expected one Alembic head in {alembic_dir()}, found {heads}")
     return heads[0]
@@ -159,10 +168,50 @@ def current_revision(engine: Engine) -> str | None:
     return heads[0] if len(heads) == 1 else (None if not heads else ",".join(heads))
 
 
+def describe_error(exc: Exception) -> str:
+    """A database error in one line: the driver's own words, without SQLAlchemy's SQL and links."""
+    orig = getattr(exc, "orig", None)
+    return (str(orig) if orig is not None else str(exc)).strip().splitlines()[0]
+
+
+def _shown(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
+def refuse_newer(engine: Engine, current: str | None) -> None:
+    """Raise SchemaTooNew when `current` is a revision this code does not know (a newer release
+    migrated the database: `db upgrade` cannot help, and a downgrade is that release's job)."""
+    known = {script.revision for script in _script().walk_revisions()}
+    if current is not None and not set(current.split(",")) <= known:
+        raise SchemaTooNew(f"the database {_shown(engine)} was written by a newer MarginScope "
+                           f"(revision {current}); upgrade MarginScope")
+
+
+def check_integrity(engine: Engine) -> None:
+    """Raise DatabaseDamaged unless SQLite's `quick_check` finds every page sound (other
+    databases check themselves: a no-op)."""
+    path = sqlite_path(_shown(engine))
+    if path is None or not path.exists():
+        return
+    try:
+        with engine.connect() as conn:
+            found = [str(row[0]) for row in conn.exec_driver_sql("PRAGMA quick_check(1)")]
+    except SQLAlchemyError as exc:
+        found = [describe_error(exc)]
+    if found != ["ok"]:
+        # the first finding, without SQLite's "*** in database main ***" heading
+        first = next((line for line in found[0].splitlines() if line.strip() and not line.startswith("***")),
+                     found[0].strip() or "no answer")
+        raise DatabaseDamaged(f"the database {path} is damaged (SQLite quick_check: {first}); "
+                              "restore it from a backup")
+
+
 def verify_schema(engine: Engine) -> None:
-    """Raise SchemaOutOfDate (naming `marginscope db upgrade`) unless the DB is at the head."""
+    """Refuse a database this code cannot serve, in one line: older (naming `marginscope db
+    upgrade`, SchemaOutOfDate), newer (SchemaTooNew), unreadable (StoreError) or with damaged
+    pages (DatabaseDamaged)."""
     head = head_revision()
-    where = engine.url.render_as_string(hide_password=True)
+    where = _shown(engine)
     path = sqlite_path(where)
     if path is not None and not path.exists():
         current, state = None, "does not exist"
@@ -170,13 +219,15 @@ def verify_schema(engine: Engine) -> None:
         try:
             current = current_revision(engine)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot read the schema version of {where}: {exc}") from exc
+            raise StoreError(f"cannot read the schema version of {where}: {describe_error(exc)}") from exc
         state = "has no MarginScope schema" if current is None else f"is at revision {current}"
+    refuse_newer(engine, current)
     if current != head:
         raise SchemaOutOfDate(
             f"the database {where} {state}, but this version needs revision {head}; "
             f"run `{UPGRADE_COMMAND}` (with the same MARGINSCOPE_DB_URL / --db-url) to migrate it"
         )
+    check_integrity(engine)
 
 
 @contextmanager
@@ -193,10 +244,20 @@ def migration_engine(db_url: str) -> Iterator[Engine]:
 
 
 def upgrade(db_url: str, revision: str = "head") -> None:
-    """Migrate the database to `revision` (creating the SQLite file and its folder if needed)."""
+    """Migrate the database to `revision` (creating the SQLite file and its folder if needed).
+    A damaged file or one from a newer MarginScope is refused (DatabaseDamaged, SchemaTooNew)
+    before anything is written to it."""
     from alembic import command
 
-    with migration_engine(db_url) as engine, engine.begin() as conn:
-        command.upgrade(_alembic_config(db_url, conn), revision)
+    with migration_engine(db_url) as engine:
+        check_integrity(engine)
+        try:
+            current = current_revision(engine)
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot read the schema version of {_shown(engine)}: "
+                             f"{describe_error(exc)}") from exc
+        refuse_newer(engine, current)
+        with engine.begin() as conn:
+            command.upgrade(_alembic_config(db_url, conn), revision)
     log.info("database %s upgraded to %s", make_url(db_url).render_as_string(hide_password=True),
              revision)

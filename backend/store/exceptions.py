@@ -34,3 +34,11 @@ class Conflict(StoreError):
 
 class SchemaOutOfDate(StoreError):
     """The database is not at the Alembic head; the message names `marginscope db upgrade`."""
+
+
+class SchemaTooNew(StoreError):
+    """The database was migrated by a newer MarginScope (a revision this code does not know)."""
+
+
+class DatabaseDamaged(StoreError):
+    """SQLite's quick_check found damaged pages: the file is refused rather than served."""

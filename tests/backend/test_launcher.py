@@ -11,6 +11,7 @@ its run running itself, with its pid, and only from queued (`STARTS`); the launc
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ from backend.recording import write_events
 from backend.launcher import HOST, Launcher, pid_alive
 from backend.settings import Settings
 from backend.store import Conflict, Run, RunStatus
+from backend.store.db import sqlite_path
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 # what record_run does first: running with this pid and host, only from queued (the store from
@@ -275,3 +277,65 @@ def test_resume_queues_and_passes_the_flag(store: SqlAlchemyStore, settings: Set
     assert seen == [True] and launcher.watched == [run.id]
     wait_until(lambda: store.get_run(run.id).status == RunStatus.RUNNING, launcher)
     assert store.get_run(run.id).pid == launcher._workers[run.id].pid  # the pid of this attempt
+
+
+def test_an_end_the_store_cannot_write_is_retried_and_the_queue_moves_on(
+        store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
+    """Another process holds SQLite's write lock (as a full disk, it refuses every write) while one
+    worker is killed and another ignores its cancel: the rounds go on (the cancel is still
+    escalated to SIGKILL), the dead worker stays supervised, and once the store can be written
+    both ends are recorded and the queued run starts. A real lock on a real file; the launcher's
+    store waits 0.1 s for it instead of 30 s."""
+    path = sqlite_path(settings.db_url)
+    if path is None:
+        pytest.skip("SQLite's write lock")
+    impatient = SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir, connect_args={"timeout": 0.1})
+    a, c, b = (make_run(store) for _ in range(3))
+    code = {a.id: SLEEP, c.id: IGNORE_TERM, b.id: SLEEP}
+    launcher = Launcher(impatient, settings.model_copy(update={"max_concurrent_runs": 2}), grace_period=0.5,
+                        command=lambda run_id, resume: fake(code[run_id])(run_id, resume))
+    launchers.append(launcher)
+    locker = sqlite3.connect(path, isolation_level=None)
+    try:
+        wait_until(lambda: {store.get_run(r.id).status for r in (a, c)} == {RunStatus.RUNNING}, launcher)
+        launcher.cancel(c.id)  # SIGTERM, ignored
+        locker.execute("BEGIN IMMEDIATE")
+        killed = launcher._workers[a.id].popen
+        assert killed is not None
+        killed.kill()
+        killed.wait()
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            launcher.tick()  # the writes fail: logged, never raised
+            time.sleep(0.05)
+        assert store.get_run(a.id).status == RunStatus.RUNNING  # nothing could be written
+        assert a.id in launcher.watched  # still supervised
+        assert launcher._workers[c.id].popen.poll() == -9  # type: ignore[union-attr]  # escalated
+        assert store.get_run(b.id).status == RunStatus.QUEUED
+    finally:
+        locker.rollback()
+        locker.close()
+    wait_until(lambda: store.get_run(b.id).status == RunStatus.RUNNING, launcher)
+    assert store.get_run(a.id).status == RunStatus.CRASHED
+    assert "signal 9" in (store.get_run(a.id).error or "")
+    assert store.get_run(c.id).status == RunStatus.CANCELLED
+    assert launcher.watched == [b.id]
+    impatient.close()
+
+
+def test_a_run_folder_that_cannot_be_created_fails_the_run(store: SqlAlchemyStore, settings: Settings,
+                                                           launchers: list[Launcher]) -> None:
+    """`runs` is a regular file (this bites as root too): the run fails naming the folder and the
+    cause, and the next round goes on to the next queued run instead of failing on the first forever."""
+    settings.runs_dir.parent.mkdir(parents=True, exist_ok=True)
+    settings.runs_dir.write_text("not a folder")
+    launcher = make(launchers, store, settings)
+    first, second = make_run(store), make_run(store)
+    launcher.tick()
+    assert store.get_run(first.id).status == RunStatus.FAILED
+    launcher.tick()
+    for run in (first, second):
+        failed = store.get_run(run.id)
+        assert failed.status == RunStatus.FAILED
+        assert failed.error == f"cannot create the run folder {store.run_dir(run.id)}: not a directory"
+    assert launcher.watched == []

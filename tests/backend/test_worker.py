@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -178,3 +180,49 @@ def test_sigterm_cancels_then_resume_continues_the_series(settings: Settings, st
     assert done.run_info["resumed_from_step"] == stopped_at
     hist = store.get_histograms(run.id, "candidates", max_rows=1000).steps
     assert hist == list(range(10, 201, 10))
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """`folder` refuses new files: chmod for a user; for root (whom modes do not stop) the
+    immutable attribute where the file system and the capabilities allow it, else a skip."""
+    if os.geteuid() != 0:
+        folder.chmod(0o500)
+        try:
+            yield
+        finally:
+            folder.chmod(0o700)
+        return
+    if shutil.which("chattr") is None or subprocess.run(["chattr", "+i", str(folder)],
+                                                        capture_output=True).returncode != 0:
+        pytest.skip("running as root without `chattr +i`: a read-only folder does not bite")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def test_a_read_only_run_folder_fails_naming_the_checkpoint(settings: Settings, store: SqlAlchemyStore,
+                                                            make_run: MakeRun) -> None:
+    run = make_run()
+    run_dir = Path(store.run_dir(run.id))
+    run_dir.mkdir(parents=True)
+    with _read_only(run_dir):
+        code, out = _finish(_worker(settings, run.id))
+    assert code == 1, out
+    got = store.get_run(run.id)
+    assert got.status == RunStatus.FAILED
+    cause = "permission denied" if os.geteuid() != 0 else "operation not permitted"
+    assert got.error == f"OSError: cannot write checkpoint {run_dir / 'checkpoint.pt'}: {cause}"
+
+
+def test_a_run_folder_under_a_file_fails_naming_the_folder(settings: Settings, store: SqlAlchemyStore,
+                                                           make_run: MakeRun) -> None:
+    """The runs folder is a regular file: bites as root too."""
+    run = make_run()
+    settings.runs_dir.write_text("not a folder")
+    code, out = _finish(_worker(settings, run.id))
+    assert code == 1, out
+    got = store.get_run(run.id)
+    assert got.status == RunStatus.FAILED
+    assert got.error == f"OSError: cannot create the run folder {store.run_dir(run.id)}: not a directory"
