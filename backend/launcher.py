@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 HOST = socket.gethostname()
 WORKER_LOG = "worker.log"
 REPO_ROOT = Path(__file__).resolve().parents[1]
+MAX_LISTED = 10_000  # running runs read per scheduling round: far above any concurrency limit
 
 WorkerCommand = Callable[[int, bool], Sequence[str]]
 
@@ -309,14 +310,16 @@ class Launcher:
         if worker.frozen is not None:
             self._crash(run, worker.frozen)
         elif worker.cancel_deadline is not None:
-                how = "killed after the grace period" if worker.killed else "stopped"
-                with contextlib.suppress(Conflict):
-                    self.store.set_status(run.id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
-                                          message=f"cancelled: worker {how}")
+            how = "killed after the grace period" if worker.killed else "stopped"
+            with contextlib.suppress(Conflict):
+                self.store.set_status(run.id, RunStatus.CANCELLED, expect=(RunStatus.RUNNING,),
+                                      message=f"cancelled: worker {how}")
         elif code < 0 and worker.popen is not None:
             self._crash(run, f"worker killed by signal {-code}{unstarted}")
         elif code == -1:
             self._crash(run, f"worker process {worker.pid} is gone")
+        elif unstarted and code == 0:
+            return  # it found its run no longer queued and left; the run was queued again since
         elif unstarted:
             self._crash(run, f"worker exited with code {code}{unstarted}")
         else:
@@ -371,13 +374,13 @@ class Launcher:
                 self._remote.discard(run_id)
 
     def _schedule(self) -> None:
-        _, running = self.store.list_runs(status=RunStatus.RUNNING.value, limit=1)
-        free = self.settings.max_concurrent_runs - running
+        running, _ = self.store.list_runs(status=RunStatus.RUNNING.value, limit=MAX_LISTED)
+        # a worker of ours whose run is not running yet is starting it: it takes a place too
+        starting = set(self._workers) - {run.id for run in running}
+        free = self.settings.max_concurrent_runs - len(running) - len(starting)
         if free <= 0:
             return
-        # a worker whose run is still queued is starting it: it takes a place, and is not spawned again
         queued = self.store.next_queued(free + len(self._workers))
-        free -= sum(1 for run in queued if run.id in self._workers)
         for run in queued:
             if free <= 0:
                 break

@@ -106,6 +106,38 @@ def test_fifo_with_the_concurrency_limit(store: SqlAlchemyStore, settings: Setti
     assert store.get_run(c.id).status == RunStatus.QUEUED
 
 
+def test_a_starting_worker_holds_its_place_whatever_the_queue_order(
+        store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
+    """Older runs queued again (resumed) while a newer run's worker is still starting must not
+    push that worker out of the count: one place, one worker."""
+    launcher = make(launchers, store, settings, IDLE)  # max_concurrent_runs = 1
+    older = [make_run(store) for _ in range(2)]
+    for run in older:
+        store.set_status(run.id, "cancelled")
+    newer = make_run(store)
+    launcher.tick()
+    assert launcher.watched == [newer.id]  # starting: its run is still queued
+    for run in older:
+        store.set_status(run.id, "queued")  # resumed: they come first in the queue (lower ids)
+    for _ in range(3):
+        launcher.tick()
+        assert launcher.watched == [newer.id]
+
+
+def test_a_worker_that_left_a_run_queued_again_does_not_crash_it(
+        store: SqlAlchemyStore, settings: Settings, launchers: list[Launcher]) -> None:
+    """Exit 0 before starting means the worker found its run no longer queued (cancelled) and left;
+    if the run is queued again by then (a quick resume), it is simply started again."""
+    launcher = make(launchers, store, settings, "raise SystemExit(0)")
+    run = make_run(store)
+    launcher.tick()
+    worker = launcher._workers[run.id]
+    assert worker.popen is not None and worker.popen.wait(timeout=30) == 0
+    launcher.tick()  # reaps the exit with the run still queued
+    assert store.get_run(run.id).status == RunStatus.QUEUED
+    assert not store.get_run(run.id).error
+
+
 def test_cancel_of_a_just_spawned_run(store: SqlAlchemyStore, settings: Settings,
                                       launchers: list[Launcher]) -> None:
     """The worker exists but has not started the run: the run is cancelled at once, and a worker
