@@ -58,11 +58,11 @@ def load_settings(**overrides: Any) -> Settings:
     raise AssertionError("unreachable")
 
 
-def _open_store(settings: Settings) -> Any:
+def _open_store(settings: Settings, *, check_pages: bool = False) -> Any:
     from backend.store import StoreError, open_store
 
     try:
-        return open_store(settings)
+        return open_store(settings, check_pages=check_pages)
     except StoreError as exc:  # out-of-date schema (names the command), missing driver, unreachable
         _fail(str(exc), code=1)
 
@@ -93,7 +93,7 @@ def serve(
     except RefusedToServe as exc:
         _fail(str(exc))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    _open_store(settings).close()  # schema check before binding, with a readable message
+    _open_store(settings, check_pages=True).close()  # checks before binding, with a readable message
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(f"MarginScope: http://{shown}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})")

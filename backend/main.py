@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         conf = settings or get_settings()
         conf.data_dir.mkdir(parents=True, exist_ok=True)
-        store = open_store(conf)  # raises SchemaOutOfDate: `marginscope db upgrade`
+        store = open_store(conf, check_pages=True)  # raises SchemaOutOfDate: `marginscope db upgrade`
         launcher = Launcher(store, conf)
         hub = LiveHub(store)
         app.state.settings, app.state.store = conf, store

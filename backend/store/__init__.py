@@ -46,11 +46,13 @@ if TYPE_CHECKING:
     from backend.settings import Settings
 
 
-def open_store(settings: Settings, *, verify: bool = True) -> AbstractStore:
-    """The SQLAlchemy store for these settings; raises SchemaOutOfDate unless migrated (verify)."""
+def open_store(settings: Settings, *, verify: bool = True, check_pages: bool = False) -> AbstractStore:
+    """The SQLAlchemy store for these settings; raises SchemaOutOfDate unless migrated (verify),
+    DatabaseDamaged when `check_pages` finds a damaged SQLite page (the server's start-up)."""
     from backend.store.sqlalchemy_store import SqlAlchemyStore
 
-    return SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir, verify=verify)
+    return SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir, verify=verify,
+                           check_pages=check_pages)
 
 
 __all__ = [

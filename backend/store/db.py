@@ -206,10 +206,11 @@ def check_integrity(engine: Engine) -> None:
                               "restore it from a backup")
 
 
-def verify_schema(engine: Engine) -> None:
+def verify_schema(engine: Engine, *, pages: bool = False) -> None:
     """Refuse a database this code cannot serve, in one line: older (naming `marginscope db
-    upgrade`, SchemaOutOfDate), newer (SchemaTooNew), unreadable (StoreError) or with damaged
-    pages (DatabaseDamaged)."""
+    upgrade`, SchemaOutOfDate), newer (SchemaTooNew), unreadable (StoreError) or, with `pages`,
+    with damaged pages (DatabaseDamaged). `pages` reads the whole file (about 7 s per GB), so the
+    server and `db upgrade` check it at start-up, not every worker and CLI command."""
     head = head_revision()
     where = _shown(engine)
     path = sqlite_path(where)
@@ -227,7 +228,8 @@ def verify_schema(engine: Engine) -> None:
             f"the database {where} {state}, but this version needs revision {head}; "
             f"run `{UPGRADE_COMMAND}` (with the same MARGINSCOPE_DB_URL / --db-url) to migrate it"
         )
-    check_integrity(engine)
+    if pages:
+        check_integrity(engine)
 
 
 @contextmanager

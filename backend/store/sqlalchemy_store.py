@@ -128,7 +128,7 @@ def _finite(value: float | None) -> float | None:
 
 class SqlAlchemyStore(AbstractStore):
     def __init__(self, db_url: str, *, data_dir: str | Path, verify: bool = True,
-                 **engine_kwargs: Any) -> None:
+                 check_pages: bool = False, **engine_kwargs: Any) -> None:
         self.db_url = db_url
         self.data_dir = Path(data_dir).resolve()
         self.engine = make_engine(db_url, **engine_kwargs)
@@ -137,7 +137,7 @@ class SqlAlchemyStore(AbstractStore):
         if self.engine.dialect.name == "postgresql":  # one snapshot per read session (see above)
             self._read_engine = self.engine.execution_options(isolation_level="REPEATABLE READ")
         if verify:
-            verify_schema(self.engine)
+            verify_schema(self.engine, pages=check_pages)
 
     def close(self) -> None:
         self.engine.dispose()
