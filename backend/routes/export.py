@@ -23,12 +23,12 @@ from fastapi import APIRouter
 from fastapi.responses import Response
 
 from backend.deps import StoreDep
-from backend.schemas import run_json
+from backend.schemas import errors, run_json
 from backend.store import AbstractStore
 from backend.store.db import json_safe
 from engine.events import Counters
 
-router = APIRouter(prefix="/api/runs", tags=["export"])
+router = APIRouter(prefix="/api/runs", tags=["export"], responses=errors(404))
 
 ALL_ROWS = 10**9
 # the tidy table's columns and their types: what the value is, when (every counter), the value
