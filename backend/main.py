@@ -5,7 +5,8 @@ what `marginscope serve`, the tests and `uvicorn --factory backend.main:create_a
 refuses a non-loopback host without a token, or a token under 16 characters. Start-up
 refuses an out-of-date schema (the store raises SchemaOutOfDate naming `marginscope db upgrade`).
 Store errors become JSON answers (404/409/422), never a traceback page; anything unexpected is
-logged and answered with a JSON 500.
+logged and answered with a JSON 500. Request limits (body size, how much of a bad input a 422
+shows) are backend/limits.py's.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.encoders import jsonable_encoder
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.engine import make_url
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from backend import security
 from backend.launcher import Launcher
+from backend.limits import BodySizeLimit, validation_detail
 from backend.live import LiveHub
 from backend.routes import compare, export, live, metrics, options, pages, runs, session
 from backend.settings import Settings, get_settings
@@ -33,9 +37,10 @@ from backend.store import (
     StoreError,
     open_store,
 )
-from backend.store.db import json_safe
 
 log = logging.getLogger(__name__)
+
+HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")  # what a 405's Allow may name
 
 
 def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
@@ -78,16 +83,39 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     security.install(app, settings)
     app.include_router(session.router)
 
+    # --- request limits: a body over settings.max_body_bytes is refused (413) before any route runs
+    app.add_middleware(BodySizeLimit)
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(_: Request, exc: Exception) -> JSONResponse:
-        # FastAPI's own handler, but strict JSON: a NaN in the body must not turn the 422 into a 500
+        # FastAPI's list, with short excerpts of the input instead of the whole of it
         errors = exc.errors() if isinstance(exc, RequestValidationError) else []
-        return JSONResponse({"detail": json_safe(jsonable_encoder(errors))}, status_code=422)
+        return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
 
     app.add_exception_handler(RequestValidationError, invalid_request)
+
+    async def invalid_argument(_: Request, exc: Exception) -> JSONResponse:
+        # the store's refusal as a one-item validation list: every 422 has the same shape
+        field = getattr(exc, "field", None)
+        loc = [int(p) if p.isdigit() else p for p in field.split(".")] if field else []
+        return JSONResponse({"detail": validation_detail([{"type": "value_error", "loc": loc,
+                                                           "msg": str(exc)}])}, status_code=422)
+
+    app.add_exception_handler(InvalidArgument, invalid_argument)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        # Starlette's 405 names only the methods of the first route on the path: name them all
+        assert isinstance(exc, StarletteHTTPException)
+        if exc.status_code == 405:
+            allowed = [m for m in HTTP_METHODS if any(
+                route.matches({**request.scope, "method": m})[0] == Match.FULL
+                for route in request.app.router.routes)]
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+        return await http_exception_handler(request, exc)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
 
     def answer(code: int):  # type: ignore[no-untyped-def]
         async def handler(_: Request, exc: Exception) -> JSONResponse:
@@ -96,7 +124,6 @@ def _add_error_handlers(app: FastAPI) -> None:
 
     app.add_exception_handler(RunNotFound, answer(404))
     app.add_exception_handler(Conflict, answer(409))
-    app.add_exception_handler(InvalidArgument, answer(422))
     app.add_exception_handler(SchemaOutOfDate, answer(503))
 
     async def store_error(_: Request, exc: Exception) -> JSONResponse:

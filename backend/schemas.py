@@ -10,14 +10,18 @@ API's differences from `entities.Run` in one place (`RUN_HIDDEN`, `Progress`).
 
 Text limits (NUL characters, lengths) are not checked here: the store owns them, since every
 writer (API, CLI, recording) passes through it; `routes/runs.py` turns its refusal into a 422
-naming the field. The descriptions below only quote the store's limits.
+naming the field. The descriptions and JSON Schema keywords below only quote the store's limits.
+Request bodies refuse unknown fields (a typo is a 422 naming it, never a default run).
+
+`errors(...)` declares the error answers a route really gives, for the OpenAPI document: every
+error is `{"detail": "..."}` except 422, whose `detail` is always a list naming each bad field.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Collection, Mapping
-from typing import Any, Literal, Self, get_type_hints
+from typing import Annotated, Any, Literal, Self, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -33,6 +37,7 @@ from backend.store import (
     X_AXES,
 )
 from backend.store.dbmodels import TEXT_LIMITS
+from backend.store.entities import RunStatus
 from engine.config import TrainConfig
 from engine.events import POPULATIONS
 
@@ -113,21 +118,40 @@ def _limit(field: str) -> str:
     return f"at most {TEXT_LIMITS[field]} characters, no NUL"
 
 
+# what str.strip() removes (the store strips names and tags): a schema's "not blank"
+_SPACE = "\t-\r\x1c- \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def _text(field: str, *, not_blank: bool = False) -> dict[str, Any]:
+    """The store's limit on a text field, as JSON Schema keywords (documented, not checked here)."""
+    pattern = f"^[^\\x00]*[^{_SPACE}\\x00][^\\x00]*$" if not_blank else "^[^\\x00]*$"
+    return {"maxLength": TEXT_LIMITS[field], "pattern": pattern}
+
+
+Tag = Annotated[str, Field(json_schema_extra=_text("tag"))]
+
+
 class RunCreate(BaseModel):
     """POST /api/runs: a name, the training config, tags and notes."""
 
-    name: str | None = Field(None, description=f"blank: run-<id>; {_limit('name')}")
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description=f"blank: run-<id>; {_limit('name')}",
+                             json_schema_extra=_text("name"))
     config: TrainConfig = Field(default_factory=lambda: TrainConfig.model_validate({}))
-    tags: list[str] = Field(default_factory=list, max_length=50, description=f"each {_limit('tag')}")
-    notes: str = Field("", description=_limit("notes"))
+    tags: list[Tag] = Field(default_factory=list, max_length=50, description=f"each {_limit('tag')}")
+    notes: str = Field("", description=_limit("notes"), json_schema_extra=_text("notes"))
 
 
 class RunUpdate(BaseModel):
     """PATCH /api/runs/{id}: only the given fields change."""
 
-    name: str | None = Field(None, description=f"not blank; {_limit('name')}")
-    tags: list[str] | None = Field(None, max_length=50, description=f"each {_limit('tag')}")
-    notes: str | None = Field(None, description=_limit("notes"))
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(None, description=f"not blank; {_limit('name')}",
+                             json_schema_extra=_text("name", not_blank=True))
+    tags: list[Tag] | None = Field(None, max_length=50, description=f"each {_limit('tag')}")
+    notes: str | None = Field(None, description=_limit("notes"), json_schema_extra=_text("notes"))
 
 
 class LogPublic(entity_model(LogLine, hide=("step",))):  # type: ignore[misc]
@@ -244,6 +268,55 @@ class ComparePublic(BaseModel):
     target: float | None
     series: dict[str, SeriesPublic]
     table: list[CompareRow]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class Message(BaseModel):
+    """An error answer: what went wrong and what to change, in words."""
+
+    detail: str
+
+
+class FieldError(BaseModel):
+    """One refused field: where (`["body", "config", "steps"]`), why, and an excerpt of the value."""
+
+    type: str
+    loc: list[str | int]
+    msg: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class ValidationMessage(BaseModel):
+    """A 422: the refused fields, always a list."""
+
+    detail: list[FieldError]
+
+
+_ERRORS: dict[int, tuple[type[BaseModel], str]] = {
+    400: (Message, "The body is not JSON text (undecodable bytes)."),
+    401: (Message, "The server has a token and the request did not carry it."),
+    404: (Message, "No run with this id."),
+    409: (Message, "The run's status does not allow this action."),
+    413: (Message, "The body is larger than the server's limit (MARGINSCOPE_MAX_BODY_BYTES)."),
+    422: (ValidationMessage, "A field is invalid: each item names one and says why."),
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route that can answer these error codes (and always 422)."""
+    return {code: {"model": _ERRORS[code][0], "description": _ERRORS[code][1]}
+            for code in sorted({*codes, 422})}
+
+
+# what a route with a JSON body can refuse before it runs, and what a token-guarded one adds
+BODY_ERRORS = (400, 413)
+TOKEN_ERRORS = (401,)
+
+# `GET /api/runs?status=queued,running`: a comma list of run statuses
+STATUS_LIST = "^ *({s}) *(, *({s}) *)*$".format(s="|".join(s.value for s in RunStatus))
 
 
 # --------------------------------------------------------------------------- websocket rows

@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     heartbeat_interval: float = Field(2.0, gt=0.0, description="Seconds between worker heartbeats.")
     stale_after: float = Field(15.0, gt=0.0, description="A heartbeat older than this is stale (s): "
                                "the run is crashed, and a worker of this host killed (SIGKILL).")
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies are refused (413).")
 
     @field_validator("data_dir")
     @classmethod

@@ -67,7 +67,7 @@ def build_config(overrides: dict[str, Optional[str]], config_file: Optional[Path
     values = load_config_file(config_file) if config_file else {}
     values.update({k: _parse_value(k, v) for k, v in overrides.items() if v is not None})
     try:
-        return TrainConfig(**values)
+        return TrainConfig.from_text(values)
     except ValidationError as exc:
         fail(describe_validation_error(exc))
     raise AssertionError("unreachable")

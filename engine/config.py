@@ -8,17 +8,33 @@ from `TrainConfig.model_json_schema()` / `field_specs()`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Mapping
+from functools import cache
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-RegimeSpec = str | list[tuple[float, float]]
+# a JSON array is a drop here: the only field where a list stands for a tuple
+RegimeSpec = str | list[Annotated[tuple[float, float], Strict(False)]]
 
 
 class TrainConfig(BaseModel):
-    """Everything that decides a run. Resolved and stored in every checkpoint."""
+    """Everything that decides a run. Resolved and stored in every checkpoint.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    Types are strict: `true` is not a step count, 1 is not a boolean and "5" is not a number
+    (JSON, config files, Python). Command-line text goes through `from_text`, which parses numbers
+    and booleans from their spelling; every other rule is the same.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
     # --- data
     dataset: str = Field(
@@ -42,7 +58,8 @@ class TrainConfig(BaseModel):
     model: str = Field(
         "auto",
         description="Model: auto (small-cnn for MNIST-like data, resnet20 otherwise), small-cnn, "
-        "resnet20/32/44/56/110, or wrn-<depth>-<width> such as wrn-28-10.",
+        "resnet20/32/44/56/110, or wrn-<depth>-<width> such as wrn-28-10 (depth at most 64, width "
+        "at most 16).",
         min_length=1,
     )
 
@@ -113,6 +130,34 @@ class TrainConfig(BaseModel):
     out_dir: str | None = Field(None, description="Folder for checkpoints and the event log (none = no files).")
     resume_from: str | None = Field(None, description="Checkpoint file to resume from.")
 
+    @classmethod
+    def from_text(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """A config from command-line text ("5", "true", "0.1" parsed as what their field holds)."""
+        return cls.model_validate(dict(values), strict=False)
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from engine.data import IMAGEFOLDER_PREFIX
+
+        if value.startswith(IMAGEFOLDER_PREFIX):
+            if not value[len(IMAGEFOLDER_PREFIX):].strip():
+                raise ValueError(f"{IMAGEFOLDER_PREFIX} needs a folder, e.g. {IMAGEFOLDER_PREFIX}my-images")
+            return value
+        if value not in dataset_names():
+            raise ValueError(f"unknown dataset {value!r}; choose one of {', '.join(dataset_names())} "
+                             f"or {IMAGEFOLDER_PREFIX}<path>")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from engine.models import check_model_name
+
+        if value != "auto":
+            check_model_name(value)  # a registered name, or a Wide ResNet within the size caps
+        return value
+
     @field_validator("selector")
     @classmethod
     def _known_selector(cls, value: str) -> str:
@@ -142,6 +187,14 @@ class TrainConfig(BaseModel):
                 f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
             )
         return self
+
+
+@cache
+def dataset_names() -> tuple[str, ...]:
+    """The datasets the engine loads by name (`imagefolder:<path>` aside); the same in every data dir."""
+    from engine.data import IMAGEFOLDER_PREFIX, list_datasets
+
+    return tuple(d["name"] for d in list_datasets() if not d["name"].startswith(IMAGEFOLDER_PREFIX))
 
 
 def field_specs() -> list[dict[str, Any]]:

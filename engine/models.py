@@ -8,8 +8,8 @@ last layer's weight W:
     forward(x) == head(features(x))
 
 Names (``list_models()``): ``small-cnn``; ``resnet20/32/44/56/110`` (CIFAR-style, depth 6n+2,
-He et al. 2016 sec. 4.2); ``wrn-<depth>-<k>`` for any depth 6n+4 and widening factor k
-(Zagoruyko & Komodakis 2016), with a few common ones listed.
+He et al. 2016 sec. 4.2); ``wrn-<depth>-<k>`` for any depth 6n+4 up to 64 and widening factor k
+up to 16 (Zagoruyko & Komodakis 2016), with a few common ones listed.
 
 Initialisation (all models): convolutions Kaiming-normal with fan_out and ReLU gain; BatchNorm
 weight 1, bias 0; the linear layers keep PyTorch's default (Kaiming-uniform, a=sqrt(5)).
@@ -32,7 +32,9 @@ from torch import Tensor, nn
 
 ModelBuilder = Callable[..., nn.Module]
 _model_registry: dict[str, ModelBuilder] = {}
-_WRN_PATTERN = re.compile(r"^wrn-(\d+)-(\d+)$")
+_WRN_PATTERN = re.compile(r"wrn-([0-9]+)-([0-9]+)")  # whole name, ASCII digits only
+# the largest Wide ResNet built by name (WRN-64-16: 242M parameters, ~1 GB in float32)
+WRN_MAX_DEPTH, WRN_MAX_WIDTH = 64, 16
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
@@ -59,14 +61,33 @@ def create_model(name: str, *, num_classes: int, input_shape: tuple[int, int, in
     if len(input_shape) != 3:
         raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
     shape = (int(input_shape[0]), int(input_shape[1]), int(input_shape[2]))
+    check_model_name(name)
     if name in _model_registry:
         return _model_registry[name](num_classes=num_classes, input_shape=shape)
-    match = _WRN_PATTERN.match(name)
-    if match:
-        return _create_wrn(int(match[1]), int(match[2]), num_classes, shape)
-    raise ValueError(
-        f"unknown model {name!r}; choose one of {', '.join(list_models())} (or wrn-<depth>-<width>)"
-    )
+    depth, width = _WRN_PATTERN.fullmatch(name).groups()  # type: ignore[union-attr]
+    return _create_wrn(int(depth), int(width), num_classes, shape)
+
+
+def check_model_name(name: str) -> None:
+    """ValueError (saying what is allowed) unless ``create_model`` builds ``name``.
+
+    Checked when a config is validated, so a bad name or an absurd size is refused at launch,
+    not in the worker: a registered name, or ``wrn-<depth>-<width>`` with depth 6n+4 in
+    10..WRN_MAX_DEPTH and width in 1..WRN_MAX_WIDTH.
+    """
+    if name in _model_registry:
+        return
+    match = _WRN_PATTERN.fullmatch(name)
+    if not match:
+        raise ValueError(
+            f"unknown model {name!r}; choose one of {', '.join(list_models())} (or wrn-<depth>-<width>)"
+        )
+    depth, width = int(match[1]), int(match[2])
+    if depth < 10 or (depth - 4) % 6 or depth > WRN_MAX_DEPTH:
+        raise ValueError(f"Wide ResNet depth must be 6n+4 between 10 and {WRN_MAX_DEPTH} "
+                         f"(10, 16, 22, 28, 40, ...), got {depth}")
+    if not 1 <= width <= WRN_MAX_WIDTH:
+        raise ValueError(f"Wide ResNet width must be between 1 and {WRN_MAX_WIDTH}, got {width}")
 
 
 def default_model_for(dataset_name: str) -> str:

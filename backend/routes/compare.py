@@ -21,6 +21,7 @@ from backend.schemas import (
     RunPublic,
     SeriesPublic,
     XAxis,
+    errors,
 )
 from backend.store import TargetReached
 from engine.events import COUNTER_KEYS
@@ -29,6 +30,8 @@ router = APIRouter(prefix="/api/compare", tags=["compare"])
 
 # the counters a run's cost is measured in (epoch is step rescaled, so it adds no ratio)
 RATIO_AXES = tuple(k for k in COUNTER_KEYS if k != "epoch")
+MAX_RUNS = 50
+RUN_IDS = f"^ *[0-9]+ *(, *[0-9]+ *){{0,{MAX_RUNS - 1}}}$"  # ASCII digits: "²".isdigit() too
 
 
 def _query_error(name: str, message: str, value: object) -> RequestValidationError:
@@ -43,14 +46,14 @@ def parse_run_ids(raw: str) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        if not part.isdigit():
+        if not (part.isascii() and part.isdigit()):
             raise _query_error("runs", f"run ids are integers, got {part!r}", raw)
         if int(part) not in ids:
             ids.append(int(part))
     if not ids:
         raise _query_error("runs", "give at least one run id, e.g. runs=1,2", raw)
-    if len(ids) > 50:
-        raise _query_error("runs", "compare at most 50 runs at once", raw)
+    if len(ids) > MAX_RUNS:
+        raise _query_error("runs", f"compare at most {MAX_RUNS} runs at once", raw)
     return ids
 
 
@@ -70,10 +73,10 @@ def ratios(row: TargetReached, base: TargetReached) -> Ratios | None:
     return Ratios(**values)
 
 
-@router.get("", response_model=ComparePublic)
+@router.get("", response_model=ComparePublic, responses=errors(404))
 def read_compare(
     store: StoreDep,
-    runs: str = Query(..., description="comma-separated run ids"),
+    runs: str = Query(..., pattern=RUN_IDS, description="comma-separated run ids (at most 50)"),
     key: str = "val/accuracy",
     x: XAxis = "step",
     baseline: int | None = Query(None, description="run id (default: the first run)"),

@@ -28,12 +28,12 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from backend.deps import StoreDep
-from backend.schemas import run_json
+from backend.schemas import errors, run_json
 from backend.store import AbstractStore, Run
 from backend.store.db import json_safe
 from engine.events import QUANTILE_KEYS, Counters
 
-router = APIRouter(prefix="/api/runs", tags=["export"])
+router = APIRouter(prefix="/api/runs", tags=["export"], responses=errors(404))
 
 # the tidy table's columns and their types: what the value is, when (every counter), the value
 COLUMN_TYPES: dict[str, type] = {"kind": str, "key": str, **get_type_hints(Counters), "value": float,

@@ -16,6 +16,7 @@ from backend.schemas import (
     SelectionPublic,
     SeriesPublic,
     XAxis,
+    errors,
 )
 
 router = APIRouter(prefix="/api/runs", tags=["metrics"])
@@ -27,7 +28,7 @@ def split_keys(keys: str | None) -> list[str] | None:
     return [k.strip() for k in keys.split(",") if k.strip()]
 
 
-@router.get("/{run_id}/metrics", response_model=MetricsPublic)
+@router.get("/{run_id}/metrics", response_model=MetricsPublic, responses=errors(404))
 def read_metrics(
     run_id: int,
     store: StoreDep,
@@ -41,7 +42,7 @@ def read_metrics(
     return MetricsPublic(x=x, series={k: SeriesPublic.from_entity(s) for k, s in series.items()})
 
 
-@router.get("/{run_id}/histograms", response_model=HistogramsPublic)
+@router.get("/{run_id}/histograms", response_model=HistogramsPublic, responses=errors(404))
 def read_histograms(
     run_id: int,
     store: StoreDep,
@@ -57,7 +58,7 @@ def read_histograms(
     return HistogramsPublic.from_entity(h)
 
 
-@router.get("/{run_id}/selection", response_model=SelectionPublic)
+@router.get("/{run_id}/selection", response_model=SelectionPublic, responses=errors(404))
 def read_selection(run_id: int, store: StoreDep,
                    max_points: int = Query(500, ge=1, le=100_000)) -> SelectionPublic:
     """Per-class candidate and selected counts over steps."""

@@ -18,20 +18,26 @@ from fastapi.exceptions import RequestValidationError
 
 from backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
 from backend.schemas import (
+    BODY_ERRORS,
+    STATUS_LIST,
+    TOKEN_ERRORS,
     LogPublic,
     LogsPublic,
     RunCreate,
     RunPublic,
     RunsPublic,
     RunUpdate,
+    errors,
 )
 from backend.settings import Settings
-from backend.store import InvalidArgument
+from backend.store import RUN_SORT_KEYS, InvalidArgument
 from backend.store.dbmodels import MAX_INT32
 from engine.config import TrainConfig
 from engine.data import IMAGEFOLDER_PREFIX
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+SORT = f"^[-+]?({'|'.join(RUN_SORT_KEYS)})$"  # a column, "-" for descending
 
 
 def _config_error(field: str, message: str, value: Any) -> RequestValidationError:
@@ -89,15 +95,16 @@ def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
     return data
 
 
-@router.get("", response_model=RunsPublic)
+@router.get("", response_model=RunsPublic, responses=errors())
 def read_runs(
     store: StoreDep,
-    status_: str | None = Query(None, alias="status", description="queued, running, ... (comma list)"),
+    status_: str | None = Query(None, alias="status", pattern=STATUS_LIST,
+                                description="queued, running, ... (comma list)"),
     dataset: str | None = None,
     model: str | None = None,
     selector: str | None = None,
     tag: str | None = None,
-    sort: str = Query("-created_at", description="a column, '-' prefix for descending"),
+    sort: str = Query("-created_at", pattern=SORT, description="a column, '-' prefix for descending"),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0),
 ) -> RunsPublic:
@@ -109,7 +116,7 @@ def read_runs(
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED,
-             dependencies=[TokenDep])
+             dependencies=[TokenDep], responses=errors(*BODY_ERRORS, *TOKEN_ERRORS))
 def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep,
                launcher: LauncherDep) -> RunPublic:
     """Validate a training config and queue a run."""
@@ -120,13 +127,14 @@ def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep,
     return RunPublic.from_entity(run)
 
 
-@router.get("/{run_id}", response_model=RunPublic)
+@router.get("/{run_id}", response_model=RunPublic, responses=errors(404))
 def read_run(run_id: int, store: StoreDep) -> RunPublic:
     """Get one run."""
     return RunPublic.from_entity(store.get_run(run_id))
 
 
-@router.patch("/{run_id}", response_model=RunPublic, dependencies=[TokenDep])
+@router.patch("/{run_id}", response_model=RunPublic, dependencies=[TokenDep],
+              responses=errors(404, *BODY_ERRORS, *TOKEN_ERRORS))
 def update_run(run_id: int, body: RunUpdate, store: StoreDep) -> RunPublic:
     """Change a run's name, tags or notes."""
     fields = body.model_dump(exclude_unset=True)
@@ -136,26 +144,29 @@ def update_run(run_id: int, body: RunUpdate, store: StoreDep) -> RunPublic:
     return RunPublic.from_entity(run)
 
 
-@router.post("/{run_id}/cancel", response_model=RunPublic, dependencies=[TokenDep])
+@router.post("/{run_id}/cancel", response_model=RunPublic, dependencies=[TokenDep],
+             responses=errors(404, 409, *TOKEN_ERRORS))
 def cancel_run(run_id: int, launcher: LauncherDep) -> RunPublic:
     """Cancel a queued run at once, or stop a running one (SIGTERM, then SIGKILL)."""
     return RunPublic.from_entity(launcher.cancel(run_id))
 
 
-@router.post("/{run_id}/resume", response_model=RunPublic, dependencies=[TokenDep])
+@router.post("/{run_id}/resume", response_model=RunPublic, dependencies=[TokenDep],
+             responses=errors(404, 409, *TOKEN_ERRORS))
 def resume_run(run_id: int, launcher: LauncherDep) -> RunPublic:
     """Queue a crashed or cancelled run again, to continue from its last checkpoint."""
     return RunPublic.from_entity(launcher.resume(run_id))
 
 
-@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep])
+@router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep],
+               responses=errors(404, 409, *TOKEN_ERRORS))
 def delete_run(run_id: int, launcher: LauncherDep) -> Response:
     """Delete a run that is not running, with its rows and files."""
     launcher.delete(run_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.get("/{run_id}/logs", response_model=LogsPublic)
+@router.get("/{run_id}/logs", response_model=LogsPublic, responses=errors(404))
 def read_logs(run_id: int, store: StoreDep, after: int = Query(0, ge=0),
               limit: int = Query(500, ge=1, le=10000)) -> LogsPublic:
     """Log lines of a run after a seq."""
