@@ -30,14 +30,13 @@ from backend.store import (
     HistogramSeries,
     LogLine,
     Run,
-    ScalarRow,
     SelectionRow,
     SelectionSeries,
     Series,
+    TEXT_LIMITS,
     X_AXES,
+    RunStatus,
 )
-from backend.store.dbmodels import TEXT_LIMITS
-from backend.store.entities import RunStatus
 from engine.config import TrainConfig
 from engine.events import POPULATIONS
 
@@ -320,10 +319,6 @@ STATUS_LIST = "^ *({s}) *(, *({s}) *)*$".format(s="|".join(s.value for s in RunS
 
 
 # --------------------------------------------------------------------------- websocket rows
-
-
-def scalar_json(row: ScalarRow) -> dict[str, Any]:
-    return row_json(row)
 
 
 def histogram_json(row: HistogramRow) -> dict[str, Any]:

@@ -30,8 +30,7 @@ from backend.schemas import (
     errors,
 )
 from backend.settings import Settings
-from backend.store import RUN_SORT_KEYS, InvalidArgument
-from backend.store.dbmodels import MAX_INT32
+from backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
 from engine.config import TrainConfig
 from engine.data import IMAGEFOLDER_PREFIX
 

@@ -34,6 +34,7 @@ from backend.store.entities import (
     Series,
     TargetReached,
 )
+from backend.store.dbmodels import MAX_INT32, TEXT_LIMITS
 from backend.store.exceptions import (
     Conflict,
     InvalidArgument,
@@ -56,7 +57,7 @@ def open_store(settings: Settings, *, verify: bool = True, check_pages: bool = F
 
 
 __all__ = [
-    "ACTIVE_STATUSES", "LOG_LEVELS", "RUN_SORT_KEYS", "X_AXES", "AbstractStore", "Changes", "Conflict",
+    "ACTIVE_STATUSES", "LOG_LEVELS", "MAX_INT32", "RUN_SORT_KEYS", "TEXT_LIMITS", "X_AXES", "AbstractStore", "Changes", "Conflict",
     "HistogramPoint", "HistogramRow", "HistogramSeries", "InvalidArgument", "LogEntry", "LogLine",
     "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "ScalarRow",
     "SchemaOutOfDate", "SelectionPoint", "SelectionRow", "SelectionSeries", "Series", "StoreError",

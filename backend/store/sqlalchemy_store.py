@@ -60,7 +60,7 @@ from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, Sto
 _STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
 # counters kept in latest_metrics only (every scalar row carries them already)
-COUNTER_KEYS = tuple(axis for axis in ent.X_AXES if axis != "step")
+LATEST_ONLY_COUNTERS = tuple(axis for axis in ent.X_AXES if axis != "step")
 _IN_CHUNK = 500  # ids per IN (...) list
 MAX_OFFSET = 2**62  # beyond any table; keeps OFFSET inside SQLite's and PostgreSQL's 64-bit range
 
@@ -435,7 +435,7 @@ class SqlAlchemyStore(AbstractStore):
             if cur is None or (row["step"], row["seq"]) >= (cur[1], cur[2]):
                 newest[row["key"]] = (row["value"], row["step"], row["seq"])
         if progress is not None:
-            for key in COUNTER_KEYS:
+            for key in LATEST_ONLY_COUNTERS:
                 newest[key] = (_finite(getattr(progress, key)), progress.step, last_seq)
         if not newest:
             return
@@ -477,7 +477,7 @@ class SqlAlchemyStore(AbstractStore):
                                                      SqlMetric.key == "train/loss")
                              .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one_or_none()
             if last is not None:
-                for key in COUNTER_KEYS:
+                for key in LATEST_ONLY_COUNTERS:
                     s.add(SqlLatestMetric(run_id=run_id, key=key, value=getattr(last, key),
                                           step=last.step, seq=last.seq))
             run.step = min(run.step or 0, step)
@@ -500,7 +500,7 @@ class SqlAlchemyStore(AbstractStore):
         with self._session() as s:
             self._get(s, run_id)
             return sorted(s.execute(select(SqlLatestMetric.key).where(
-                SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.not_in(COUNTER_KEYS))).scalars())
+                SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.not_in(LATEST_ONLY_COUNTERS))).scalars())
 
     def get_series(self, run_id: int, keys: Sequence[str], *, x: str = "step",
                    max_points: int = 2000) -> dict[str, ent.Series]:
