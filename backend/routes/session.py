@@ -12,6 +12,7 @@ from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from backend.deps import SettingsDep
+from backend.schemas import BODY_ERRORS, errors
 from backend.security import SESSION_COOKIE, session_ok, session_value, token_matches
 
 router = APIRouter(prefix="/api/session", tags=["session"])
@@ -37,8 +38,7 @@ def session_state(request: Request, settings: SettingsDep) -> SessionPublic:
                          reads_protected=settings.token is not None and settings.protect_reads)
 
 
-@router.post("", status_code=status.HTTP_204_NO_CONTENT,
-             responses={401: {"description": "Wrong token"}})
+@router.post("", status_code=status.HTTP_204_NO_CONTENT, responses=errors(*BODY_ERRORS, 401))
 def open_session(body: SessionOpen, request: Request, response: Response,
                  settings: SettingsDep) -> None:
     """Set the session cookie (nothing to do on a server without a token)."""
