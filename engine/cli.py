@@ -170,7 +170,7 @@ def _time_at_best(result) -> float:
 def bench(
     ctx: typer.Context,
     out: Path = typer.Option(Path("bench-results"), "--out", help="Folder for results.json, results.md, "
-                             "curves.html (micro.json, micro.md with --micro)."),
+                             "curves.html + plotly.min.js (micro.json, micro.md with --micro)."),
     quick: bool = typer.Option(False, "--quick", help="Short smoke run (~2 min on 2 CPU cores)."),
     micro: bool = typer.Option(False, "--micro", help="Run the micro-benchmarks instead of the suite."),
     dataset: Optional[str] = typer.Option(None, help="Dataset (default: mnist)."),
@@ -192,11 +192,22 @@ def bench(
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
                                           "1 is far more robust on a machine shared with other work."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
+    redraw: bool = typer.Option(False, "--redraw", help="Train nothing: redraw results.md and "
+                                "curves.html from the results.json already in --out."),
 ) -> None:
     """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
     # A caller may follow each run through ctx.obj["track"] (a TrackRun): the backend's CLI wraps
     # this command with --db-url that way, to record every run in its store.
-    from engine.bench import BenchSettings, run_micro, run_suite, steps_for_epochs, write_outputs
+    from engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs, write_outputs
+
+    if redraw:
+        try:
+            stored = json.loads((out / "results.json").read_text())
+        except (OSError, ValueError) as exc:
+            fail(f"--redraw needs a suite's results.json in {out}: {exc}")
+        draw(stored, out)
+        typer.echo(f"wrote {out}/results.md, curves.html, plotly.min.js")
+        return
 
     given = dict(dataset=dataset, model=model, candidates=candidates, batch_size=batch_size, steps=steps,
                  regime=regime, eval_every=eval_every, eval_samples=eval_samples, score_chunk=chunk,
@@ -224,7 +235,7 @@ def bench(
     results["command"] = command
     write_outputs(results, out, command)
     typer.echo((out / "results.md").read_text())
-    typer.echo(f"wrote {out}/results.json, results.md, curves.html")
+    typer.echo(f"wrote {out}/results.json, results.md, curves.html, plotly.min.js")
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ the paper trains 40 epochs against 200, so such an arm runs 40/200 of the suite'
 `aggressive` preset scaled to that length (engine/regimes.py).
 
 Outputs under ``--out``: ``results.json`` (settings, machine, every raw validation curve, the
-table), ``results.md`` (the table), ``curves.html`` (offline Plotly: validation accuracy vs steps
+table), ``results.md`` (the table), ``curves.html`` (offline Plotly, loading the ``plotly.min.js`` written beside it: validation accuracy vs steps
 and vs wall-clock, mean line and min-max band over seeds). ``--micro`` runs the micro-benchmarks
 instead (`run_micro`): vectorised MMS vs a naive loop, the share of a step spent on scoring, the
 cost of monitoring, and the candidate chunk sweep.
@@ -36,7 +36,7 @@ id); the engine itself never imports the backend.
 from engine.bench.arms import DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs
 from engine.bench.machine import chunk_sweep, load_average, machine_info
 from engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
-from engine.bench.report import figure_html, results_markdown, table_markdown, write_outputs
+from engine.bench.report import draw, figure_html, results_markdown, table_markdown, write_outputs
 from engine.bench.stats import MEASURES, build_table, first_reach
 from engine.bench.suite import TrackRun, run_suite
 
@@ -44,6 +44,6 @@ __all__ = [
     "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs",
     "TrackRun", "run_suite", "chunk_sweep", "machine_info", "load_average",
     "MEASURES", "build_table", "first_reach",
-    "table_markdown", "results_markdown", "figure_html", "write_outputs",
+    "table_markdown", "results_markdown", "figure_html", "write_outputs", "draw",
     "run_micro", "micro_markdown", "micro_mms_vs_naive", "naive_mms",
 ]

@@ -88,8 +88,12 @@ def _curves(results: dict[str, Any]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
+PLOTLY_JS = "plotly.min.js"  # the one copy of plotly.js a results folder's figures load
+
+
 def figure_html(results: dict[str, Any]) -> str:
-    """Offline HTML (plotly.js embedded): validation accuracy vs steps and vs wall-clock."""
+    """Offline HTML: validation accuracy vs steps and vs wall-clock. It loads plotly.js from
+    `PLOTLY_JS` beside it (written by `write_outputs`), so figures share one copy, not 5 MB each."""
     import plotly.graph_objects as go
     from plotly.colors import qualitative
     from plotly.subplots import make_subplots
@@ -117,11 +121,19 @@ def figure_html(results: dict[str, Any]) -> str:
     fig.update_layout(title=f"{results['bench_id']}: {s['dataset']}, {s['model']}, b={s['batch_size']}, "
                       f"B={s['candidates']}, seeds {list(s['seeds'])} (band: min-max over seeds)",
                       height=560, legend={"orientation": "h", "y": -0.15})
-    return fig.to_html(include_plotlyjs=True, full_html=True)
+    return fig.to_html(include_plotlyjs=PLOTLY_JS, full_html=True, div_id="curves")  # same page each draw
 
 
 def write_outputs(results: dict[str, Any], out: Path, command: str | None = None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    draw(results, out, command)
+
+
+def draw(results: dict[str, Any], out: Path, command: str | None = None) -> None:
+    """results.md and curves.html (with plotly.js beside it) from a suite's results."""
+    from plotly.offline import get_plotlyjs
+
     (out / "results.md").write_text(results_markdown(results, command or results.get("command")))
     (out / "curves.html").write_text(figure_html(results))
+    (out / PLOTLY_JS).write_text(get_plotlyjs())
