@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback as tb
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,13 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
                  claim: int | None = None, spool_dir: Path | None = None,
                  callbacks: Sequence[Callback] = (), name: str | None = None,
                  tags: Sequence[str] = (), notes: str = "",
+                 should_stop: Callable[[], bool] | None = None,
                  reporter_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train `config` on this machine, reporting to the dashboard at `server`; returns the run's
     summary (TrainResult.summary plus `run_id`). With `claim`, the queued run of that id is taken
     over and its stored config trained (unless `config` is given). A run without an out_dir keeps
-    its checkpoints in its spool folder, so a cancel from the dashboard ends with one."""
+    its checkpoints in its spool folder, so a cancel from the dashboard ends with one.
+    `should_stop`: a stop of the caller's own (a signal), besides the dashboard's."""
     from engine.train import train
 
     options = dict(reporter_options or {})
@@ -81,7 +83,10 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
         config = config.model_copy(update={"out_dir": str(reporter.spool.path / "checkpoints")})
     ended = _EndSeen()
     try:
-        result = train(config, [reporter, ended, *callbacks], should_stop=reporter.should_stop)
+        def stop() -> bool:
+            return reporter.should_stop() or (should_stop is not None and should_stop())
+
+        result = train(config, [reporter, ended, *callbacks], should_stop=stop)
     except BaseException as exc:
         if not ended.ended:  # an interrupt
             reporter(RunFailed(step=0, error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc()))
