@@ -207,10 +207,14 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
     client = IngestClient(target, token=token)
     try:
         same_server = target == meta["server"].rstrip("/")
-        run_id = meta.get("run_id") if same_server else None
+        # the run's id on the dashboard it reported to, or on another one it was synced to before
+        synced: dict[str, list[int]] = meta.get("synced") or {}
+        run_id, offset = meta.get("run_id"), 0
+        if not same_server:
+            run_id, offset = synced.get(target, (None, 0))
         first = int(meta.get("first_seq") or 0)
         events = [text for _, text in spool.read(first)]
-        offset = 0  # the dashboard's number of the spool's event `seq` is seq + offset
+        # the dashboard's number of the spool's event `seq` is seq + offset
         if run_id is None:
             create = meta.get("create")
             if not create or "config" not in create:
@@ -218,9 +222,11 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
             answer = client.create_run(create)
             run_id = int(answer["run"]["id"])
             offset = int(answer["next_seq"]) - first
-            if same_server:
-                spool.write_meta({**meta, "run_id": run_id})
-        pos = first if offset else (spool.acked() or first)  # the spool's next event to send
+            meta = {**meta, "run_id": run_id} if same_server else \
+                {**meta, "synced": {**synced, target: [run_id, offset]}}
+            spool.write_meta(meta)
+        acked = spool.acked() if same_server else None
+        pos = acked if acked is not None else first  # the spool's next event to send
         sent = 0
         while pos < first + len(events):
             if pos < first:
@@ -238,7 +244,7 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
                 continue
             sent += len(chunk)
             pos = int(answer["next_seq"]) - offset
-            if same_server and not offset:
+            if same_server:
                 spool.write_acked(pos)
         return {"run_id": run_id, "sent": sent, "next_seq": pos + offset}
     finally:
