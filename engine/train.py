@@ -346,6 +346,8 @@ def _train_step(run: _Run) -> StepRecord:
         selection = selector.select(model, x, y, indices, batch_size=config.batch_size,
                                     epoch=run.step / run.steps_per_epoch)
     score_time = time.perf_counter() - t_score
+    if selection.forwarded is not None:  # a streaming selector stopped early: the rest comes next
+        run.sampler.rewind(len(indices) - selection.forwarded)
     chosen = selection.index.to(run.device)
     xb, yb = x[chosen], y[chosen]
 

@@ -210,9 +210,10 @@ class SelectiveBackpropSelector(Selector):
         "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier; the "
                        "expected keep rate is 1/(beta+1)).", _positive),
         "stream_chunk": Option(16, "Samples forwarded together while streaming (the last chunk may "
-                               "keep more than b: the extra kept ones are dropped).", _at_least(1)),
-        "slack": Option(0.5, "Draw this much more than b / (running keep rate), so a step rarely "
-                        "runs out before b are kept.", _share),
+                               "keep more than b: the extra kept ones are not trained).", _at_least(1)),
+        "slack": Option(1.0, "Draw this much more than b / (running keep rate), so a step rarely "
+                        "runs out before b are kept; the loop puts the samples it did not reach back "
+                        "into the data order (they come next).", _at_least(0.0)),
     }
     window: int
     beta: float
@@ -248,8 +249,12 @@ class SelectiveBackpropSelector(Selector):
         # the running keep rate sizes the next draw (an exponential average over steps)
         self.keep_rate = 0.9 * self.keep_rate + 0.1 * (n_kept / forwarded)
         index = torch.cat(kept)[:b]
-        if not n_kept:  # the whole draw was passed over (rare, small draws): train on its largest loss
-            index = torch.nan_to_num(losses, nan=-math.inf).argmax().reshape(1)
+        if n_kept < b:  # the draw ran out first (losses falling faster than the window follows):
+            # the batch is completed with the largest losses not kept, so a step still trains on b
+            rest = torch.nan_to_num(losses, nan=-math.inf)
+            rest[index] = -math.inf
+            fill = rest.topk(min(b - n_kept, forwarded - n_kept)).indices
+            index = torch.cat([index, fill])
         return Selection(index=index, scores=losses, logits=None, threshold=None, forwarded=forwarded)
 
     def state_dict(self) -> dict[str, Any]:
