@@ -65,6 +65,7 @@ class TrainResult:
     evaluations: list[dict[str, Any]] = field(default_factory=list)  # every validation, with counters
     cpu_time: float = 0.0  # CPU seconds of the process's training work (beside wall_time)
     phase_times: dict[str, float] = field(default_factory=dict)  # WorkTimes.as_dict()
+    selected_flipped: int = 0  # trained samples whose label label_noise flipped (counted per step)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -157,6 +158,7 @@ class _Run:
     best_step: int = 0
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     times: WorkTimes = field(default_factory=WorkTimes)  # CPU time and the selector's phases
+    selected_flipped: int = 0
 
     def counters(self) -> Counters:
         return Counters(step=self.step, epoch=self.step / self.steps_per_epoch,
@@ -263,6 +265,7 @@ def _resume(run: _Run, path: str) -> None:
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
     run.best_acc, run.best_step, run.evaluations = state["best_acc"], state["best_step"], state["evaluations"]
     run.times = WorkTimes.from_dict(state.get("times", {}))
+    run.selected_flipped = state.get("selected_flipped", 0)
 
 
 def _announce(run: _Run) -> None:
@@ -376,6 +379,8 @@ def _train_step(run: _Run) -> StepRecord:
         len(indices) if selector.forwards_candidates else 0)
     run.forwarded += refreshed + scored + len(chosen)
     run.backpropagated += len(chosen)
+    if len(run.flipped):  # how often the selector trains on a wrong label
+        run.selected_flipped += int(torch.isin(indices[chosen.cpu()], run.flipped).sum())
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
                       logits=logits, loss=loss.detach(), score_time=score_time,
                       refresh_time=run.times.refresh_wall - refresh_start)
@@ -406,6 +411,7 @@ def _checkpoint(run: _Run) -> None:
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),
+        "selected_flipped": run.selected_flipped,
     })
     run.emit(CheckpointSaved(counters=run.counters(), path=str(run.checkpoint_path)))
 
@@ -424,7 +430,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
         best_val_step=run.best_step, test_accuracy=test["accuracy"] if test else None,
         test_loss=test["loss"] if test else None,
         checkpoint=str(run.checkpoint_path) if run.checkpoint_path else None, evaluations=run.evaluations,
-        cpu_time=run.times.cpu, phase_times=run.times.as_dict(),
+        cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.selected_flipped,
     )
     run.emit(RunFinished(counters=run.counters(), status=status, summary=result.summary))
     return result
