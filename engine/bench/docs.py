@@ -29,6 +29,9 @@ from engine.bench.stats import build_table
 
 BLOCK = re.compile(r"(<!-- bench:(?P<folder>[\w.-]+):(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
 
+NOT_RUN = ("(not run yet: `marginscope bench --suite {folder} --out docs/benchmarks/{folder}`, then "
+           "`marginscope bench --docs`)")
+
 TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "setting": lambda r: "\n".join(setting_lines(r)),
     "summary": summary_markdown,
@@ -37,11 +40,21 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "budget-cpu": lambda r: budget_markdown(r, "cpu_time"),
     "phases": phases_markdown,
     "noise": noise_markdown,
+    "micro": lambda r: _micro(r),  # a micro-benchmark folder (micro.json)
 }
 
 
+def _micro(results: dict[str, Any]) -> str:
+    from engine.bench.micro import micro_markdown
+
+    text = micro_markdown(results, results.get("command"))
+    return text.split("\n", 2)[2] if text.startswith("## ") else text  # the page gives its own heading
+
+
 def load_results(folder: Path) -> dict[str, Any]:
-    """A stored suite with its tables rebuilt from the raw runs."""
+    """A stored suite with its tables rebuilt from the raw runs (or a micro-benchmark's micro.json)."""
+    if not (folder / "results.json").exists() and (folder / "micro.json").exists():
+        return json.loads((folder / "micro.json").read_text())
     results = json.loads((folder / "results.json").read_text())
     results["table"] = build_table(results)
     return results
@@ -55,6 +68,8 @@ def render(text: str, root: Path) -> str:
         folder, table = match["folder"], match["table"]
         if table not in TABLES:
             raise ValueError(f"unknown generated table {table!r}; choose one of {', '.join(TABLES)}")
+        if not (root / folder).is_dir():  # a suite defined but not run yet
+            return f"{match.group(1)}{NOT_RUN.format(folder=folder)}\n{match.group(5)}"
         if folder not in cache:
             cache[folder] = load_results(root / folder)
         return f"{match.group(1)}{TABLES[table](cache[folder])}\n{match.group(5)}"
