@@ -200,7 +200,7 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
         base: dict[str, Any] = {}
     elif name == "long":
         base = dict(steps=7813, candidates=256, seeds=(0, 1, 2), eval_every=78,
-                    arms=("uniform", "mms", "mms-late", "selective-backprop", "infobatch", "mms-memory",
+                    arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory",
                           "mms-memory-priority"))
     elif name == "noise":
         arms = []

@@ -371,3 +371,32 @@ def test_the_engine_never_imports_the_backend(tmp_path: Path) -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n.split(".")[0] == "backend"], f"{path} imports the backend"
+
+
+def test_cli_bench_docs_rewrites_only_the_generated_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from engine.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "docs").mkdir()
+    shutil.copytree(root / "docs" / "benchmarks", tmp_path / "docs" / "benchmarks")
+    shutil.copy(root / "docs" / "benchmarks.md", tmp_path / "docs" / "benchmarks.md")
+    readme = (root / "README.md").read_text()
+    # a table emptied by hand comes back from its JSON; the prose around it is left alone
+    emptied = re.sub(r"(<!-- bench:full:summary -->\n).*?(<!-- /bench -->)", r"\1\2", readme, flags=re.S)
+    (tmp_path / "README.md").write_text(emptied)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "--docs"])
+    assert result.exit_code == 0, result.output
+    assert "README.md" in result.output and "benchmarks.md" not in result.output
+    assert (tmp_path / "README.md").read_text() == readme
+    again = CliRunner().invoke(app, ["bench", "--docs"])
+    assert "already up to date" in again.output
+
+
+def test_cli_bench_rejects_an_unknown_suite(tmp_path: Path) -> None:
+    from engine.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--suite", "huge", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown suite" in result.output
