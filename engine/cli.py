@@ -263,10 +263,10 @@ def bench(
     epochs: Optional[float] = typer.Option(None, help="Run length in epochs (N/b steps each); overrides --steps."),
     regime: Optional[str] = typer.Option(None, help="The suite's LR regime (default: normal); an arm "
                                          "selector@aggressive runs the paper's short aggressive regime."),
-    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: 0,1,2; quick 0,1)."),
+    seeds: Optional[str] = typer.Option(None, help="Comma-separated seeds (default: 0,1,2,3,4; quick 0,1)."),
     selectors: Optional[str] = typer.Option(None, help="Comma-separated arms, selector[opt=v;opt=v]@regime "
                                             "(default: " + ",".join(DEFAULT_ARMS) + ")."),
-    eval_every: Optional[int] = typer.Option(None, min=1, help="Validate every N steps (default: 100)."),
+    eval_every: Optional[int] = typer.Option(None, min=1, help="Validate every N steps (default: 25)."),
     eval_samples: Optional[int] = typer.Option(None, min=1, help="Validate on N samples (default: all)."),
     chunk: Optional[int] = typer.Option(None, min=0, help="Candidate chunk size (default: measured)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps (default: auto)."),
@@ -276,12 +276,27 @@ def bench(
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
     redraw: bool = typer.Option(False, "--redraw", help="Train nothing: redraw results.md and "
                                 "curves.html from the results.json already in --out."),
+    suite: Optional[str] = typer.Option(None, "--suite", help="A named suite: short (5 seeds, ~1.5 "
+                                        "epochs), long (10 epochs, 3 seeds) or noise (20% and 40% label "
+                                        "noise); other options override its settings."),
+    label_noise: Optional[float] = typer.Option(None, "--label-noise", help="Share of training labels "
+                                                "flipped for every arm (default: 0)."),
+    docs: bool = typer.Option(False, "--docs", help="Train nothing: rewrite the generated tables of "
+                              "docs/benchmarks.md and README.md from docs/benchmarks/*/results.json."),
 ) -> None:
     """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
     # A caller may follow each run through ctx.obj["track"] (a TrackRun): the backend's CLI wraps
     # this command with --db-url that way, to record every run in its store.
     from engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs, write_outputs
+    from engine.bench.arms import suite_settings
 
+    if docs:
+        from engine.bench.docs import update
+
+        root = Path("docs/benchmarks")
+        changed = update([Path("docs/benchmarks.md"), Path("README.md")], root)
+        typer.echo("rewrote " + (", ".join(map(str, changed)) if changed else "nothing (already up to date)"))
+        return
     if redraw:
         try:
             stored = json.loads((out / "results.json").read_text())
@@ -293,11 +308,15 @@ def bench(
 
     given = dict(dataset=dataset, model=model, candidates=candidates, batch_size=batch_size, steps=steps,
                  regime=regime, eval_every=eval_every, eval_samples=eval_samples, score_chunk=chunk,
-                 device=device, data_dir=data_dir, threads=threads,
+                 device=device, data_dir=data_dir, threads=threads, label_noise=label_noise,
                  seeds=tuple(int(s) for s in seeds.split(",")) if seeds else None,
                  arms=tuple(a.strip() for a in selectors.split(",") if a.strip()) if selectors else None)
     given = {k: v for k, v in given.items() if v is not None}
-    settings = BenchSettings.quick_settings(**given) if quick else BenchSettings(**given)
+    try:
+        settings = (suite_settings(suite, **given) if suite else
+                    BenchSettings.quick_settings(**given) if quick else BenchSettings(**given))
+    except ValueError as exc:
+        fail(str(exc))
     if epochs is not None:
         settings.steps = steps_for_epochs(settings, epochs)
     command = "marginscope " + " ".join(sys.argv[1:])

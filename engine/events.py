@@ -62,6 +62,10 @@ class StepMetrics(Event):
     samples_per_s: float  # samples back-propagated per second of wall time, over the last interval
     score_time: float  # seconds spent on candidate scoring over the last interval
     step_time: float  # seconds per step over the last interval
+    # CPU seconds of this process spent on training work since the run started (all its threads;
+    # what a shared machine distorts least), and seconds per step in the selector's refresh
+    cpu_time: float = 0.0
+    refresh_time: float = 0.0
 
 
 @dataclass(frozen=True)

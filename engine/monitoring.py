@@ -8,8 +8,9 @@ keeps its sums on the device (no sync per step).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -19,13 +20,17 @@ from engine.data import DatasetBundle, Split
 from engine.events import QUANTILES, ClassSelection, Counters, Event, Histogram, StepMetrics
 from engine.selection import Selection, minimal_margin_scores
 
-__all__ = ["Monitor", "StepClock", "StepRecord", "evaluate", "histogram_edges", "histogram_event"]
+__all__ = ["Monitor", "StepClock", "StepRecord", "WorkTimes", "evaluate", "histogram_edges",
+           "histogram_event"]
 
 
 @torch.inference_mode()
 def evaluate(model: torch.nn.Module, data: DatasetBundle, split: Split, *, device: torch.device,
-             limit: int | None = None, channels_last: bool = False, chunk: int = 1000) -> dict[str, Any]:
-    """Loss, accuracy and per-class accuracy of `split` (its first `limit` samples)."""
+             limit: int | None = None, channels_last: bool = False, chunk: int = 256) -> dict[str, Any]:
+    """Loss, accuracy and per-class accuracy of `split` (its first `limit` samples).
+
+    Chunks of 256: on CPU a forward of a few hundred samples is about twice as fast per sample as
+    one of 1,000 (the candidate chunk sweep of the micro-benchmarks), and benchmarks validate often."""
     was_training = model.training
     model.eval()
     n = len(split) if limit is None else min(limit, len(split))
@@ -74,20 +79,60 @@ def histogram_event(scores: torch.Tensor, edges: torch.Tensor, counters: Counter
 
 
 class StepClock:
-    """Seconds spent in one step, read in laps (the loop adds each lap to the run's wall time)."""
+    """Seconds spent in one step, read in laps (the loop adds each lap to the run's wall time and
+    its CPU time)."""
 
     def __init__(self, device: torch.device) -> None:
         self.cuda = device.type == "cuda"
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
 
-    def lap(self, *, sync: bool) -> float:
-        """Seconds since the start or the last lap. `sync` first waits for the queued CUDA work;
-        the loop asks for it only before a reading is reported, so the GPU is not stalled each step."""
+    def lap(self, *, sync: bool) -> tuple[float, float]:
+        """(wall, CPU) seconds since the start or the last lap. `sync` first waits for the queued
+        CUDA work; the loop asks for it only before a reading is reported, so the GPU is not stalled
+        each step. CPU seconds are this process's, all threads (time.process_time)."""
         if sync and self.cuda:
             torch.cuda.synchronize()
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.process_time()
         seconds, self.start = now - self.start, now
-        return seconds
+        cpu_seconds, self.cpu_start = cpu - self.cpu_start, cpu
+        return seconds, cpu_seconds
+
+
+@dataclass
+class WorkTimes:
+    """A run's training work in seconds beyond its wall-clock (kept in `_Run.wall`): CPU time of
+    the process, and wall/CPU time of the selector's two phases. The training step is the rest.
+
+    Why: on a machine shared with other work, wall-clock grows with the load while CPU time of the
+    process grows far less; a benchmark reports both, and the phases say where a selector's cost is.
+    """
+
+    cpu: float = 0.0
+    score_wall: float = 0.0
+    score_cpu: float = 0.0
+    refresh_wall: float = 0.0
+    refresh_cpu: float = 0.0
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        """Add the block's wall and CPU seconds to `<name>_wall` and `<name>_cpu`."""
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            yield
+        finally:
+            setattr(self, f"{name}_wall", getattr(self, f"{name}_wall") + time.perf_counter() - wall)
+            setattr(self, f"{name}_cpu", getattr(self, f"{name}_cpu") + time.process_time() - cpu)
+
+    def as_dict(self) -> dict[str, float]:
+        """For evaluations and checkpoints: cpu_time and the phases' cumulative seconds."""
+        d = asdict(self)
+        return {"cpu_time": d.pop("cpu"), **{f"{k}_time": v for k, v in d.items()}}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, float]) -> WorkTimes:
+        return cls(cpu=d.get("cpu_time", 0.0), **{k: d.get(f"{k}_time", 0.0) for k in
+                                                   ("score_wall", "score_cpu", "refresh_wall", "refresh_cpu")})
 
 
 @dataclass
@@ -102,6 +147,7 @@ class StepRecord:
     logits: torch.Tensor  # the training forward's logits, detached float32
     loss: torch.Tensor  # the training loss, detached
     score_time: float  # seconds in the selector
+    refresh_time: float = 0.0  # seconds in the selector's refresh after the step
 
     # The candidates' scoring logits when the selector computed them (monitoring them is free);
     # otherwise the trained batch stands in for the candidates, with the training forward's logits.
@@ -131,6 +177,7 @@ class Monitor:
         self.loss_sum = torch.zeros((), device=device)
         self.correct_sum = torch.zeros((), device=device)
         self.steps, self.samples, self.score_time, self.wall = 0, 0, 0.0, 0.0
+        self.refresh_time = 0.0
         self.cand_class = torch.zeros(num_classes, dtype=torch.long, device=device)
         self.sel_class = torch.zeros(num_classes, dtype=torch.long, device=device)
         self.sel_wrong = torch.zeros((), dtype=torch.long, device=device)
@@ -141,6 +188,7 @@ class Monitor:
         self.steps += 1
         self.samples += len(s.chosen)
         self.score_time += s.score_time
+        self.refresh_time += s.refresh_time
         if self.with_histograms:
             k = len(self.cand_class)
             self.cand_class += torch.bincount(s.candidate_labels, minlength=k)
@@ -160,13 +208,16 @@ class Monitor:
                                  selected_misclassified=int(self.sel_wrong) / max(n_sel, 1)))
         self.cand_class.zero_(); self.sel_class.zero_(); self.sel_wrong.zero_()  # noqa: E702
 
-    def step_metrics(self, s: StepRecord, counters: Counters) -> None:
-        """StepMetrics averaged over the steps since the last one (`wall`: their time)."""
+    def step_metrics(self, s: StepRecord, counters: Counters, cpu_time: float = 0.0) -> None:
+        """StepMetrics averaged over the steps since the last one (`wall`: their time);
+        `cpu_time` is the run's cumulative CPU time of training work."""
         self.emit(StepMetrics(
             counters=counters, lr=s.lr, loss=float(self.loss_sum) / self.steps,
-            accuracy=float(self.correct_sum) / self.samples,
+            accuracy=float(self.correct_sum) / max(self.samples, 1),
             samples_per_s=self.samples / max(self.wall, 1e-9),
             score_time=self.score_time / self.steps, step_time=self.wall / self.steps,
+            cpu_time=cpu_time, refresh_time=self.refresh_time / self.steps,
         ))
         self.loss_sum.zero_(); self.correct_sum.zero_()  # noqa: E702
         self.steps, self.samples, self.score_time, self.wall = 0, 0, 0.0, 0.0
+        self.refresh_time = 0.0

@@ -36,5 +36,11 @@ class PassSampler:
                 self._perm = self._permutation(self.pass_index)
         return torch.cat(parts)
 
+    def rewind(self, count: int) -> None:
+        """Put the last `count` drawn indices back, to be drawn again next (a selector that streams
+        stops early). Only the current pass can be rewound: indices drawn before its start stay
+        drawn."""
+        self.cursor -= min(max(count, 0), self.cursor)
+
     def state_dict(self) -> dict[str, int]:
         return {"pass_index": self.pass_index, "cursor": self.cursor}

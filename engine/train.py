@@ -16,6 +16,9 @@ test and checkpoints).
 Reproducibility on CPU: the data order is a pure function of (seed, pass), augmentation and the
 selectors draw from their own generators, and all of their states go into the checkpoint, so a
 resumed run follows the same trajectory as an uninterrupted one.
+
+Kept as one module: the loop is meant to be read top to bottom in one file; what can live apart
+(selectors, monitoring, data, regimes, BatchNorm statistics) already does.
 """
 
 from __future__ import annotations
@@ -35,13 +38,13 @@ import torch.nn.functional as F
 
 from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
-from engine.data import DatasetBundle, load_dataset
+from engine.data import DatasetBundle, flip_labels, load_dataset
 from engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
     RunStarted, StopTraining,
 )
 from engine.models import create_model, default_model_for
-from engine.monitoring import Monitor, StepClock, StepRecord, evaluate, histogram_edges
+from engine.monitoring import Monitor, StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
 from engine.regimes import drop_steps, lr_at
 from engine.sampler import PassSampler
 from engine.selection import Selector, make_selector
@@ -60,6 +63,9 @@ class TrainResult:
     test_loss: float | None
     checkpoint: str | None
     evaluations: list[dict[str, Any]] = field(default_factory=list)  # every validation, with counters
+    cpu_time: float = 0.0  # CPU seconds of the process's training work (beside wall_time)
+    phase_times: dict[str, float] = field(default_factory=dict)  # WorkTimes.as_dict()
+    selected_flipped: int = 0  # trained samples whose label label_noise flipped (counted per step)
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -142,6 +148,7 @@ class _Run:
     warmup_steps: int
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
+    flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
     forwarded: int = 0
@@ -150,6 +157,8 @@ class _Run:
     best_acc: float = 0.0
     best_step: int = 0
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    times: WorkTimes = field(default_factory=WorkTimes)  # CPU time and the selector's phases
+    selected_flipped: int = 0
 
     def counters(self) -> Counters:
         return Counters(step=self.step, epoch=self.step / self.steps_per_epoch,
@@ -203,6 +212,10 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
     # The split seed is fixed so that runs with different seeds validate on the same hold-out.
     data = load_dataset(config.dataset, config.data_dir, download=config.download, seed=0,
                         val_fraction=config.val_fraction, train_subset=config.train_subset)
+    # label noise: the training split only, from its own seeded stream (the run's random streams
+    # and the validation/test splits are as without noise)
+    data.train.labels, flipped = flip_labels(data.train.labels, config.label_noise, data.num_classes,
+                                             seed=config.seed)
     model_name = default_model_for(data.name) if config.model == "auto" else config.model
     model = create_model(model_name, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     channels_last = config.channels_last and device.type != "mps"
@@ -219,6 +232,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
     steps_per_epoch = max(1, math.ceil(n_train / b))
     total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
     eval_every = config.eval_every or max(1, min(steps_per_epoch, total_steps // 10))
+    selector.begin(num_train=n_train, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     return _Run(
         config=config, emit=emit, device=device, data=data, model_name=model_name, model=model,
         channels_last=channels_last, optimizer=optimizer, use_amp=use_amp, amp_dtype=amp_dtype,
@@ -233,6 +247,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
+        flipped=flipped,
     )
 
 
@@ -249,13 +264,19 @@ def _resume(run: _Run, path: str) -> None:
     run.step, run.forwarded, run.backpropagated, run.wall = (
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
     run.best_acc, run.best_step, run.evaluations = state["best_acc"], state["best_step"], state["evaluations"]
+    run.times = WorkTimes.from_dict(state.get("times", {}))
+    run.selected_flipped = state.get("selected_flipped", 0)
 
 
 def _announce(run: _Run) -> None:
     """RunStarted (all a page needs to lay out the run) and a one-line summary."""
     config, data, model, step = run.config, run.data, run.model, run.step
+    dataset = data.info()
+    if config.label_noise:
+        dataset["label_noise"] = {"share": config.label_noise, "count": len(run.flipped),
+                                  "seed": config.seed}
     run.emit(RunStarted(
-        config=config.model_dump(), dataset=data.info(),
+        config=config.model_dump(), dataset=dataset,
         model={"name": run.model_name, "parameters": sum(p.numel() for p in model.parameters()),
                "feature_dim": model.feature_dim},
         device=str(run.device), total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch,
@@ -275,9 +296,10 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
     monitor = Monitor(run.emit, device=run.device, num_classes=run.data.num_classes, edges=run.edges,
                       histograms=bool(config.hist_every))
 
-    def spend(seconds: float) -> None:  # a lap of the step: the run's and the interval's wall time
-        run.wall += seconds
-        monitor.wall += seconds
+    def spend(lap: tuple[float, float]) -> None:  # a lap of the step: wall time (run, interval), CPU
+        run.wall += lap[0]
+        monitor.wall += lap[0]
+        run.times.cpu += lap[1]
 
     try:
         while run.step < run.total_steps:
@@ -295,7 +317,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
                 monitor.histograms(step, run.counters(), run.model.head.weight.detach(), threshold)
             spend(clock.lap(sync=run.step % config.log_every == 0))
             if run.step % config.log_every == 0 or last:
-                monitor.step_metrics(step, run.counters())
+                monitor.step_metrics(step, run.counters(), cpu_time=run.times.cpu)
                 if not math.isfinite(float(step.loss)):
                     raise FloatingPointError(f"loss became {float(step.loss)} at step {run.step}; lower lr")
             if run.step % run.eval_every == 0 or last:
@@ -316,16 +338,19 @@ def _train_step(run: _Run) -> StepRecord:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
 
-    indices = run.sampler.draw(run.pool)
+    indices = run.sampler.draw(min(selector.pool_size(run.pool, config.batch_size, run.step),
+                                   len(run.data.train)))
     x, y = run.data.batch(run.data.train, indices, augment=config.augment,
                           generator=run.aug_generator, device=run.device)
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     t_score = time.perf_counter()
-    with run.autocast(), run.bn_pool.recording():
+    with run.times.phase("score"), run.autocast(), run.bn_pool.recording():
         selection = selector.select(model, x, y, indices, batch_size=config.batch_size,
                                     epoch=run.step / run.steps_per_epoch)
     score_time = time.perf_counter() - t_score
+    if selection.forwarded is not None:  # a streaming selector stopped early: the rest comes next
+        run.sampler.rewind(len(indices) - selection.forwarded)
     chosen = selection.index.to(run.device)
     xb, yb = x[chosen], y[chosen]
 
@@ -334,23 +359,31 @@ def _train_step(run: _Run) -> StepRecord:
     model.train()
     with run.autocast(), run.bn_pool.frozen(enabled=run.bn_pool.recorded):
         logits = model(xb)
-        loss = F.cross_entropy(logits.float(), yb)
+        losses = F.cross_entropy(logits.float(), yb, reduction="none")
+        loss = losses.mean()  # what is reported; a selector's per-sample weights change only the gradient
+        objective = loss if selection.weights is None else (losses * selection.weights).mean()
     run.optimizer.zero_grad(set_to_none=True)
-    run.scaler.scale(loss).backward()
+    run.scaler.scale(objective).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
     run.bn_pool.update()  # after backward: autograd saved the running statistics' versions
     logits = logits.detach().float()
     selector.observe(indices[chosen.cpu()], logits, yb)
-    with run.autocast():  # the selector's own upkeep (mms-memory re-scores the split): real work
+    refresh_start = run.times.refresh_wall
+    with run.times.phase("refresh"), run.autocast():  # the selector's upkeep (mms-memory): real work
         refreshed = selector.refresh(model, run.train_inputs, num_train=len(run.data.train),
                                      steps_per_epoch=run.steps_per_epoch)
 
     run.step += 1
-    run.forwarded += refreshed + (len(indices) if selector.forwards_candidates else 0) + len(chosen)
+    scored = selection.forwarded if selection.forwarded is not None else (
+        len(indices) if selector.forwards_candidates else 0)
+    run.forwarded += refreshed + scored + len(chosen)
     run.backpropagated += len(chosen)
+    if len(run.flipped):  # how often the selector trains on a wrong label
+        run.selected_flipped += int(torch.isin(indices[chosen.cpu()], run.flipped).sum())
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
-                      logits=logits, loss=loss.detach(), score_time=score_time)
+                      logits=logits, loss=loss.detach(), score_time=score_time,
+                      refresh_time=run.times.refresh_wall - refresh_start)
 
 
 def _validate(run: _Run) -> None:
@@ -360,7 +393,8 @@ def _validate(run: _Run) -> None:
     if result["accuracy"] > run.best_acc:
         run.best_acc, run.best_step = result["accuracy"], run.step
     c = run.counters()
-    run.evaluations.append({**c.__dict__, "loss": result["loss"], "accuracy": result["accuracy"]})
+    run.evaluations.append({**c.__dict__, **run.times.as_dict(), "loss": result["loss"],
+                            "accuracy": result["accuracy"]})
     run.emit(Evaluation(counters=c, split="val", **result))
 
 
@@ -376,7 +410,8 @@ def _checkpoint(run: _Run) -> None:
         "torch_rng": torch.get_rng_state(),
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
-        "evaluations": run.evaluations,
+        "evaluations": run.evaluations, "times": run.times.as_dict(),
+        "selected_flipped": run.selected_flipped,
     })
     run.emit(CheckpointSaved(counters=run.counters(), path=str(run.checkpoint_path)))
 
@@ -395,6 +430,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
         best_val_step=run.best_step, test_accuracy=test["accuracy"] if test else None,
         test_loss=test["loss"] if test else None,
         checkpoint=str(run.checkpoint_path) if run.checkpoint_path else None, evaluations=run.evaluations,
+        cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.selected_flipped,
     )
     run.emit(RunFinished(counters=run.counters(), status=status, summary=result.summary))
     return result

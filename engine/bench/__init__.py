@@ -3,18 +3,21 @@ target accuracy, side by side, all measured in one invocation on one machine.
 
 The suite trains every arm (a selector, optionally with another LR regime, written
 ``selector@regime``) for every seed, with the same seeds, data order and initialisation across
-arms (the engine's data order and init are functions of the seed only). Per seed, uniform's best
-validation accuracy is a target, beside fixed targets (98.5%, 99%); for each target and arm the
-table gives steps, samples forwarded, samples back-propagated and wall-clock to first reach it,
-each also as a ratio to uniform at the same seed. A target not reached is shown as such.
+arms (the engine's data order and init are functions of the seed only), the arm order rotated per
+seed. Per seed, uniform's final plateau (the mean of its last evaluations, less a stated tolerance)
+is a target, beside a sweep of fixed targets; for each target and arm the tables give steps, samples
+forwarded, samples back-propagated, wall-clock and the process's CPU time to first reach it, each
+also as a paired ratio to uniform at the same seed with a 95% confidence interval, the best accuracy
+within equal time budgets, and where the time goes. A target not reached is shown as such.
 
 Fairness rules (docs/benchmarks.md, "How to read the table"):
 - wall-clock is the loop's own `wall_time` (training work only: candidate scoring, score-memory
   refreshes and the training step; validation is excluded for every arm alike);
 - one candidate chunk size for every arm, measured on this device before the suite (`chunk_sweep`);
 - monitoring (histograms) is off by default, so it does not tax the selectors that score;
-- runs go seed by seed, all arms of one seed back to back, so slow drifts of the machine's load
-  hit every arm of a seed alike; the load average is recorded before and after.
+- runs go seed by seed, all arms of one seed back to back in an order rotated per seed, so slow
+  drifts of the machine's load favour no arm; CPU time is recorded beside wall-clock (a shared
+  machine distorts it far less); the load average is recorded before and after.
 
 Regimes: ``@aggressive`` follows the paper's recipe, an aggressive drop regime on a shorter run:
 the paper trains 40 epochs against 200, so such an arm runs 40/200 of the suite's steps with the
@@ -26,24 +29,28 @@ and vs wall-clock, mean line and min-max band over seeds). ``--micro`` runs the 
 instead (`run_micro`): vectorised MMS vs a naive loop, the share of a step spent on scoring, the
 cost of monitoring, and the candidate chunk sweep.
 
-The package, by job: `arms` (what to run), `machine` (where, and how it is timed), `suite` (the
-runner), `stats` (the table's arithmetic), `report` (Markdown, figure, files), `micro` (the
-micro-benchmarks). Each training of a suite can be followed by a `TrackRun` (the backend's
+The package, by job: `arms` (what to run, the named suites), `machine` (where, and how it is timed),
+`suite` (the runner), `stats` (the tables' arithmetic), `report` (Markdown, figure, files), `docs`
+(the generated tables of docs/benchmarks.md and the README), `micro` (the micro-benchmarks). Each training of a suite can be followed by a `TrackRun` (the backend's
 ``marginscope bench --db-url`` records every run in its store that way, tagged with the benchmark
 id); the engine itself never imports the backend.
 """
 
-from engine.bench.arms import DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs
+from engine.bench.arms import ALIASES, DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs, suite_settings
 from engine.bench.machine import chunk_sweep, load_average, machine_info
 from engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
-from engine.bench.report import draw, figure_html, results_markdown, table_markdown, write_outputs
-from engine.bench.stats import MEASURES, build_table, first_reach
+from engine.bench.report import (
+    budget_markdown, draw, figure_html, noise_markdown, phases_markdown, results_markdown, summary_markdown,
+    table_markdown, write_outputs,
+)
+from engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
 from engine.bench.suite import TrackRun, run_suite
 
 __all__ = [
-    "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs",
+    "ALIASES", "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs", "suite_settings",
     "TrackRun", "run_suite", "chunk_sweep", "machine_info", "load_average",
-    "MEASURES", "build_table", "first_reach",
-    "table_markdown", "results_markdown", "figure_html", "write_outputs", "draw",
+    "MEASURES", "build_table", "first_reach", "mean_ci", "plateau", "ratio_ci",
+    "table_markdown", "summary_markdown", "budget_markdown", "phases_markdown", "noise_markdown",
+    "results_markdown", "figure_html", "write_outputs", "draw",
     "run_micro", "micro_markdown", "micro_mms_vs_naive", "naive_mms",
 ]

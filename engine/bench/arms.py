@@ -1,60 +1,107 @@
-"""What a benchmark runs: its arms (a selector with options, under a regime) and its settings.
+"""What a benchmark runs: its arms (a selector with options, under a regime, with data settings)
+and its settings, and the named suites the documentation's tables come from.
 
 Kept apart from the runner so the command line can parse and validate a suite (a malformed arm, an
 unknown selector) before a single step is trained, and so the arithmetic of run lengths (a short
-``@aggressive`` arm) lives in one place.
+``@aggressive`` arm) and of arm order (rotated per seed) lives in one place.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from engine.config import TrainConfig
 from engine.regimes import PRESETS
 
-DEFAULT_ARMS = ("uniform", "mms", "mms-runner-up", "hard-negative", "entropy", "selective-backprop",
-                "mms@aggressive", "mms-memory", "mms-memory[refresh_epochs=2]")
+# Named arms: a readable label for an arm written in full.
+ALIASES = {
+    "mms-bn-batch": "mms{bn_stats=batch}",  # the paper's procedure: BatchNorm statistics of the trained batch
+    "mms-memory-priority": "mms-memory[priority=0.5]",  # refresh half of each block by lowest margin
+    "mms-late": "mms[late_candidates=192;late_after=0.5]",  # fewer fresh candidates in the second half
+    "hard-negative-reference": "hard-negative[ramp_rate=0.1;balanced=true]",
+}
+DEFAULT_ARMS = ("uniform", "uniform@aggressive", "mms", "mms-bn-batch", "mms@aggressive", "mms-runner-up",
+                "hard-negative", "selective-backprop", "infobatch", "mms-memory", "mms-memory-priority")
 # A fast regime and the normal one it shortens: (normal partner, run-length ratio of the paper).
 SHORT_REGIMES = {"aggressive": ("normal", PRESETS["aggressive"].native_epochs / PRESETS["normal"].native_epochs),
                  "aggressive-wrn": ("normal-wrn", PRESETS["aggressive-wrn"].native_epochs
                                     / PRESETS["normal-wrn"].native_epochs)}
+# Run settings an arm may change with {key=value}: data and BatchNorm, never the budget.
+ARM_CONFIG_KEYS = ("bn_stats", "label_noise", "candidates")
+
+
+def _options(spec: str, text: str) -> tuple[tuple[str, Any], ...]:
+    options = []
+    for item in filter(None, text.split(";")):
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise ValueError(f"arm {spec!r}: option {item!r} needs key=value")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value  # a bare word, e.g. unseen=first
+        options.append((key.strip(), parsed))
+    return tuple(options)
 
 
 @dataclass(frozen=True)
 class Arm:
     """One line of the table: a selector with options, run under a regime (the suite's own unless
-    given). Written ``selector[key=value;key=value]@regime``, e.g. ``mms-memory[refresh_epochs=2]``."""
+    given), with run settings of its own. Written ``selector[key=value;...]{setting=value;...}@regime``,
+    e.g. ``mms-memory[refresh_epochs=2]``, ``mms{bn_stats=batch}``, ``uniform{label_noise=0.2}``; a
+    name of `ALIASES` stands for its spelled-out arm and keeps its own label."""
 
     selector: str
     regime: str | None = None
     options: tuple[tuple[str, Any], ...] = ()
+    config: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields of this arm (ARM_CONFIG_KEYS)
+    alias: str | None = None
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
-        head, _, regime = spec.strip().partition("@")
+        spec = spec.strip()
+        head, _, regime = spec.partition("@")
+        if head in ALIASES:
+            return replace(cls.parse(ALIASES[head] + (f"@{regime}" if regime else "")), alias=spec)
+        head, _, cfg = head.partition("{")
+        config: tuple[tuple[str, Any], ...] = ()
+        if cfg:
+            if not cfg.endswith("}"):
+                raise ValueError(f"arm {spec!r}: run settings go in braces, e.g. mms{{bn_stats=batch}}")
+            config = _options(spec, cfg[:-1])
+            unknown = [k for k, _ in config if k not in ARM_CONFIG_KEYS]
+            if unknown:
+                raise ValueError(f"arm {spec!r}: {', '.join(unknown)} cannot differ between arms; "
+                                 f"an arm may set {', '.join(ARM_CONFIG_KEYS)}")
         selector, _, rest = head.partition("[")
-        options = []
+        options: tuple[tuple[str, Any], ...] = ()
         if rest:
             if not rest.endswith("]"):
                 raise ValueError(f"arm {spec!r}: options go in brackets, e.g. mms-memory[refresh_epochs=2]")
-            for item in filter(None, rest[:-1].split(";")):
-                key, eq, value = item.partition("=")
-                if not eq:
-                    raise ValueError(f"arm {spec!r}: option {item!r} needs key=value")
-                try:
-                    parsed = json.loads(value)
-                except json.JSONDecodeError:
-                    parsed = value  # a bare word, e.g. unseen=first
-                options.append((key.strip(), parsed))
-        return cls(selector.strip(), regime or None, tuple(options))
+            options = _options(spec, rest[:-1])
+        return cls(selector.strip(), regime or None, options, config)
+
+    @property
+    def data_label(self) -> str:
+        """The run settings part, ``{label_noise=0.2}`` (empty without)."""
+        return f"{{{';'.join(f'{k}={v}' for k, v in self.config)}}}" if self.config else ""
 
     @property
     def label(self) -> str:
+        if self.alias:
+            return self.alias
         opts = f"[{';'.join(f'{k}={v}' for k, v in self.options)}]" if self.options else ""
-        return f"{self.selector}{opts}@{self.regime}" if self.regime else f"{self.selector}{opts}"
+        base = f"{self.selector}{opts}{self.data_label}"
+        return f"{base}@{self.regime}" if self.regime else base
+
+    @property
+    def reference(self) -> str:
+        """The arm this one is compared with: uniform under the same data (label noise), normal regime."""
+        data = {k: v for k, v in self.config if k == "label_noise"}
+        return Arm("uniform", config=tuple(data.items())).label
 
 
 @dataclass
@@ -63,34 +110,50 @@ class BenchSettings:
     model: str = "small-cnn"
     batch_size: int = 64  # b
     candidates: int = 640  # B, for the selectors that draw a pool
-    steps: int = 1200  # steps of an arm under the suite's regime (1.54 epochs of MNIST at b = 64;
-    # about 30 minutes for the default suite on 2 idle CPU cores)
+    steps: int = 1200  # steps of an arm under the suite's regime (1.54 epochs of MNIST's 50k at b = 64)
     regime: str = "normal"
-    seeds: tuple[int, ...] = (0, 1, 2)
+    seeds: tuple[int, ...] = (0, 1, 2, 3, 4)
     arms: tuple[str, ...] = DEFAULT_ARMS
-    targets: tuple[float, ...] = (0.985, 0.99)  # fixed targets beside uniform's best
-    eval_every: int = 100
+    targets: tuple[float, ...] = (0.98, 0.985, 0.988, 0.99, 0.992)  # beside uniform's plateau
+    budgets: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)  # shares of uniform's time (wall and CPU)
+    plateau_share: float = 0.1  # uniform's plateau: mean of its last 10% of evaluations (at least 3)
+    plateau_tolerance: float = 0.001  # the plateau target is the plateau minus this (0.1 points)
+    eval_every: int = 25
     eval_samples: int | None = None  # None = the whole validation split
     score_chunk: int | None = None  # None = measure the best chunk on this device first
     hist_every: int = 0  # monitoring off: the micro-benchmark measures what it costs
     lr: float = 0.1
+    label_noise: float = 0.0  # every arm's (an arm may set its own with {label_noise=...})
+    rotate: bool = True  # arm order rotated per seed (a Latin square over seeds): drift hits no position
     data_dir: str = "data"
     device: str = "auto"
     threads: int | None = None  # torch CPU threads (None = torch's default, all cores)
     quick: bool = False
+    suite: str | None = None  # the named suite these settings came from
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> BenchSettings:
         """About 2 minutes on 2 CPU cores: short runs, a smaller pool, 2 seeds, a 2k validation."""
-        base = dict(steps=160, candidates=256, seeds=(0, 1), eval_every=40, eval_samples=2000,
-                    targets=(0.9, 0.95), quick=True)
+        base = dict(steps=160, candidates=256, seeds=(0, 1), eval_every=20, eval_samples=2000,
+                    targets=(0.9, 0.95), arms=("uniform", "mms", "selective-backprop", "infobatch",
+                                               "mms-memory"), quick=True)
         return cls(**{**base, **overrides})
 
     def arm_list(self) -> list[Arm]:
         arms = [Arm.parse(s) for s in self.arms]
-        if not any(a.selector == "uniform" and a.regime is None for a in arms):
-            arms.insert(0, Arm("uniform"))  # every ratio is to uniform
+        labels = {a.label for a in arms}
+        for arm in list(arms):  # every ratio is to uniform under the same data
+            if arm.reference not in labels:
+                arms.insert(0, Arm.parse(arm.reference))
+                labels.add(arm.reference)
         return arms
+
+    def order(self, arms: list[Arm], seed_position: int) -> list[Arm]:
+        """The arms of the seed at `seed_position`, rotated by it (arm k runs k-th, then (k-1)-th ...)."""
+        if not self.rotate or not arms:
+            return list(arms)
+        k = seed_position % len(arms)
+        return arms[k:] + arms[:k]
 
     def arm_steps(self, arm: Arm) -> int:
         if arm.regime in SHORT_REGIMES and SHORT_REGIMES[arm.regime][0] == self.regime:
@@ -98,13 +161,18 @@ class BenchSettings:
         return self.steps
 
     def config(self, arm: Arm, seed: int, chunk: int) -> TrainConfig:
-        return TrainConfig(
+        fields = dict(
             dataset=self.dataset, model=self.model, data_dir=self.data_dir, selector=arm.selector,
-            selector_options={"seed": seed, **dict(arm.options)}, candidates=self.candidates, batch_size=self.batch_size,
-            score_chunk=chunk, steps=self.arm_steps(arm), regime=arm.regime or self.regime, lr=self.lr,
-            eval_every=self.eval_every, eval_samples=self.eval_samples, hist_every=self.hist_every,
-            log_every=50, seed=seed, device=self.device, threads=self.threads,
+            selector_options={"seed": seed, **dict(arm.options)}, candidates=self.candidates,
+            batch_size=self.batch_size, score_chunk=chunk, steps=self.arm_steps(arm),
+            regime=arm.regime or self.regime, lr=self.lr, eval_every=self.eval_every,
+            eval_samples=self.eval_samples, hist_every=self.hist_every, log_every=50, seed=seed,
+            device=self.device, threads=self.threads,
         )
+        if self.label_noise:
+            fields["label_noise"] = self.label_noise
+        fields.update(dict(arm.config))
+        return TrainConfig(**fields)
 
 
 def steps_for_epochs(settings: BenchSettings, epochs: float) -> int:
@@ -113,3 +181,34 @@ def steps_for_epochs(settings: BenchSettings, epochs: float) -> int:
 
     n = len(load_dataset(settings.dataset, settings.data_dir, seed=0).train)
     return max(1, round(epochs * math.ceil(n / settings.batch_size)))
+
+
+# --- the named suites (docs/benchmarks.md's tables come from their results) ----------------------
+
+def suite_settings(name: str, **overrides: Any) -> BenchSettings:
+    """The settings of a named suite, with command-line overrides (seeds, out, threads ...).
+
+    - ``short``: 1,200 steps (1.54 epochs) at b = 64, B = 640, every arm of `DEFAULT_ARMS`,
+      5 seeds, validation every 25 steps on the whole validation split (10k).
+    - ``long``: 10 epochs (7,813 steps) at b = 64 with a smaller pool (B = 256: the fresh selectors'
+      cost is 1 + B/3b = 2.3x a uniform step instead of 4.3x), validation every 78 steps (1% of
+      the run), 3 seeds; the arms that fit about 90 minutes on 2 quiet cores (docs/benchmarks.md).
+    - ``noise``: the short setting under 20% and 40% symmetric label noise (clean validation and
+      test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 3 seeds.
+    """
+    if name == "short":
+        base: dict[str, Any] = {}
+    elif name == "long":
+        base = dict(steps=7813, candidates=256, seeds=(0, 1, 2), eval_every=78,
+                    arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory",
+                          "mms-memory-priority"))
+    elif name == "noise":
+        arms = []
+        for share in (0.2, 0.4):
+            arms += [f"uniform{{label_noise={share}}}", f"mms{{label_noise={share}}}",
+                     f"hard-negative{{label_noise={share}}}", f"infobatch{{label_noise={share}}}",
+                     f"mms-memory{{label_noise={share}}}"]
+        base = dict(seeds=(0, 1, 2), arms=tuple(arms), eval_every=50)
+    else:
+        raise ValueError(f"unknown suite {name!r}; choose short, long or noise")
+    return BenchSettings(**{**base, "suite": name, **overrides})

@@ -1,8 +1,10 @@
 """The runner: every arm for every seed, one machine, one invocation.
 
-Runs go seed by seed, all arms of one seed back to back, so a slow drift of the machine's load hits
-every arm of a seed alike; the candidate chunk size is measured once, before the first run, and used
-by every arm. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
+Runs go seed by seed, all arms of one seed back to back, the arm order rotated from one seed to the
+next (arm k of n runs first for seed k, a Latin square over n seeds), so neither a slow drift of the
+machine's load nor the position in a seed's sequence favours an arm; the candidate chunk size is
+measured once, before the first run, and used by every arm. Each run records wall-clock and the
+process's CPU time (and its phases) beside the counters. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
 benchmark runs in its store without the engine knowing there is one.
 """
 
@@ -111,8 +113,8 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
 
     runs: list[dict[str, Any]] = []
     with _Progress(len(arms) * len(settings.seeds), enabled=progress) as bars:
-        for seed in settings.seeds:
-            for arm in arms:
+        for position, seed in enumerate(settings.seeds):
+            for arm in settings.order(arms, position):
                 config = settings.config(arm, seed, chunk)
                 bars.start_run(f"{arm.label} seed {seed}")
                 tracking = (nullcontext(None) if track is None else
@@ -122,14 +124,17 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
                     result = train(config, [bars] if tracker is None else [bars, tracker])
                 line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
                         f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
-                        f"{result.wall_time:.1f} s training, load {load_average()}")
+                        f"{result.wall_time:.1f} s training ({result.cpu_time:.1f} s CPU), load {load_average()}")
                 if progress:  # rich reads [..] as markup: arm options are written that way
                     bars.progress.console.print(line, markup=False)
                 else:
                     log(line)
-                runs.append({"arm": arm.label, "selector": arm.selector,
+                runs.append({"arm": arm.label, "selector": arm.selector, "reference": arm.reference,
                              "regime": arm.regime or settings.regime, "seed": seed,
-                             "steps": config.steps, "load_after": load_average(),
+                             "position": len(runs) % len(arms), "steps": config.steps,
+                             "label_noise": config.label_noise, "load_after": load_average(),
+                             "selected_flipped_share": (result.selected_flipped / result.samples_backpropagated
+                                                        if config.label_noise else None),
                              "summary": result.summary, "evaluations": result.evaluations})
     results = {
         "bench_id": bench_id,

@@ -19,21 +19,26 @@ from engine.selection.scores import (
 from engine.selection.selectors import (
     Selection,
     Selector,
+    head_bias,
+    head_layer,
     head_weight,
     list_selectors,
     make_selector,
     register_selector,
     selector_help,
 )
-# registered after uniform, mms and mms-runner-up, in this order: the baselines, then the cheap mode
+# registered after uniform and the mms variants, in this order: the baselines, the cheap mode, InfoBatch
 from engine.selection import baselines as _baselines  # noqa: F401
 from engine.selection import memory as _memory  # noqa: F401
+from engine.selection import infobatch as _infobatch  # noqa: F401
 
 __all__ = [
     "Selection",
     "Selector",
     "cross_entropy_scores",
     "entropy_scores",
+    "head_bias",
+    "head_layer",
     "head_weight",
     "list_selectors",
     "make_selector",

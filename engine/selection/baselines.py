@@ -1,21 +1,24 @@
-"""The selectors MMS is compared with: hard negatives (largest loss), largest softmax entropy, and
-Selective-Backprop (Jiang et al. 2019, "Accelerating deep learning by focusing on the biggest
-losers"): keep with probability percentile(loss)^beta over a window of recent losses.
+"""The selectors MMS is compared with: hard negatives (largest loss, optionally the reference
+code's ramp and class balance), largest softmax entropy, top-loss, and Selective-Backprop (Jiang et
+al. 2019, "Accelerating deep learning by focusing on the biggest losers"): stream samples, keep each
+with probability percentile(loss)^beta over a window of recent losses, back-propagate once b are
+kept.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import cross_entropy_scores, entropy_scores
+from engine.selection.scores import cross_entropy_scores, entropy_scores, score_logits
 from engine.selection.selectors import (
-    Option, Selection, Selector, _at_least, _positive, ranked, register_selector,
+    Option, Selection, Selector, _at_least, _positive, _share, ranked, register_selector,
 )
 
-__all__ = ["EntropySelector", "HardNegativeSelector", "SelectiveBackpropSelector"]
+__all__ = ["EntropySelector", "HardNegativeSelector", "SelectiveBackpropSelector", "TopLossSelector"]
 
 
 @register_selector
@@ -27,11 +30,21 @@ class HardNegativeSelector(Selector):
         "ramp_epochs": Option(
             0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
             "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
+        "ramp_rate": Option(
+            0.0, "The reference code's ramp instead: hard share = min(1, (whole epochs done + 1) x "
+            "ramp_rate), e.g. 0.1 (0 = off).", _share),
+        "balanced": Option(
+            False, "Take the hard share class-balanced, as the reference code does: classes in a "
+            "random order, round-robin, each giving its largest remaining loss."),
     }
 
     ramp_epochs: float
+    ramp_rate: float
+    balanced: bool
 
     def hard_share(self, epoch: float) -> float:
+        if self.ramp_rate > 0:
+            return min(1.0, (math.floor(max(0.0, epoch)) + 1) * self.ramp_rate)
         if self.ramp_epochs <= 0:
             return 1.0
         return 0.1 + 0.9 * min(1.0, max(0.0, epoch) / self.ramp_epochs)
@@ -44,31 +57,45 @@ class HardNegativeSelector(Selector):
         labels = labels.to(logits.device)
         scores = cross_entropy_scores(logits, labels)
         n_hard = max(1, min(b, round(self.hard_share(epoch) * b)))
-        hard, threshold = ranked(scores, n_hard, largest=True)
+        if self.balanced:
+            hard = self._balanced_take(labels, scores, labels.new_empty(0), n_hard, by_score=True)
+            threshold = float(scores[hard].min())
+        else:
+            hard, threshold = ranked(scores, n_hard, largest=True)
         n_fill = b - n_hard
         if n_fill:
             hard = torch.cat([hard, self._balanced_fill(labels, hard, n_fill)])
         return Selection(index=hard.to(device), scores=scores, logits=logits, threshold=threshold)
 
     def _balanced_fill(self, labels: Tensor, taken: Tensor, n: int) -> Tensor:
-        """n random candidates outside `taken`, as class-balanced as the pool allows.
+        """n random candidates outside `taken`, as class-balanced as the pool allows."""
+        return self._balanced_take(labels, None, taken, n, by_score=False)
 
-        Each remaining candidate gets a random key; its rank within its class (by key) decides the
-        round in which it is picked, so classes are taken round-robin in a random order.
+    def _balanced_take(self, labels: Tensor, scores: Tensor | None, taken: Tensor, n: int, *,
+                       by_score: bool) -> Tensor:
+        """n candidates outside `taken`, classes round-robin in a random order, each class giving
+        its largest remaining score (`by_score`) or a random member.
+
+        A candidate's rank within its class decides the round in which it is picked; within a
+        round, a random key per class orders the classes.
         """
         device = labels.device
         rest = torch.ones(labels.shape[0], dtype=torch.bool, device=device)
         rest[taken] = False
         pool = rest.nonzero().squeeze(1)  # (P,)
-        key = self._rand(pool.numel(), device)
         cls = labels[pool]
-        order = torch.argsort(key)  # random order
-        order = order[torch.argsort(cls[order], stable=True)]  # grouped by class, random within
+        if by_score:
+            order = torch.argsort(scores[pool], descending=True, stable=True)  # hardest first
+        else:
+            order = torch.argsort(self._rand(pool.numel(), device))  # random order
+        order = order[torch.argsort(cls[order], stable=True)]  # grouped by class, kept order within
         cls_sorted = cls[order]
         first = torch.searchsorted(cls_sorted, cls_sorted, right=False)  # start of each class group
         rank_in_class = torch.arange(pool.numel(), device=device) - first
-        # Round-robin: all ranks 0 (in random class order), then ranks 1, ...
-        pick = order[torch.argsort(rank_in_class.double() + key[order] * 0.5, stable=True)[:n]]
+        class_key = self._rand(int(labels.max()) + 1 if labels.numel() else 1, device)
+        # Round-robin: all ranks 0 (classes in random order), then ranks 1, ...
+        key = rank_in_class.double() + class_key[cls_sorted].double() * 0.5
+        pick = order[torch.argsort(key, stable=True)[:n]]
         return pool[pick]
 
 
@@ -87,10 +114,11 @@ class EntropySelector(Selector):
 
 
 @register_selector
-class SelectiveBackpropSelector(Selector):
-    name = "selective-backprop"
-    help = ("Selective-Backprop (Jiang et al. 2019): keep each candidate with probability "
-            "(percentile of its loss among recent losses)^beta; a fixed b prefers high losses.")
+class TopLossSelector(Selector):
+    name = "top-loss"
+    help = ("Forward all B candidates, keep each with probability (percentile of its loss among "
+            "recent losses)^beta, train on the b kept ones with the largest losses (then the others "
+            "by loss): close to hard-negative. Not Selective-Backprop, which streams (see there).")
     options: ClassVar[dict[str, Option]] = {
         "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
                          _at_least(1)),
@@ -145,7 +173,101 @@ class SelectiveBackpropSelector(Selector):
         history = state["history"].detach().float().cpu()
         if history.numel() != self.history.numel():
             raise ValueError(
-                f"selective-backprop window {history.numel()} in the state, {self.history.numel()} configured"
+                f"top-loss window {history.numel()} in the state, {self.history.numel()} configured"
             )
         self.history = history.clone()
         self.filled, self.pos = int(state["filled"]), int(state["pos"])
+
+
+class _LossHistory:
+    """A ring buffer of recent losses and the percentile of new ones among them."""
+
+    def __init__(self, size: int) -> None:
+        self.values = torch.zeros(size, dtype=torch.float32)
+        self.filled = 0  # valid entries
+        self.pos = 0  # next write position
+
+    def push(self, losses: Tensor) -> None:
+        losses = losses.detach().float().cpu()[-self.values.numel():]
+        n, size = losses.numel(), self.values.numel()
+        self.values[(self.pos + torch.arange(n)) % size] = losses
+        self.pos, self.filled = (self.pos + n) % size, min(size, self.filled + n)
+
+    def percentile(self, losses: Tensor) -> Tensor:
+        window = self.values[: self.filled].sort().values.to(losses.device)
+        return torch.searchsorted(window, losses.contiguous(), right=True).float() / max(self.filled, 1)
+
+
+@register_selector
+class SelectiveBackpropSelector(Selector):
+    name = "selective-backprop"
+    help = ("Selective-Backprop (Jiang et al. 2019): stream samples through a forward pass, keep each "
+            "with probability (percentile of its loss among recent losses)^beta, back-propagate once "
+            "b are kept. Only the forwards it runs are counted.")
+    uses_candidates = False  # it draws what its keep rate needs, not a pool of B
+    options: ClassVar[dict[str, Option]] = {
+        "window": Option(1024, "Number of recent losses the percentile is taken over.", _at_least(1)),
+        "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier; the "
+                       "expected keep rate is 1/(beta+1)).", _positive),
+        "stream_chunk": Option(16, "Samples forwarded together while streaming (the last chunk may "
+                               "keep more than b: the extra kept ones are not trained).", _at_least(1)),
+        "slack": Option(1.0, "Draw this much more than b / (running keep rate), so a step rarely "
+                        "runs out before b are kept; the loop puts the samples it did not reach back "
+                        "into the data order (they come next).", _at_least(0.0)),
+    }
+    window: int
+    beta: float
+    stream_chunk: int
+    slack: float
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self.history = _LossHistory(int(self.window))
+        self.keep_rate = 1.0 / (1.0 + self.beta)  # E[U^beta] for a uniform percentile U
+
+    def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
+        return math.ceil(batch_size * (1.0 + self.slack) / max(self.keep_rate, 0.02))
+
+    def _select(
+        self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
+    ) -> Selection:
+        device, n = inputs.device, inputs.shape[0]
+        losses = torch.full((n,), float("nan"), device=device)
+        kept: list[Tensor] = []
+        n_kept = forwarded = 0
+        while forwarded < n and n_kept < b:
+            end = min(n, forwarded + int(self.stream_chunk))
+            logits = score_logits(model, inputs[forwarded:end], chunk=0)
+            chunk_losses = cross_entropy_scores(logits, labels[forwarded:end])
+            self.history.push(chunk_losses)
+            keep = self._rand(end - forwarded, chunk_losses.device) < self.history.percentile(
+                chunk_losses).pow(self.beta)
+            losses[forwarded:end] = chunk_losses.to(device)
+            kept.append(keep.nonzero().squeeze(1).to(device) + forwarded)
+            n_kept += int(keep.sum())
+            forwarded = end
+        # the running keep rate sizes the next draw (an exponential average over steps)
+        self.keep_rate = 0.9 * self.keep_rate + 0.1 * (n_kept / forwarded)
+        index = torch.cat(kept)[:b]
+        if n_kept < b:  # the draw ran out first (losses falling faster than the window follows):
+            # the batch is completed with the largest losses not kept, so a step still trains on b
+            rest = torch.nan_to_num(losses, nan=-math.inf)
+            rest[index] = -math.inf
+            fill = rest.topk(min(b - n_kept, forwarded - n_kept)).indices
+            index = torch.cat([index, fill])
+        return Selection(index=index, scores=losses, logits=None, threshold=None, forwarded=forwarded)
+
+    def state_dict(self) -> dict[str, Any]:
+        h = self.history
+        return {**super().state_dict(), "history": h.values.clone(), "filled": h.filled, "pos": h.pos,
+                "keep_rate": self.keep_rate}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        values = state["history"].detach().float().cpu()
+        if values.numel() != self.history.values.numel():
+            raise ValueError(f"selective-backprop window {values.numel()} in the state, "
+                             f"{self.history.values.numel()} configured")
+        self.history.values = values.clone()
+        self.history.filled, self.history.pos = int(state["filled"]), int(state["pos"])
+        self.keep_rate = float(state["keep_rate"])

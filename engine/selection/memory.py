@@ -54,6 +54,12 @@ class ScoreMemorySelector(Selector):
                                  "(rolling, in blocks).", _positive),
         "block": Option(1024, "Samples re-scored together in one refresh (forwarded in chunks).",
                         _at_least(1)),
+        "priority": Option(0.0, "Share of each refresh block taken from the lowest stored scores (the "
+                           "samples about to be selected, re-scored more often) instead of the rolling "
+                           "cursor; the whole split is then covered every refresh_epochs / (1 - "
+                           "priority) epochs.", _share),
+        "low_precision": Option(False, "Refresh forwards under bfloat16 autocast (a cheaper scoring "
+                                "forward where the device has fast bfloat16; the scores stay float32)."),
         "unseen": Option("last", "Where never-scored samples rank: last (rank by the scores known so "
                          "far; the unseen fill in) or first (explore them before any scored one).",
                          lambda v: None if v in ("first", "last") else "must be first or last"),
@@ -61,6 +67,8 @@ class ScoreMemorySelector(Selector):
     mix: float
     refresh_epochs: float
     block: int
+    priority: float
+    low_precision: bool
     unseen: str
 
     def __init__(self, **options: Any) -> None:
@@ -115,12 +123,21 @@ class ScoreMemorySelector(Selector):
         done = 0
         while self.owed >= min(self.block, num_train):
             size = min(self.block, num_train)
-            idx = (self.cursor + torch.arange(size)) % num_train
-            logits = self._logits(model, fetch(idx))
+            n_low = min(round(self.priority * size), size - 1)
+            idx = (self.cursor + torch.arange(size - n_low)) % num_train
+            if n_low:  # the lowest stored scores outside the cyclic part (never-scored ones excluded)
+                scores = self.memory[:num_train].clone()
+                scores[idx] = float("inf")
+                scores[~torch.isfinite(scores)] = float("inf")
+                low = scores.topk(n_low, largest=False).indices
+                idx = torch.cat([idx, low[torch.isfinite(scores[low])]])
+            x = fetch(idx)
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.low_precision):
+                logits = self._logits(model, x)
             self.memory[idx] = minimal_margin_scores(logits, head_weight(model)).cpu()
-            self.cursor = int((self.cursor + size) % num_train)
+            self.cursor = int((self.cursor + size - n_low) % num_train)
             self.owed -= size
-            done += size
+            done += idx.numel()
         return done
 
     def state_dict(self) -> dict[str, Any]:

@@ -54,13 +54,17 @@ def pairwise_row_distances(weight: Tensor) -> Tensor:
     return d2.sqrt_()
 
 
-def minimal_margin_scores(logits: Tensor, weight: Tensor, *, runner_up_only: bool = False) -> Tensor:
+def minimal_margin_scores(logits: Tensor, weight: Tensor, *, runner_up_only: bool = False,
+                          bias: Tensor | None = None) -> Tensor:
     """Minimal margin score of each row of `logits` [B, K] given the head's `weight` [K, d].
 
     Exact: min over j != argmax of (z_i - z_j) / ||w_i - w_j||. With `runner_up_only` only the
-    class of the second-largest logit is considered (the reference code's variant; it can be
-    larger than the exact score). Float32 on the logits' device, finite and >= 0 for every input
-    (zero row distances are guarded by NORM_EPS, see above; tied logits give 0).
+    class of the second-largest logit is considered (it can be larger than the exact score).
+    With `bias` [K] the norm is taken over the rows of [W | b], i.e. ||[w_i; b_i] - [w_j; b_j]||:
+    the paper's reference code appends a constant 1 to the features and folds the bias into the
+    weight, so its norm includes (b_i - b_j). That is no longer the Euclidean distance of h to the
+    boundary, only the reference's score. Float32 on the logits' device, finite and >= 0 for every
+    input (zero row distances are guarded by NORM_EPS, see above; tied logits give 0).
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be [B, K], got shape {tuple(logits.shape)}")
@@ -73,6 +77,10 @@ def minimal_margin_scores(logits: Tensor, weight: Tensor, *, runner_up_only: boo
         raise ValueError("MMS needs at least 2 classes")
     z = logits.detach().float()
     w = weight.detach().to(device=z.device, dtype=torch.float32)
+    if bias is not None:
+        if bias.shape != (num_classes,):
+            raise ValueError(f"bias must be [K] with K = {num_classes}, got {tuple(bias.shape)}")
+        w = torch.cat([w, bias.detach().to(device=z.device, dtype=torch.float32)[:, None]], dim=1)
     # A tensor, not a float: no device sync on GPU.
     eps = (NORM_EPS * w.norm(dim=1).max()).clamp_min(_F32_TINY)
 

@@ -8,9 +8,11 @@ candidate batch plus the scores it ranked by, so the training loop can monitor t
 
 Selectors here:
 - uniform: the first b candidates (the loop draws only b; no scoring).
-- mms / mms-runner-up: the b smallest minimal margin scores (Weinstein et al. 2019).
-The baselines they are compared with (hard-negative, entropy, selective-backprop) are in
-baselines.py; the cheap score-memory mode (mms-memory) in memory.py. A new selector subclasses
+- mms: the b smallest minimal margin scores (Weinstein et al. 2019), exact minimum over classes.
+- mms-runner-up: the reference code's score (runner-up class, bias folded into the weight norm);
+  mms-runner-up-nobias: the same margin with the weight rows only (this project's former variant).
+The baselines they are compared with (hard-negative, entropy, top-loss, selective-backprop) are in
+baselines.py, InfoBatch in infobatch.py; the cheap score-memory mode (mms-memory) in memory.py. A new selector subclasses
 `Selector`, declares what the loop needs to know (see its docstring) and registers itself.
 
 Everything random draws from the selector's own seeded CPU generator, saved in `state_dict`, so
@@ -33,6 +35,8 @@ __all__ = [
     "Option",
     "Selection",
     "Selector",
+    "head_bias",
+    "head_layer",
     "head_weight",
     "list_selectors",
     "make_selector",
@@ -49,6 +53,12 @@ class Selection:
     scores: Tensor | None  # float32 [B] the score ranked by (None for uniform)
     logits: Tensor | None  # float32 [B, K] eval-mode candidate logits, when computed
     threshold: float | None  # largest (smallest for largest-wanted selectors) score admitted by rank
+    # per-sample weights of the training loss, aligned with `index` (None = plain mean); InfoBatch
+    # rescales the kept well-learned samples this way
+    weights: Tensor | None = None
+    # samples the selector actually forwarded to choose (None = all B if `forwards_candidates`);
+    # Selective-Backprop stops forwarding once it has kept b
+    forwarded: int | None = None
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,8 @@ def _share(v: Any) -> str | None:
     return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
 
 
-def head_weight(model: nn.Module) -> Tensor:
-    """The weight [K, d] of the model's final linear layer (`model.head`, MarginScope's models).
+def head_layer(model: nn.Module) -> nn.Linear:
+    """The model's final linear layer (`model.head`, MarginScope's models).
 
     Looks through DDP's `.module` and torch.compile's `._orig_mod`; falls back to the last
     `nn.Linear` of the model for third-party models.
@@ -84,11 +94,22 @@ def head_weight(model: nn.Module) -> Tensor:
             inner = getattr(inner, attr)
     head = getattr(inner, "head", None)
     if isinstance(head, nn.Linear):
-        return head.weight
+        return head
     linears = [m for m in inner.modules() if isinstance(m, nn.Linear)]
     if not linears:
         raise ValueError("MMS needs a final nn.Linear layer (model.head) to measure margins")
-    return linears[-1].weight
+    return linears[-1]
+
+
+def head_weight(model: nn.Module) -> Tensor:
+    """The weight [K, d] of the model's final linear layer (see `head_layer`)."""
+    return head_layer(model).weight
+
+
+def head_bias(model: nn.Module) -> Tensor:
+    """The bias [K] of the model's final linear layer (zeros when it has none)."""
+    head = head_layer(model)
+    return head.bias if head.bias is not None else head.weight.new_zeros(head.weight.shape[0])
 
 
 # --- registry
@@ -152,6 +173,11 @@ class Selector:
       the MMS histogram of the selected samples (otherwise that histogram has no threshold line).
     - `refresh`: work after each training step beyond the pool (mms-memory re-scores the training
       split); it returns the samples it forwarded, which the loop counts as real work.
+    - `begin`: told the run's size once before the first step (InfoBatch anneals near the end).
+    - `pool_size`: how many samples the loop draws this step (default: B, or b without a pool);
+      Selective-Backprop and InfoBatch size their draw from their running keep rate.
+    - `Selection.weights` / `Selection.forwarded`: per-sample loss weights, and the forwards the
+      selector really ran, when they differ from the plain mean and from B.
     """
 
     name: ClassVar[str] = ""
@@ -187,6 +213,7 @@ class Selector:
                 raise ValueError(f"option {key!r} of selector {self.name!r} {msg}, got {value!r}")
             setattr(self, key, value)
         self.generator = torch.Generator().manual_seed(int(self.seed))
+        self.num_train = self.steps_per_epoch = self.total_steps = 0  # set by `begin`
 
     def __repr__(self) -> str:
         opts = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.all_options())
@@ -207,6 +234,14 @@ class Selector:
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
     ) -> Selection:
         raise NotImplementedError
+
+    def begin(self, *, num_train: int, steps_per_epoch: int, total_steps: int) -> None:
+        """Hook before the first step (and on resume): the run's size. Default: remember it."""
+        self.num_train, self.steps_per_epoch, self.total_steps = num_train, steps_per_epoch, total_steps
+
+    def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
+        """Samples the loop draws at `step`: B with a candidate pool, else b."""
+        return candidates if self.uses_candidates else batch_size
 
     def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
         """Hook: the loop passes the training forward's detached logits. Default: nothing."""
@@ -248,6 +283,8 @@ def _coerce(selector: str, key: str, value: Any, default: Any) -> Any:
             value = float(value)
             if not math.isfinite(value):
                 raise ValueError
+            return value
+        if kind is bool and isinstance(value, bool):
             return value
         if kind is int and isinstance(value, int) and not isinstance(value, bool):
             return value
@@ -297,11 +334,22 @@ class MMSSelector(Selector):
         "mix": Option(0.0, "Share of the batch drawn uniformly at random from the other candidates.",
                       _share),
         "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
+        "late_candidates": Option(0, "Candidates scored per step late in the run (0 = B throughout): "
+                                  "fewer fresh forwards once most samples are easy.", _at_least(0)),
+        "late_after": Option(0.5, "Share of the run after which late_candidates applies.", _share),
     }
     threshold_is_mms = True
     runner_up_only: ClassVar[bool] = False
+    fold_bias: ClassVar[bool] = False  # the reference code's norm over [w; b] (see scores.py)
     mix: float
     warmup_epochs: float
+    late_candidates: int
+    late_after: float
+
+    def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
+        if self.late_candidates and self.total_steps and step >= self.late_after * self.total_steps:
+            return max(batch_size, min(candidates, self.late_candidates))
+        return candidates
 
     def _select(
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
@@ -310,7 +358,8 @@ class MMSSelector(Selector):
         if epoch < self.warmup_epochs:
             return Selection(index=torch.arange(b, device=device), scores=None, logits=None, threshold=None)
         logits = self._logits(model, inputs)
-        scores = minimal_margin_scores(logits, head_weight(model), runner_up_only=self.runner_up_only)
+        scores = minimal_margin_scores(logits, head_weight(model), runner_up_only=self.runner_up_only,
+                                       bias=head_bias(model) if self.fold_bias else None)
         n_random = min(round(self.mix * b), b)
         chosen, threshold = ranked(scores, b - n_random, largest=False)
         if n_random:
@@ -326,6 +375,16 @@ class MMSSelector(Selector):
 @register_selector
 class MMSRunnerUpSelector(MMSSelector):
     name = "mms-runner-up"
-    help = ("MMS as in the paper's reference code: margin to the runner-up class only "
-            "(second-largest logit), not the minimum over all classes.")
+    help = ("MMS as in the paper's reference code: margin to the runner-up class only (second-largest "
+            "logit), the norm taken over the head's rows with the bias folded in, ||[w_i; b_i] - "
+            "[w_j; b_j]|| (the reference appends a constant 1 to the features).")
+    runner_up_only = True
+    fold_bias = True
+
+
+@register_selector
+class MMSRunnerUpNoBiasSelector(MMSSelector):
+    name = "mms-runner-up-nobias"
+    help = ("Margin to the runner-up class only, over the weight rows alone ||w_i - w_j||: the "
+            "Euclidean distance to that one boundary (not the reference code's score).")
     runner_up_only = True

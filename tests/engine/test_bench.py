@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import json
 import math
+import statistics
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -57,15 +58,19 @@ def test_first_reach_takes_the_first_validation_at_or_above() -> None:
 def test_table_ratios_are_per_seed_and_not_reached_is_kept() -> None:
     res = fake_results()
     table = build_table(res)
-    assert table["targets"] == ["uniform's best", "96.0%"]
+    assert table["targets"] == ["uniform's plateau", "96.0%"]
+    # uniform's plateau: mean of its last 3 evaluations (0.8, 0.9, 0.95) less 0.1 point
+    assert table["target_values"]["uniform's plateau"]["mms"] == [pytest.approx(0.8823333, abs=1e-6)] * 2
     rows = {(r["target"], r["arm"]): r for r in table["rows"]}
-    mms = rows[("uniform's best", "mms")]
-    # uniform reaches 0.95 at step 40; mms at step 20 -> 0.5x steps, 2.5x forwarded, 2x wall
+    mms = rows[("uniform's plateau", "mms")]
+    # uniform reaches 0.882 at step 30 (0.9); mms at step 20 (0.95) -> 2/3 steps, 2.5x wall
     assert mms["reached"] == 2 and mms["step"] == 20
-    assert mms["step_ratio"] == pytest.approx(0.5)
-    assert mms["samples_forwarded_ratio"] == pytest.approx((20 * 80) / (40 * 16))
-    assert mms["wall_time_ratio"] == pytest.approx((20 * 0.4) / (40 * 0.1))
-    slow = rows[("uniform's best", "slow")]
+    assert mms["step_ratio"] == pytest.approx(2 / 3)
+    assert mms["samples_forwarded_ratio"] == pytest.approx((20 * 80) / (30 * 16))
+    assert mms["wall_time_ratio"] == pytest.approx((20 * 0.4) / (30 * 0.1))
+    assert mms["step_ci"] == pytest.approx([2 / 3, 2 / 3])  # identical seeds: a zero-width interval
+    assert mms["cpu_time_ratio"] is None  # no CPU time in these curves
+    slow = rows[("uniform's plateau", "slow")]
     assert slow["reached"] == 0 and slow["seeds"] == 1 and slow["step"] is None
     # uniform never reaches 96%: mms did, but has no ratio
     mms96 = rows[("96.0%", "mms")]
@@ -73,10 +78,64 @@ def test_table_ratios_are_per_seed_and_not_reached_is_kept() -> None:
     assert rows[("96.0%", "uniform")]["reached"] == 0
     acc = table["test_accuracy"]["uniform"]
     assert acc["mean"] == pytest.approx(0.945) and acc["sd"] == pytest.approx(math.sqrt(2) * 0.005)
+    # paired differences: mms 0.96 against uniform 0.94 and 0.95
+    diff = table["test_accuracy"]["mms"]["diff"]
+    assert diff["mean"] == pytest.approx(0.015) and diff["n"] == 2
+    half = 12.706 * statistics.stdev([0.02, 0.01]) / math.sqrt(2)
+    assert diff["ci"] == pytest.approx([0.015 - half, 0.015 + half])
+    # equal budgets: within 25% of uniform's 0.4 s, mms (0.4 s per 10 steps) has no evaluation yet;
+    # within 100% it has its first (0.7) and uniform its best (0.95)
+    budgets = {(b["clock"], b["budget"], b["arm"]): b for b in table["budgets"]}
+    assert ("wall_time", 0.25, "mms") not in budgets
+    assert budgets[("wall_time", 1.0, "mms")]["mean"] == pytest.approx(0.7)
+    assert budgets[("wall_time", 1.0, "mms")]["diff"]["mean"] == pytest.approx(0.7 - 0.95)
     res["table"] = table
     md = results_markdown(res, "marginscope bench --x")
-    assert "not reached" in md and "0.50×" in md and "`marginscope bench --x`" in md
-    assert md.count("\n| ") == 1 + 2 * 3  # header + targets x arms
+    assert "not reached" in md and "0.67× [0.67, 0.67]" in md and "`marginscope bench --x`" in md
+    assert "+1.50 [" in md  # the paired difference in points
+
+
+def test_ratio_and_mean_intervals() -> None:
+    from engine.bench import mean_ci, ratio_ci
+
+    r = ratio_ci([0.5, 2.0])  # geometric mean 1, symmetric in log space
+    assert r["mean"] == pytest.approx(1.0) and r["ci"][0] == pytest.approx(1 / r["ci"][1])
+    assert ratio_ci([0.8])["ci"] is None and ratio_ci([])["mean"] is None
+    m = mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    assert m["ci"] == pytest.approx([3 - 2.776 * statistics.stdev([1, 2, 3, 4, 5]) / math.sqrt(5),
+                                     3 + 2.776 * statistics.stdev([1, 2, 3, 4, 5]) / math.sqrt(5)])
+
+
+def test_arm_order_rotates_per_seed() -> None:
+    s = BenchSettings(arms=("uniform", "mms", "infobatch"), seeds=(0, 1, 2))
+    arms = s.arm_list()
+    orders = [[a.label for a in s.order(arms, k)] for k in range(3)]
+    assert orders == [["uniform", "mms", "infobatch"], ["mms", "infobatch", "uniform"],
+                      ["infobatch", "uniform", "mms"]]
+    for position in range(3):  # a Latin square: each arm once in each position
+        assert len({order[position] for order in orders}) == 3
+    assert BenchSettings(rotate=False).order(arms, 1) == arms
+
+
+def test_arms_with_run_settings_aliases_and_references() -> None:
+    from engine.bench import suite_settings
+
+    bn = Arm.parse("mms-bn-batch")
+    assert bn.label == "mms-bn-batch" and bn.config == (("bn_stats", "batch"),) and bn.reference == "uniform"
+    assert BenchSettings().config(bn, 0, 64).bn_stats == "batch"
+    noisy = Arm.parse("mms{label_noise=0.2}")
+    assert noisy.label == "mms{label_noise=0.2}" and noisy.reference == "uniform{label_noise=0.2}"
+    assert BenchSettings().config(noisy, 0, 64).label_noise == 0.2
+    with pytest.raises(ValueError, match="cannot differ between arms"):
+        Arm.parse("mms{steps=3}")
+    s = suite_settings("noise")
+    labels = [a.label for a in s.arm_list()]
+    assert "uniform{label_noise=0.2}" in labels and "uniform{label_noise=0.4}" in labels
+    assert "uniform" not in labels  # the references are the noisy uniform arms
+    long = suite_settings("long", seeds=(0,))
+    assert long.steps == 7813 and long.eval_every == 78 and long.seeds == (0,)
+    with pytest.raises(ValueError, match="unknown suite"):
+        suite_settings("huge")
 
 
 def test_arms_parse_regimes_and_the_aggressive_run_is_shorter() -> None:
@@ -114,13 +173,19 @@ def test_tiny_suite_writes_json_markdown_and_offline_html(tmp_path: Path) -> Non
                              arms=("uniform", "mms", "mms-memory", "mms@aggressive"), eval_every=10,
                              targets=(0.5,), lr=0.02, score_chunk=32)
     res = run_suite(settings, tmp_path, progress=False, log=lambda _: None)
-    assert [r["arm"] for r in res["runs"]] == ["uniform", "mms", "mms-memory", "mms@aggressive"] * 2
+    # the second seed runs the arms rotated by one
+    assert [r["arm"] for r in res["runs"]] == ["uniform", "mms", "mms-memory", "mms@aggressive",
+                                               "mms", "mms-memory", "mms@aggressive", "uniform"]
     assert [r["steps"] for r in res["runs"]][:4] == [30, 30, 30, 6]
     data = json.loads((tmp_path / "results.json").read_text())
     assert {"settings", "machine", "runs", "table", "load_average", "bench_id"} <= set(data)
     assert all(len(r["evaluations"]) >= 1 and "wall_time" in r["evaluations"][0] for r in data["runs"])
+    # CPU time of the process beside wall-clock, in every evaluation and summary, with the phases
+    assert all(e["cpu_time"] > 0 for r in data["runs"] for e in r["evaluations"])
+    assert all(r["summary"]["phase_times"]["score_wall_time"] >= 0 for r in data["runs"])
     md = (tmp_path / "results.md").read_text()
-    assert md.count("\n| ") == 1 + 2 * 4 and "mms@aggressive" in md
+    assert "mms@aggressive" in md and "CPU time (×)" in md and "Equal CPU-time budgets" in md
+    assert md.count("| uniform's plateau | ") == 4 and md.count("| 50.0% | ") == 4
     html = (tmp_path / "curves.html").read_text()
     assert "<html" in html and "plotly" in html.lower()
     # offline: the one script fetched is the plotly.js written beside the page, shared by its figures
@@ -306,3 +371,32 @@ def test_the_engine_never_imports_the_backend(tmp_path: Path) -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not [n for n in names if n.split(".")[0] == "backend"], f"{path} imports the backend"
+
+
+def test_cli_bench_docs_rewrites_only_the_generated_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from engine.cli import app
+
+    root = Path(__file__).resolve().parents[2]
+    (tmp_path / "docs").mkdir()
+    shutil.copytree(root / "docs" / "benchmarks", tmp_path / "docs" / "benchmarks")
+    shutil.copy(root / "docs" / "benchmarks.md", tmp_path / "docs" / "benchmarks.md")
+    readme = (root / "README.md").read_text()
+    # a table emptied by hand comes back from its JSON; the prose around it is left alone
+    emptied = re.sub(r"(<!-- bench:full:summary -->\n).*?(<!-- /bench -->)", r"\1\2", readme, flags=re.S)
+    (tmp_path / "README.md").write_text(emptied)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["bench", "--docs"])
+    assert result.exit_code == 0, result.output
+    assert "README.md" in result.output and "benchmarks.md" not in result.output
+    assert (tmp_path / "README.md").read_text() == readme
+    again = CliRunner().invoke(app, ["bench", "--docs"])
+    assert "already up to date" in again.output
+
+
+def test_cli_bench_rejects_an_unknown_suite(tmp_path: Path) -> None:
+    from engine.cli import app
+
+    result = CliRunner().invoke(app, ["bench", "--suite", "huge", "--out", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown suite" in result.output

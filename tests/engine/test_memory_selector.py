@@ -162,3 +162,29 @@ def test_resume_equals_uninterrupted(tmp_path) -> None:
         assert torch.equal(a["model"][name], b["model"][name]), name
     assert torch.equal(a["selector"]["memory"], b["selector"]["memory"])
     assert resumed.samples_forwarded == full.samples_forwarded
+
+
+def test_priority_refresh_rescores_the_lowest_stored_margins() -> None:
+    g = torch.Generator().manual_seed(2)
+    model = Linear(torch.randn(4, 3, generator=g))
+    data = torch.randn(100, 3, generator=g)
+    fetched = []
+
+    def fetch(i: torch.Tensor) -> torch.Tensor:
+        fetched.append(i.clone())
+        return data[i]
+
+    sel = make_selector("mms-memory", block=20, refresh_epochs=1.0, priority=0.5)
+    sel.refresh(model, fetch, num_train=100, steps_per_epoch=5)  # 20 owed: one block
+    # nothing scored yet: the block is the cyclic half only (never-scored samples are not "lowest")
+    assert fetched[-1].tolist() == list(range(10))
+    stored = sel.memory.clone()
+    sel.refresh(model, fetch, num_train=100, steps_per_epoch=5)
+    block = fetched[-1].tolist()
+    assert block[:10] == list(range(10, 20))  # the cursor moves by the cyclic half
+    lowest = set(stored[:10].topk(10, largest=False).indices.tolist())
+    assert set(block[10:]) == lowest  # the rest re-scores the lowest stored margins
+    low = make_selector("mms-memory", block=20, low_precision=True)
+    assert low.refresh(model, fetch, num_train=100, steps_per_epoch=5) == 20  # bfloat16 forwards
+    torch.testing.assert_close(low.memory[:20], minimal_margin_scores(model(data[:20]), model.head.weight),
+                               rtol=0.05, atol=0.05)

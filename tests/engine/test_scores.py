@@ -211,3 +211,45 @@ def test_score_logits_restores_mixed_modes() -> None:
     model.conv.eval()  # e.g. a frozen part
     score_logits(model, torch.randn(2, 3, 2, 2))
     assert model.training and not model.conv.training and model.head.training
+
+
+def brute_force_runner_up_folded(logits: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> list[float]:
+    """The reference code's score, one sample at a time in float64: features with an appended 1,
+    the bias as the last column of the weight, margin to the runner-up over ||[w_i; b_i] - [w_j; b_j]||."""
+    w = torch.cat([weight.double(), bias.double()[:, None]], dim=1)
+    out = []
+    for row in logits.double():
+        i, j = (int(k) for k in row.topk(2).indices)
+        out.append(float((row[i] - row[j]) / (w[i] - w[j]).norm()))
+    return out
+
+
+@pytest.mark.parametrize("classes", [2, 3, 10, 100])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_runner_up_with_folded_bias_matches_brute_force(classes: int, seed: int) -> None:
+    logits, weight = random_head(seed, batch=16, classes=classes, dim=7)
+    bias = torch.randn(classes, generator=torch.Generator().manual_seed(seed + 100)) * 2
+    got = minimal_margin_scores(logits, weight, runner_up_only=True, bias=bias)
+    want = torch.tensor(brute_force_runner_up_folded(logits, weight, bias), dtype=torch.float32)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # folding the bias in only lengthens the norm: the folded score is never the larger one
+    plain = minimal_margin_scores(logits, weight, runner_up_only=True)
+    assert (got <= plain + 1e-5).all() and (got < plain - 1e-5).any()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), batch=st.integers(1, 12), classes=st.integers(2, 20),
+       dim=st.integers(1, 16))
+def test_runner_up_with_folded_bias_hypothesis(seed: int, batch: int, classes: int, dim: int) -> None:
+    logits, weight = random_head(seed, batch, classes, dim)
+    bias = torch.randn(classes, generator=torch.Generator().manual_seed(seed))
+    got = minimal_margin_scores(logits, weight, runner_up_only=True, bias=bias)
+    want = torch.tensor(brute_force_runner_up_folded(logits, weight, bias), dtype=torch.float32)
+    assert torch.isfinite(got).all() and (got >= 0).all()
+    torch.testing.assert_close(got, want, rtol=1e-3, atol=1e-4)
+
+
+def test_folded_bias_shape_is_checked() -> None:
+    logits, weight = random_head(0, batch=4, classes=5, dim=3)
+    with pytest.raises(ValueError, match="bias must be"):
+        minimal_margin_scores(logits, weight, runner_up_only=True, bias=torch.zeros(4))

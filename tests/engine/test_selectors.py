@@ -10,7 +10,10 @@ from torch.utils.data import DataLoader, Dataset
 
 from engine.selection import Selection, head_weight, list_selectors, make_selector, selector_help
 
-NAMES = ["uniform", "mms", "mms-runner-up", "hard-negative", "entropy", "selective-backprop"]
+NAMES = ["uniform", "mms", "mms-runner-up", "mms-runner-up-nobias", "hard-negative", "entropy", "top-loss",
+         "selective-backprop"]
+# the selectors that forward the whole candidate pool and rank it (the contract test below)
+POOL_RANKERS = ["mms", "mms-runner-up", "mms-runner-up-nobias", "hard-negative", "entropy", "top-loss"]
 
 
 class Linear(nn.Module):
@@ -54,6 +57,7 @@ def test_registry() -> None:
     assert all(h["help"] and "chunk" in h["options"] for h in helps.values())
     assert helps["mms"]["options"]["mix"]["default"] == 0.0
     assert helps["selective-backprop"]["options"]["window"]["default"] == 1024
+    assert helps["infobatch"]["options"]["prune"]["default"] == 0.5
 
 
 def test_unknown_name_and_option() -> None:
@@ -81,7 +85,7 @@ def test_duplicate_registration_raises() -> None:
     assert list_selectors()[:len(NAMES)] == NAMES
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", ["uniform", *POOL_RANKERS])
 @pytest.mark.parametrize("training", [True, False])
 def test_every_selector_contract(name: str, training: bool) -> None:
     model, x, y = binary_batch()
@@ -104,7 +108,10 @@ def test_every_selector_contract(name: str, training: bool) -> None:
 
 def test_uniform_does_not_use_candidates() -> None:
     assert make_selector("uniform").uses_candidates is False
-    assert all(make_selector(n).uses_candidates for n in NAMES if n != "uniform")
+    assert all(make_selector(n).uses_candidates for n in POOL_RANKERS)
+    # these draw what their keep rate needs, not a pool of B
+    assert not make_selector("selective-backprop").uses_candidates
+    assert not make_selector("infobatch").uses_candidates
 
 
 def test_mms_keeps_smallest_margins() -> None:
@@ -123,6 +130,8 @@ def test_mms_exact_and_runner_up_disagree() -> None:
     x = torch.tensor([[-10.0, -3.0], [-5.0, -8.0]])
     y = torch.tensor([0, 0])
     assert make_selector("mms").select(model, x, y, None, batch_size=1).index.tolist() == [0]
+    assert make_selector("mms-runner-up-nobias").select(model, x, y, None, batch_size=1).index.tolist() == [1]
+    # zero bias: folding it into the norm changes nothing
     assert make_selector("mms-runner-up").select(model, x, y, None, batch_size=1).index.tolist() == [1]
 
 
@@ -182,8 +191,8 @@ def test_entropy_differs_from_mms() -> None:
     assert sel.index.tolist() == [1, 0] and sel.threshold == pytest.approx(float(sel.scores[0]))
 
 
-def test_selective_backprop_percentiles_and_fixed_batch() -> None:
-    sb = make_selector("selective-backprop", window=4, beta=2.0)
+def test_top_loss_percentiles_and_fixed_batch() -> None:
+    sb = make_selector("top-loss", window=4, beta=2.0)
     sb._push(torch.tensor([1.0, 2.0, 3.0, 4.0]))
     torch.testing.assert_close(sb.keep_probability(torch.tensor([0.5, 2.0, 4.0])), torch.tensor([0.0, 0.25, 1.0]))
     sb._push(torch.tensor([10.0]))  # ring buffer: the oldest (1.0) goes
@@ -191,37 +200,37 @@ def test_selective_backprop_percentiles_and_fixed_batch() -> None:
 
     # With beta tiny everything is kept: the batch is the b largest losses.
     model, x, y = binary_batch()
-    keep_all = make_selector("selective-backprop", beta=1e-9).select(model, x, y, None, batch_size=2)
+    keep_all = make_selector("top-loss", beta=1e-9).select(model, x, y, None, batch_size=2)
     assert keep_all.index.tolist() == [4, 0]
 
     # Keep rate follows the percentile: about half the candidates for beta = 1 on a full window.
     torch.manual_seed(0)
     big = Linear(torch.randn(5, 4).tolist())
     xs, ys = torch.randn(4000, 4), torch.randint(0, 5, (4000,))
-    sb = make_selector("selective-backprop", window=4000)
+    sb = make_selector("top-loss", window=4000)
     losses = F.cross_entropy(big(xs), ys, reduction="none").detach()
     sb._push(losses)
     kept = (torch.rand(4000, generator=torch.Generator().manual_seed(0)) < sb.keep_probability(losses)).float()
     assert 0.45 < kept.mean().item() < 0.55
 
 
-def test_selective_backprop_state_round_trip() -> None:
+def test_top_loss_state_round_trip() -> None:
     torch.manual_seed(0)
     model = Linear(torch.randn(5, 4).tolist())
     batches = [(torch.randn(32, 4), torch.randint(0, 5, (32,))) for _ in range(6)]
-    first = make_selector("selective-backprop", window=50, seed=7)
+    first = make_selector("top-loss", window=50, seed=7)
     for x, y in batches[:3]:
         first.select(model, x, y, None, batch_size=8)
     state = first.state_dict()
-    resumed = make_selector("selective-backprop", window=50, seed=7)
+    resumed = make_selector("top-loss", window=50, seed=7)
     resumed.load_state_dict(state)
-    fresh = make_selector("selective-backprop", window=50, seed=7)
+    fresh = make_selector("top-loss", window=50, seed=7)
     runs = {key: [sel.select(model, x, y, None, batch_size=8).index.tolist() for x, y in batches[3:]]
             for key, sel in (("first", first), ("resumed", resumed), ("fresh", fresh))}
     assert runs["resumed"] == runs["first"]
     assert runs["fresh"] != runs["first"]  # the state matters: without it the choices differ
     with pytest.raises(ValueError, match="window"):
-        make_selector("selective-backprop", window=10).load_state_dict(state)
+        make_selector("top-loss", window=10).load_state_dict(state)
 
 
 def test_mms_mix_state_round_trip() -> None:

@@ -1,0 +1,184 @@
+"""The baselines as their papers define them: the reference code's runner-up score (bias folded in),
+hard-negative's ramp and class balance, Selective-Backprop's streaming and its forward count,
+InfoBatch's soft pruning, rescaling and annealing; and the loop honouring what they declare
+(per-sample loss weights, the forwards really run, the draw size)."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine import TrainConfig, train
+from engine.selection import make_selector, minimal_margin_scores
+from engine.selection import selectors as selectors_module
+from engine.selection.selectors import Selection, Selector
+from tests.engine.test_selectors import Linear
+
+
+def test_mms_runner_up_folds_the_bias_into_the_norm() -> None:
+    # Two classes' weight rows are equal-distance pairs; the bias decides the reference's denominator.
+    weight = [[1.0, 0.0], [-1.0, 0.0], [0.0, 1.0]]
+    bias = [0.0, 0.0, 3.0]
+    model = Linear(weight, bias)
+    torch.manual_seed(0)
+    x = torch.randn(64, 2) * 2
+    y = torch.zeros(64, dtype=torch.long)
+    logits = model.head(x).detach()
+    want = minimal_margin_scores(logits, model.head.weight, runner_up_only=True, bias=model.head.bias)
+    plain = minimal_margin_scores(logits, model.head.weight, runner_up_only=True)
+    sel = make_selector("mms-runner-up").select(model, x, y, None, batch_size=8)
+    torch.testing.assert_close(sel.scores, want)
+    old = make_selector("mms-runner-up-nobias").select(model, x, y, None, batch_size=8)
+    torch.testing.assert_close(old.scores, plain)
+    assert not torch.allclose(want, plain)  # the bias does enter the reference's score
+
+
+def test_hard_negative_reference_ramp_and_balanced_hard_share() -> None:
+    selector = make_selector("hard-negative", ramp_rate=0.1, balanced=True, seed=3)
+    assert [selector.hard_share(e) for e in (0.0, 0.99, 1.0, 4.5, 9.0, 30.0)] == pytest.approx(
+        [0.1, 0.1, 0.2, 0.5, 1.0, 1.0])
+    torch.manual_seed(0)
+    model = Linear(torch.randn(4, 3).tolist())
+    x = torch.randn(400, 3)
+    y = torch.arange(400) % 4
+    sel = selector.select(model, x, y, None, batch_size=40, epoch=9.0)  # all hard, balanced
+    assert len(set(sel.index.tolist())) == 40
+    counts = torch.bincount(y[sel.index], minlength=4)
+    assert counts.tolist() == [10, 10, 10, 10]
+    for c in range(4):  # each class gives its own hardest samples
+        mine = (y == c).nonzero().squeeze(1)
+        hardest = set(mine[sel.scores[mine].topk(10).indices].tolist())
+        assert set(sel.index[y[sel.index] == c].tolist()) == hardest
+    unbalanced = make_selector("hard-negative").select(model, x, y, None, batch_size=40)
+    assert torch.bincount(y[unbalanced.index], minlength=4).tolist() != [10, 10, 10, 10]
+
+
+def test_selective_backprop_streams_until_b_are_kept() -> None:
+    torch.manual_seed(0)
+    model = Linear(torch.randn(5, 4).tolist())
+    sb = make_selector("selective-backprop", beta=1.0, stream_chunk=8, seed=1)
+    assert sb.pool_size(640, 16, 0) == 64  # b x (1 + slack) / E[keep] = 16 x 2 x 2
+    x, y = torch.randn(400, 4), torch.randint(0, 5, (400,))
+    sel = sb.select(model, x, y, None, batch_size=16)
+    assert sel.index.shape == (16,) and len(set(sel.index.tolist())) == 16
+    assert sel.forwarded % 8 == 0 and sel.forwarded < 400  # stopped once 16 were kept
+    forwarded = torch.isfinite(sel.scores)
+    assert int(forwarded.sum()) == sel.forwarded and bool(forwarded[:sel.forwarded].all())
+    assert bool(forwarded[sel.index].all())  # only forwarded samples are trained
+    assert sb.history.filled == sel.forwarded
+    # keep probability = percentile^beta among the window
+    sb2 = make_selector("selective-backprop", window=4, beta=2.0)
+    sb2.history.push(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+    torch.testing.assert_close(sb2.history.percentile(torch.tensor([0.5, 2.0, 4.0])).pow(2.0),
+                               torch.tensor([0.0, 0.25, 1.0]))
+
+
+def test_selective_backprop_keep_rate_and_state() -> None:
+    torch.manual_seed(0)
+    model = Linear(torch.randn(5, 4).tolist())
+    batches = [(torch.randn(200, 4), torch.randint(0, 5, (200,))) for _ in range(40)]
+    sb = make_selector("selective-backprop", beta=1.0, seed=0)
+    for x, y in batches[:30]:
+        sb.select(model, x, y, None, batch_size=16)
+    assert 0.4 < sb.keep_rate < 0.6  # E[U^1] = 1/2
+    resumed = make_selector("selective-backprop", beta=1.0, seed=0)
+    resumed.load_state_dict(sb.state_dict())
+    for x, y in batches[30:]:
+        a = sb.select(model, x, y, None, batch_size=16)
+        b = resumed.select(model, x, y, None, batch_size=16)
+        assert a.index.tolist() == b.index.tolist() and a.forwarded == b.forwarded
+
+
+def test_infobatch_prunes_rescales_and_anneals() -> None:
+    ib = make_selector("infobatch", prune=0.5, anneal=0.75, seed=0)
+    ib.begin(num_train=1000, steps_per_epoch=100, total_steps=400)
+    assert ib.pool_size(640, 10, 0) == 10  # nothing seen: every stored loss equal, nothing below the mean
+    # half the samples learned (loss 0.1), half not (loss 2.0)
+    idx = torch.arange(1000)
+    labels = torch.zeros(1000, dtype=torch.long)
+    logits = torch.zeros(1000, 3)
+    logits[:500, 0] = 5.0  # confident and right: small loss
+    ib.observe(idx, logits, labels)
+    assert ib.pool_size(640, 30, 100) == 40  # keep rate 1 - 0.5 x 0.5 = 0.75: 30 / 0.75
+    x = torch.zeros(1000, 1)
+    sel = ib.select(None, x, labels, idx, batch_size=30)
+    learned = sel.index < 500
+    assert bool((sel.index >= 500).sum() == 500)  # never prunes a sample above the mean
+    assert 200 < int(learned.sum()) < 300  # prunes about half of the well-learned ones
+    torch.testing.assert_close(sel.weights, torch.where(learned, 2.0, 1.0))  # 1 / (1 - 0.5)
+    assert sel.logits is None  # no scoring forward
+    # annealing: the last quarter trains on everything drawn, unweighted
+    assert ib.pool_size(640, 30, 300) == 30
+    late = ib.select(None, x[:30], labels[:30], idx[:30], batch_size=30)
+    assert late.index.tolist() == list(range(30)) and late.weights is None
+
+
+class _ZeroWeight(Selector):
+    """A test selector: the first b candidates, every loss weighted 0 (so no gradient at all)."""
+
+    name = "test-zero-weight"
+    help = "test only"
+    uses_candidates = False
+    forwards_candidates = False
+
+    def _select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        index = torch.arange(b, device=inputs.device)
+        return Selection(index=index, scores=None, logits=None, threshold=None,
+                         weights=torch.zeros(b, device=inputs.device))
+
+
+BASE = dict(dataset="digits", batch_size=16, candidates=64, lr=0.05, eval_every=10, hist_every=0,
+            log_every=5, steps=20, device="cpu", threads=1)
+
+
+def test_loop_applies_per_sample_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    loop = importlib.import_module("engine.train")  # the module (engine.train is also the function)
+    seen = {}
+    original = loop._setup
+
+    def keep_model(config, emit):  # type: ignore[no-untyped-def]  # a spy: the real setup, remembered
+        run = original(config, emit)
+        seen["bias0"], seen["run"] = run.model.head.bias.detach().clone(), run
+        return run
+
+    monkeypatch.setattr(loop, "_setup", keep_model)
+    # registered for this test only (the registry is global: other tests list every selector)
+    monkeypatch.setitem(selectors_module._SELECTORS, _ZeroWeight.name, _ZeroWeight)
+    train(TrainConfig(**{**BASE, "steps": 5}, selector="test-zero-weight"))
+    # zero weights: no gradient; biases carry no weight decay, so they stay exactly as initialised
+    assert torch.equal(seen["run"].model.head.bias.detach(), seen["bias0"])
+
+
+def test_sampler_rewind_puts_the_tail_back() -> None:
+    from engine.sampler import PassSampler
+
+    a, b = PassSampler(100, seed=1), PassSampler(100, seed=1)
+    first = a.draw(30)
+    a.rewind(10)
+    assert torch.equal(a.draw(10), first[20:])  # the unreached tail is drawn next
+    assert torch.equal(torch.cat([b.draw(30), b.draw(10)]), torch.cat([first, a.draw(10)]))
+    a.draw(65)  # crosses into the next pass at cursor 5: only those 5 can be put back
+    a.rewind(50)
+    assert a.cursor == 0 and a.pass_index == 1
+
+
+def test_loop_counts_the_forwards_selectors_really_run() -> None:
+    sb = train(TrainConfig(**BASE, selector="selective-backprop"))
+    assert sb.samples_backpropagated == 20 * 16
+    # streamed forwards (B does not apply): more than b a step, about b / keep rate
+    scoring = sb.samples_forwarded - sb.samples_backpropagated
+    assert 20 * 16 < scoring < 20 * 16 * 8
+    ib = train(TrainConfig(**BASE, selector="infobatch"))
+    assert ib.samples_forwarded == ib.samples_backpropagated  # no scoring forward at all
+    assert ib.cpu_time > 0 and ib.evaluations[-1]["cpu_time"] == pytest.approx(ib.cpu_time)
+    assert set(ib.phase_times) >= {"score_wall_time", "refresh_cpu_time", "cpu_time"}
+
+
+def test_weighted_objective_is_the_weighted_mean() -> None:
+    losses = F.cross_entropy(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]), reduction="none")
+    w = torch.tensor([2.0, 1.0, 2.0, 1.0])
+    assert float((losses * w).mean()) == pytest.approx(float((2 * losses[0] + losses[1] + 2 * losses[2]
+                                                               + losses[3]) / 4))
