@@ -96,6 +96,7 @@ class Ranks:
     world: int = 1
     local_rank: int = 0
     stop_requested: bool = field(default=False, repr=False)  # a callback raised StopTraining
+    _told: bool = field(default=False, repr=False)  # tell_followers has sent its message
 
     @property
     def enabled(self) -> bool:
@@ -214,6 +215,13 @@ class Ranks:
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
         return out
+
+    def tell_followers(self, obj: Any) -> None:
+        """Rank 0, once: send `obj` to the other ranks waiting in `broadcast_object` (later calls
+        do nothing, so a `finally` can make sure they are never left waiting)."""
+        if self.enabled and self.is_main and not self._told:
+            self._told = True
+            self.broadcast_object(obj)
 
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""
