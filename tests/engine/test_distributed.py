@@ -201,6 +201,7 @@ def _merge_report(rank: int, out: Path) -> dict[str, Any]:
     return {"own": own, "emitted": [e.to_dict() for e in emitted]}
 
 
+@pytest.mark.slow  # two spawned processes: ~20 s on 2 busy cores
 def test_one_report_merges_the_ranks_exactly(tmp_path: Path) -> None:
     r0, r1 = spawn(_merge_report, tmp_path)
     assert r1["emitted"] == []

@@ -30,8 +30,8 @@ def test_the_doc_table_is_the_stored_result() -> None:
     ratios = {(int(n), int(t)): float(r) for n, t, _, r in rows}
     assert ratios[(2, 1)] == stored["ratio"]  # against one process with the same cores
     base = stored["median_samples_per_s"][0]["samples_per_s"]
-    for (nproc, threads, rate, ratio) in rows:
-        assert float(ratio) == round(float(rate) / base, 2)
+    for (_, _, rate, ratio) in rows:  # each row against the first (rounded figures: ±0.01)
+        assert abs(float(ratio) - float(rate) / base) <= 0.01
     assert f"{stored['ratio']}×" in _section()
     assert f"{stored['ratio_vs_one_thread']}×" in _section()
 
