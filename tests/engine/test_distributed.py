@@ -245,3 +245,22 @@ def test_a_global_size_must_split_evenly() -> None:
     with pytest.raises(ValueError, match="batch_size 15 cannot be split over 2 processes"):
         Ranks(rank=0, world=2).share(15, "batch_size")
     assert Ranks(rank=1, world=2).shard(torch.arange(8)).tolist() == [4, 5, 6, 7]
+
+
+@pytest.mark.slow
+def test_train_nproc_runs_torchrun_for_the_user(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        [sys.executable, "-m", "engine.cli", "train", "--nproc", "2", "--dataset", "digits", "--candidates", "64",
+         "--batch-size", "16", "--steps", "10", "--eval-every", "5", "--hist-every", "5", "--device", "cpu",
+         "--threads", "1", "--out", str(tmp_path)],
+        cwd=root, capture_output=True, text=True, timeout=SPAWN_TIMEOUT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("finished: 10 steps") == 1  # rank 0 alone speaks
+    kinds = [json.loads(line)["kind"] for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert kinds.count("run_started") == 1 and kinds[-1] == "run_finished"
+    assert json.loads((tmp_path / "summary.json").read_text())["samples_backpropagated"] == 10 * 16
