@@ -14,6 +14,14 @@ queued run in its own session; the worker itself only needs the database:
 3. SIGTERM/SIGINT set the stop flag that the engine polls, so a cancel ends with a checkpoint and
    status cancelled.
 
+A run with `nproc` > 1 trains on that many processes: the worker replaces itself (exec, so the
+launcher's pid, process group and command line stay valid) by torchrun running
+`python -m backend.worker <id> ...` once per rank. Rank 0 records the run as above, with the pid of
+the torchrun agent (the process the launcher started, signals and watches), and sends the config
+to the other ranks, which train without recording anything (engine/distributed.py: rank 0 alone
+emits events; a stop is decided on rank 0 for all ranks). A cancel's SIGTERM reaches the agent,
+which passes it on to every rank; a SIGKILL of the agent takes the ranks with it.
+
 Resume (`--resume`): the run must have a checkpoint file. Rows of the crashed attempt after the
 checkpoint's step are DELETED first (`store.truncate_after_step`, which also counts the attempt
 and records the resume's seq) and the engine continues from that step, so each series stays one
@@ -25,17 +33,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
 from contextlib import ExitStack
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backend.recording import Recorder, record_run
 from backend.settings import Settings
 from backend.store import AbstractStore, Conflict, Run, RunNotFound, open_store
+
+if TYPE_CHECKING:
+    from engine.distributed import Ranks
 
 log = logging.getLogger("backend.worker")
 
@@ -62,10 +74,37 @@ def run_worker(run_id: int, settings: Settings, *, resume: bool = False) -> int:
 
 def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool) -> int:
     try:
-        store.get_run(run_id)
+        run = store.get_run(run_id)
     except RunNotFound:
         log.error("run %s not found in %s", run_id, settings.db_url)
         return EXIT_FAILED
+    from engine.distributed import session
+
+    with session(str(run.config.get("device", "auto"))) as ranks:
+        if not ranks.is_main:
+            return _follow(ranks)
+        try:
+            return _record(store, run_id, settings, resume=resume, ranks=ranks)
+        finally:
+            if ranks.enabled:
+                ranks.tell_followers(None)  # no-op once the config went out: a run not trained here
+
+
+def _follow(ranks: Ranks) -> int:
+    """A rank other than 0: train the config rank 0 sends (None: nothing to train), record nothing."""
+    from engine.config import TrainConfig
+    from engine.train import train
+
+    for signum in (signal.SIGTERM, signal.SIGINT):  # rank 0 decides when all ranks stop
+        signal.signal(signum, lambda *_: log.info("signal: rank %d stops when rank 0 does", ranks.rank))
+    config = ranks.broadcast_object(None)
+    if config is None:
+        return EXIT_OK
+    train(TrainConfig(**config))
+    return EXIT_OK
+
+
+def _record(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool, ranks: Ranks) -> int:
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -79,11 +118,12 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
         with ExitStack() as recording:
             try:
                 recorder = recording.enter_context(
-                    record_run(store, run_id, heartbeat_interval=settings.heartbeat_interval, stop=stop))
+                    record_run(store, run_id, heartbeat_interval=settings.heartbeat_interval, stop=stop,
+                               pid=os.getppid() if ranks.enabled else None))  # torchrun's agent
             except (Conflict, RunNotFound) as exc:
                 log.warning("not starting: %s", exc)
                 return EXIT_OK
-            steps = _train(store, recorder, settings, resume=resume)
+            steps = _train(store, recorder, settings, resume=resume, ranks=ranks)
     except BaseException as exc:
         log.error("run %s failed: %s: %s", run_id, type(exc).__name__, exc)
         if isinstance(exc, KeyboardInterrupt | SystemExit):
@@ -93,7 +133,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
     return EXIT_OK
 
 
-def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resume: bool) -> int:
+def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resume: bool, ranks: Ranks) -> int:
     """Train the run `recorder` records (resuming from its checkpoint if asked); returns the steps."""
     run: Run = recorder.run
     resume_from = None
@@ -120,7 +160,30 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
 
     from engine.train import train
 
+    if ranks.enabled:
+        ranks.tell_followers(config.model_dump())
     return train(config, callbacks=[recorder], should_stop=recorder.should_stop).steps
+
+
+def _exec_under_torchrun(settings: Settings, run_id: int, argv: list[str]) -> None:
+    """Become torchrun (same pid) when the run asks for several processes; else return."""
+    from engine.distributed import env_world_size, torchrun_command
+
+    if env_world_size() > 1:
+        return  # already a rank
+    store = open_store(settings)
+    try:
+        nproc = int(store.get_run(run_id).config.get("nproc", 1))
+    except RunNotFound:
+        return  # _run says so
+    finally:
+        store.close()
+    if nproc > 1:
+        log.info("run %s trains on %d processes: exec torchrun", run_id, nproc)
+        for handler in logging.getLogger().handlers:
+            handler.flush()
+        command = torchrun_command(nproc, "backend.worker", argv, module=True)
+        os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data_dir:
         overrides["data_dir"] = args.data_dir
     settings = Settings(**overrides)
+    _exec_under_torchrun(settings, args.run_id, sys.argv[1:] if argv is None else argv)
     return run_worker(args.run_id, settings, resume=args.resume)
 
 

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from engine.bench import DEFAULT_ARMS
 from engine.config import TrainConfig, describe_validation_error
+from engine.distributed import env_rank, env_world_size
 
 app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -78,9 +79,14 @@ def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet:
     """Train with a progress bar (and an event log under `out`); bad data setups exit 2."""
     from engine.callbacks import JsonlWriter, ProgressBar
     from engine.data import DatasetUnavailable
+    from engine.distributed import env_rank
     from engine.train import train
 
-    callbacks: list = [] if quiet else [ProgressBar(label)]
+    main_rank = env_rank() == 0  # under torchrun only rank 0 reports (it alone calls callbacks)
+    callbacks: list = [] if quiet or not main_rank else [ProgressBar(label)]
+    if out is not None and not main_rank:
+        config = config if config.out_dir is not None else config.model_copy(update={"out_dir": str(out)})
+        out = None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         callbacks.append(JsonlWriter(out / "events.jsonl"))
@@ -145,16 +151,37 @@ def _train_command(**kwargs: Any) -> None:
     out = kwargs.pop("out")
     server, token = kwargs.pop("server"), kwargs.pop("token")
     config = build_config(kwargs, config_file)
-    if server:
+    if config.nproc > 1 and env_world_size() == 1:
+        _run_under_torchrun(config.nproc)
+    if server and env_rank() == 0:  # under torchrun, rank 0 alone reports (engine/distributed.py)
         result = run_remote_training(config, server=server, token=token, out=out, label=config.selector)
     else:
         result = run_training(config, out=out, label=config.selector)
+    if env_rank() != 0:
+        return
     test = f"{result.test_accuracy:.2%}" if result.test_accuracy is not None else "n/a"
     typer.echo(
         f"{result.status}: {result.steps} steps, best val {result.best_val_accuracy:.2%} "
         f"(step {result.best_val_step}), test {test}, {result.wall_time:.1f} s training, "
         f"{result.samples_backpropagated / max(result.wall_time, 1e-9):,.0f} samples/s back-propagated"
     )
+
+
+def _run_under_torchrun(nproc: int) -> None:
+    """`train --nproc N`: run this very command on N local processes (torchrun, standalone) and
+    exit with its status. Each process finds itself under torchrun and trains its rank."""
+    import subprocess
+
+    from engine.distributed import torchrun_command
+
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # `python -m engine.cli`, or a script
+    module = spec is not None and bool(spec.name)
+    command = torchrun_command(nproc, spec.name if module else sys.argv[0], sys.argv[1:], module=module)
+    try:
+        code = subprocess.call(command)
+    except KeyboardInterrupt:  # torchrun got the Ctrl-C too and stops its ranks
+        code = 130
+    raise typer.Exit(code)
 
 
 def _train_signature() -> inspect.Signature:

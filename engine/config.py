@@ -130,6 +130,11 @@ class TrainConfig(BaseModel):
     amp: bool = Field(True, description="Mixed precision on CUDA (ignored on CPU).")
     channels_last: bool = Field(True, description="Channels-last memory format for conv nets.")
     threads: int | None = Field(None, ge=1, le=1024, description="CPU threads for torch (default: all cores).")
+    nproc: int = Field(
+        1, ge=1, le=64, description="Processes training this run together on this machine "
+        "(DistributedDataParallel under torchrun: one per GPU, or CPU processes); B and b are split "
+        "evenly over them."
+    )
 
     # --- output
     out_dir: str | None = Field(None, description="Folder for checkpoints and the event log (none = no files).")
@@ -191,6 +196,10 @@ class TrainConfig(BaseModel):
             raise ValueError(
                 f"candidates (B={self.candidates}) must be at least batch_size (b={self.batch_size})"
             )
+        for name in ("batch_size", "candidates") if selector.uses_candidates else ("batch_size",):
+            if getattr(self, name) % self.nproc:  # each process takes B/nproc and b/nproc
+                raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of nproc "
+                                 f"({self.nproc}): each process draws and trains an equal share")
         return self
 
 

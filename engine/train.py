@@ -17,8 +17,11 @@ Reproducibility on CPU: the data order is a pure function of (seed, pass), augme
 selectors draw from their own generators, and all of their states go into the checkpoint, so a
 resumed run follows the same trajectory as an uninterrupted one.
 
-Kept as one module: the loop is meant to be read top to bottom in one file; what can live apart
-(selectors, monitoring, data, regimes, BatchNorm statistics) already does.
+Under torchrun the same loop runs in every process, one run on N ranks (engine/distributed.py
+holds all that knows ranks: the B/N shards, the DDP forward, the merged events, rank 0's voice).
+
+Kept as one module: the loop is meant to be read top to bottom in one file; what can stand alone
+(data order, monitoring, BatchNorm statistics, ranks) already lives beside it.
 """
 
 from __future__ import annotations
@@ -39,12 +42,13 @@ import torch.nn.functional as F
 from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
 from engine.data import DatasetBundle, flip_labels, load_dataset
+from engine.distributed import Ranks, session
 from engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
     RunStarted, StopTraining,
 )
 from engine.models import create_model, default_model_for
-from engine.monitoring import Monitor, StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
+from engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
 from engine.regimes import drop_steps, lr_at
 from engine.sampler import PassSampler
 from engine.selection import Selector, make_selector
@@ -131,6 +135,8 @@ class _Run:
     data: DatasetBundle
     model_name: str
     model: torch.nn.Module
+    ranks: Ranks  # the processes of a DDP run (engine/distributed.py); one process: Ranks()
+    net: torch.nn.Module  # what the training forward calls: `model`, or its DDP wrapper
     channels_last: bool
     optimizer: torch.optim.Optimizer
     use_amp: bool
@@ -185,27 +191,28 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), *,
     ends the run cleanly with a checkpoint and `RunFinished(status="cancelled")`. Any other error
     emits `RunFailed` (the events already emitted stay valid) and is re-raised.
     """
-    def emit(event: Event) -> None:
-        for callback in callbacks:
-            callback(event)
-
-    run: _Run | None = None
-    try:
-        run = _setup(config, emit)
-        if config.resume_from:
-            _resume(run, config.resume_from)
-        _announce(run)
-        status = _loop(run, should_stop)
-        return _finish(run, status)
-    except Exception as exc:  # noqa: BLE001 - reported to the callbacks, then re-raised
-        emit(RunFailed(step=run.step if run is not None else 0, error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc()))
-        raise
+    with session(config.device) as ranks:  # one process, or one rank of a torchrun run
+        emit = ranks.emitter(callbacks)  # across ranks: rank 0 alone calls the callbacks
+        run: _Run | None = None
+        try:
+            run = _setup(config, emit, ranks)
+            if config.resume_from:
+                _resume(run, config.resume_from)
+            _announce(run)
+            status = _loop(run, should_stop)
+            return _finish(run, status)
+        except Exception as exc:  # noqa: BLE001 - reported to the callbacks, then re-raised
+            emit(RunFailed(step=run.step if run is not None else 0, error=f"{type(exc).__name__}: {exc}",
+                           traceback=traceback.format_exc()))
+            raise
 
 
-def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
+def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> _Run:
     """Device, seeds, data, model, optimizer, selector (this order fixes the random streams)."""
-    device = resolve_device(config.device)
+    if config.nproc > 1 and not ranks.enabled:
+        raise ValueError(f"nproc={config.nproc} needs {config.nproc} processes started by torchrun: "
+                         f"run `marginscope train --nproc {config.nproc} ...` (or torchrun yourself)")
+    device = ranks.device(resolve_device(config.device))
     if config.threads:
         torch.set_num_threads(config.threads)
     _seed_everything(config.seed)
@@ -229,19 +236,23 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
     selector = make_selector(config.selector, **{"chunk": config.score_chunk, **config.selector_options})
 
     n_train, b = len(data.train), config.batch_size
+    pool = min(config.candidates if selector.uses_candidates else b, n_train)
+    for size, what in ((b, "batch_size"), (pool, "candidates")):
+        ranks.share(size, what)  # B and b split evenly over the ranks, or a clear error now
     steps_per_epoch = max(1, math.ceil(n_train / b))
     total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
     eval_every = config.eval_every or max(1, min(steps_per_epoch, total_steps // 10))
     selector.begin(num_train=n_train, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
     return _Run(
         config=config, emit=emit, device=device, data=data, model_name=model_name, model=model,
+        ranks=ranks, net=ranks.wrap(model),
         channels_last=channels_last, optimizer=optimizer, use_amp=use_amp, amp_dtype=amp_dtype,
         scaler=scaler, selector=selector,
         bn_pool=PoolStatistics(model, samples=b,
                                enabled=config.bn_stats == "pool" and selector.batchnorm_from_pool),
         sampler=PassSampler(n_train, config.seed),
-        aug_generator=torch.Generator().manual_seed(config.seed + 1),
-        pool=min(config.candidates if selector.uses_candidates else b, n_train),
+        aug_generator=torch.Generator().manual_seed(ranks.rank_seed(config.seed + 1)),
+        pool=pool,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, eval_every=eval_every,
         checkpoint_every=config.checkpoint_every or eval_every,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
@@ -257,10 +268,12 @@ def _resume(run: _Run, path: str) -> None:
     run.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scaler.load_state_dict(state["scaler"])
-    run.selector.load_state_dict(state["selector"])
+    own = state.get("ranks", [state])  # a DDP checkpoint keeps each rank's streams (engine/distributed.py)
+    own = own[run.ranks.rank] if len(own) == run.ranks.world else state
+    run.selector.load_state_dict(own["selector"])
     run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"])
-    run.aug_generator.set_state(state["aug_generator"])
-    torch.set_rng_state(state["torch_rng"])
+    run.aug_generator.set_state(own["aug_generator"])
+    torch.set_rng_state(own["torch_rng"])
     run.step, run.forwarded, run.backpropagated, run.wall = (
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
     run.best_acc, run.best_step, run.evaluations = state["best_acc"], state["best_step"], state["evaluations"]
@@ -286,15 +299,16 @@ def _announce(run: _Run) -> None:
     run.emit(LogMessage(step=step, level="info", message=(
         f"{'resumed at step ' + str(step) if step else 'started'}: {data.name} "
         f"({len(data.train)} train), {run.model_name}, selector {config.selector}, "
-        f"B={run.pool} b={config.batch_size}, {run.total_steps} steps on {run.device}; "
+        f"B={run.pool} b={config.batch_size}, {run.total_steps} steps on {run.device}"
+        f"{f' x {run.ranks.world} processes (DDP)' if run.ranks.enabled else ''}; "
         f"LR drops at steps {drops or 'none'}")))
 
 
 def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
     """Step, log, evaluate and checkpoint up to total_steps: "finished", or "cancelled"."""
     config = run.config
-    monitor = Monitor(run.emit, device=run.device, num_classes=run.data.num_classes, edges=run.edges,
-                      histograms=bool(config.hist_every))
+    monitor = run.ranks.monitor(run.emit, device=run.device, num_classes=run.data.num_classes,
+                                edges=run.edges, histograms=bool(config.hist_every))
 
     def spend(lap: tuple[float, float]) -> None:  # a lap of the step: wall time (run, interval), CPU
         run.wall += lap[0]
@@ -303,7 +317,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
 
     try:
         while run.step < run.total_steps:
-            if should_stop is not None and should_stop():
+            if run.ranks.should_stop(should_stop):  # rank 0 decides for all ranks
                 raise StopTraining
             clock = StepClock(run.device)
             step = _train_step(run)
@@ -338,18 +352,22 @@ def _train_step(run: _Run) -> StepRecord:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
 
-    indices = run.sampler.draw(min(selector.pool_size(run.pool, config.batch_size, run.step),
-                                   len(run.data.train)))
+    # this rank's B/N of the global pool (a selector may size the pool: pool_size)
+    indices = run.ranks.shard(run.sampler.draw(min(selector.pool_size(run.pool, config.batch_size, run.step),
+                                                   len(run.data.train))))
     x, y = run.data.batch(run.data.train, indices, augment=config.augment,
                           generator=run.aug_generator, device=run.device)
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     t_score = time.perf_counter()
     with run.times.phase("score"), run.autocast(), run.bn_pool.recording():
-        selection = selector.select(model, x, y, indices, batch_size=config.batch_size,
+        selection = selector.select(model, x, y, indices, batch_size=run.ranks.share(config.batch_size),
                                     epoch=run.step / run.steps_per_epoch)
     score_time = time.perf_counter() - t_score
-    if selection.forwarded is not None:  # a streaming selector stopped early: the rest comes next
+    if selection.forwarded is not None and not run.ranks.enabled:
+        # a streaming selector stopped early: the rest comes next. Under torchrun every rank draws the
+        # same global pool and stops at a different place, so nothing is put back (the rest waits
+        # for the next pass over the data)
         run.sampler.rewind(len(indices) - selection.forwarded)
     chosen = selection.index.to(run.device)
     xb, yb = x[chosen], y[chosen]
@@ -358,7 +376,7 @@ def _train_step(run: _Run) -> StepRecord:
     # scored any and bn_stats is "pool" (engine/batchnorm.py)
     model.train()
     with run.autocast(), run.bn_pool.frozen(enabled=run.bn_pool.recorded):
-        logits = model(xb)
+        logits = run.net(xb)  # across ranks, DDP averages the gradients in backward
         losses = F.cross_entropy(logits.float(), yb, reduction="none")
         loss = losses.mean()  # what is reported; a selector's per-sample weights change only the gradient
         objective = loss if selection.weights is None else (losses * selection.weights).mean()
@@ -377,17 +395,21 @@ def _train_step(run: _Run) -> StepRecord:
     run.step += 1
     scored = selection.forwarded if selection.forwarded is not None else (
         len(indices) if selector.forwards_candidates else 0)
-    run.forwarded += refreshed + scored + len(chosen)
-    run.backpropagated += len(chosen)
-    if len(run.flipped):  # how often the selector trains on a wrong label
-        run.selected_flipped += int(torch.isin(indices[chosen.cpu()], run.flipped).sum())
+    flipped = int(torch.isin(indices[chosen.cpu()], run.flipped).sum()) if len(run.flipped) else 0
+    forwarded, backpropagated, flipped = run.ranks.sum_ints(  # the work of all ranks
+        refreshed + scored + len(chosen), len(chosen), flipped)
+    run.forwarded += forwarded
+    run.backpropagated += backpropagated
+    run.selected_flipped += flipped  # how often the selector trains on a wrong label
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
                       logits=logits, loss=loss.detach(), score_time=score_time,
                       refresh_time=run.times.refresh_wall - refresh_start)
 
 
 def _validate(run: _Run) -> None:
-    """Evaluate on the validation split; remember the best accuracy and its step."""
+    """Evaluate on the validation split; remember the best accuracy and its step (rank 0's job)."""
+    if not run.ranks.is_main:
+        return
     result = evaluate(run.model, run.data, run.data.val, device=run.device,
                       limit=run.config.eval_samples, channels_last=run.channels_last)
     if result["accuracy"] > run.best_acc:
@@ -402,12 +424,16 @@ def _checkpoint(run: _Run) -> None:
     """Save all a resume needs (a run without an out_dir keeps no files)."""
     if run.checkpoint_path is None:
         return
+    streams = {"selector": run.selector.state_dict(), "aug_generator": run.aug_generator.get_state(),
+               "torch_rng": torch.get_rng_state()}
+    every_rank = run.ranks.all_gather_object(streams)  # rank 0 writes all ranks' streams
+    if not run.ranks.is_main:
+        return
     _save_checkpoint(run.checkpoint_path, {
         "config": run.config.model_dump(), "model_name": run.model_name,
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
-        "scaler": run.scaler.state_dict(), "selector": run.selector.state_dict(),
-        "sampler": run.sampler.state_dict(), "aug_generator": run.aug_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "scaler": run.scaler.state_dict(), "sampler": run.sampler.state_dict(), **streams,
+        **({"ranks": every_rank} if run.ranks.enabled else {}),
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),
@@ -420,7 +446,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
     """The last checkpoint, the test of a finished run, and RunFinished with the summary."""
     _checkpoint(run)
     test = None
-    if status == "finished":
+    if status == "finished" and run.ranks.is_main:
         test = evaluate(run.model, run.data, run.data.test, device=run.device,
                         channels_last=run.channels_last)
         run.emit(Evaluation(counters=run.counters(), split="test", **test))
@@ -433,4 +459,4 @@ def _finish(run: _Run, status: str) -> TrainResult:
         cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.selected_flipped,
     )
     run.emit(RunFinished(counters=run.counters(), status=status, summary=result.summary))
-    return result
+    return run.ranks.broadcast_object(result)  # every rank returns rank 0's result

@@ -120,11 +120,13 @@ class Recorder:
 
 @contextmanager
 def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float = HEARTBEAT_INTERVAL,
-               flush_interval: float = 0.5, stop: threading.Event | None = None) -> Iterator[Recorder]:
+               flush_interval: float = 0.5, stop: threading.Event | None = None,
+               pid: int | None = None) -> Iterator[Recorder]:
     """Record one training of the queued run `run_id` (see the module docstring). `stop`: a flag
-    the caller may set too (the worker's signal handlers do)."""
+    the caller may set too (the worker's signal handlers do). `pid`: the process that stands for
+    the training when it is not this one (a multi-process run: its torchrun agent)."""
     stop = stop or threading.Event()
-    run = store.set_status(run_id, RunStatus.RUNNING, pid=os.getpid(), host=socket.gethostname(),
+    run = store.set_status(run_id, RunStatus.RUNNING, pid=pid or os.getpid(), host=socket.gethostname(),
                            expect=(RunStatus.QUEUED,))
     heartbeat = Heartbeat(store, run_id, heartbeat_interval, stop)
     heartbeat.start()

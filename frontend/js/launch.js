@@ -19,7 +19,7 @@ const GROUPS = [
   { title: "Selection", fields: ["score_chunk", "bn_stats"] },
   { title: "Optimisation", fields: ["momentum", "weight_decay", "warmup_epochs"] },
   { title: "Monitoring and evaluation", fields: ["log_every", "hist_every", "hist_bins", "eval_every", "eval_samples", "checkpoint_every"] },
-  { title: "Machine", fields: ["device", "amp", "channels_last", "threads"] },
+  { title: "Machine", fields: ["device", "nproc", "amp", "channels_last", "threads"] },
 ];
 
 // A built-in comparison preset, used when the server does not offer one.
