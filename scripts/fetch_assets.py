@@ -20,22 +20,30 @@ from pathlib import Path
 
 VENDOR = Path(__file__).resolve().parents[1] / "frontend" / "vendor"
 
-# (file written, tarball URL, its sha256, member inside the tarball)
+# (tarball URL, its sha256, {file written under frontend/vendor/: member inside the tarball})
 BUNDLES = [
-    ("plotly-cartesian.min.js",
-     "https://registry.npmjs.org/plotly.js-cartesian-dist-min/-/plotly.js-cartesian-dist-min-4.1.1.tgz",
+    ("https://registry.npmjs.org/plotly.js-cartesian-dist-min/-/plotly.js-cartesian-dist-min-4.1.1.tgz",
      "c5f9a84666b97e571a04de689e09319869e60900e265c89eac2f71d0b5a0de88",
-     "package/plotly-cartesian.min.js"),
-    ("redoc.standalone.js",
-     "https://registry.npmjs.org/redoc/-/redoc-2.5.1.tgz",
+     {"plotly-cartesian.min.js": "package/plotly-cartesian.min.js"}),
+    ("https://registry.npmjs.org/redoc/-/redoc-2.5.1.tgz",
      "01ba9840ed89ca7862268d8d21892bcaa54e0fce6a62941faf12021834cd2032",
-     "package/bundles/redoc.standalone.js"),
+     {"redoc.standalone.js": "package/bundles/redoc.standalone.js"}),
+    # Swagger UI 5 reads OpenAPI 3.1 (FastAPI's); the swagger-ui-bundle package's 4.x is the fallback
+    ("https://registry.npmjs.org/swagger-ui-dist/-/swagger-ui-dist-5.35.0.tgz",
+     "1b8e891893404ea4c3558b6a87e2a3e494e7eedba41168c2ece5800a391a6ea6",
+     {"swagger-ui/swagger-ui-bundle.js": "package/swagger-ui-bundle.js",
+      "swagger-ui/swagger-ui.css": "package/swagger-ui.css",
+      "swagger-ui/favicon-32x32.png": "package/favicon-32x32.png"}),
 ]
 
 
-def fetch(name: str, url: str, sha256: str, member: str) -> None:
-    target = VENDOR / name
-    if target.is_file():
+# Links a bundle would follow at run time, replaced once its checksum is verified: ReDoc's
+# "API docs by Redocly" badge loads its logo from a CDN.
+OFFLINE = {"redoc.standalone.js": [(b"https://cdn.redoc.ly/redoc/logo-mini.svg", b"data:,")]}
+
+
+def fetch(url: str, sha256: str, members: dict[str, str]) -> None:
+    if all((VENDOR / name).is_file() for name in members):
         return
     with urllib.request.urlopen(url, timeout=120) as answer:  # noqa: S310 (a pinned https URL)
         data = answer.read()
@@ -43,14 +51,19 @@ def fetch(name: str, url: str, sha256: str, member: str) -> None:
     if digest != sha256:
         raise SystemExit(f"{url}: sha256 {digest} is not the pinned {sha256}; nothing written")
     with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
-        extracted = tar.extractfile(member)
-        if extracted is None:
-            raise SystemExit(f"{url} has no {member}")
-        VENDOR.mkdir(parents=True, exist_ok=True)
-        partial = target.with_suffix(".part")
-        partial.write_bytes(extracted.read())
-        partial.replace(target)
-    print(f"fetched {name} ({target.stat().st_size // 1024} KiB)")
+        for name, member in members.items():
+            extracted = tar.extractfile(member)
+            if extracted is None:
+                raise SystemExit(f"{url} has no {member}")
+            target = VENDOR / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            partial = target.with_name(target.name + ".part")
+            content = extracted.read()
+            for online, offline in OFFLINE.get(name, []):
+                content = content.replace(online, offline)
+            partial.write_bytes(content)
+            partial.replace(target)
+            print(f"fetched {name} ({target.stat().st_size // 1024} KiB)")
 
 
 def main() -> int:
@@ -59,7 +72,7 @@ def main() -> int:
         try:
             fetch(*bundle)
         except (OSError, SystemExit) as exc:  # offline set-up: the server falls back
-            print(f"could not fetch {bundle[0]}: {exc} (the pages fall back to plotly.min.js)",
+            print(f"could not fetch {bundle[0]}: {exc} (the server falls back without it)",
                   file=sys.stderr)
 
     return 0  # an optional bundle never fails the set-up

@@ -52,7 +52,11 @@ def plotly_bundle() -> Path | None:
 
 
 def swagger_ui_dir() -> Path | None:
-    """Swagger UI's files inside the installed swagger-ui-bundle package, if any."""
+    """Swagger UI's files: version 5 from set-up (frontend/vendor/swagger-ui), else the 4.x inside
+    the installed swagger-ui-bundle package, if any."""
+    fetched = VENDOR_DIR / "swagger-ui"
+    if (fetched / "swagger-ui-bundle.js").is_file():
+        return fetched.resolve()
     try:
         import swagger_ui_bundle
     except ImportError:
@@ -145,10 +149,19 @@ def plotly_script_versioned(version: str) -> FileResponse:
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI from the swagger-ui-bundle package."""
     prefix = f"/static/v{_version(request)}/swagger-ui"
-    return get_swagger_ui_html(openapi_url=request.app.openapi_url, title="MarginScope API",
+    old = not (VENDOR_DIR / "swagger-ui" / "swagger-ui-bundle.js").is_file()
+    return get_swagger_ui_html(openapi_url="/docs/openapi-3.0.json" if old else request.app.openapi_url,
+                               title="MarginScope API",
                                swagger_js_url=f"{prefix}/swagger-ui-bundle.js",
                                swagger_css_url=f"{prefix}/swagger-ui.css",
                                swagger_favicon_url=f"{prefix}/favicon-32x32.png")
+
+
+@router.get("/docs/openapi-3.0.json")
+def openapi_for_swagger_ui_4(request: Request) -> dict[str, Any]:
+    """The OpenAPI document labelled 3.0: Swagger UI 4 (swagger-ui-bundle) refuses to draw a 3.1
+    one, and draws this one well enough."""
+    return {**request.app.openapi(), "openapi": "3.0.3"}
 
 
 @router.get("/redoc")
