@@ -65,10 +65,11 @@ export function layout(title, xTitle, yTitle, extra = {}) {
   const { xaxis = {}, yaxis = {}, ...rest } = extra;
   const t = plotTheme();
   const axis = { automargin: true, zeroline: false, gridcolor: t.grid, linecolor: t.grid };
+  const text = narrow() ? wrapTitle(title, 44) : title;
   return {
-    title: { text: title, font: { size: narrow() ? 12 : 14 }, x: 0.01, xanchor: "left", y: 0.98, yanchor: "top" },
+    title: { text, font: { size: narrow() ? 12 : 14 }, x: 0.01, xanchor: "left", ...(narrow() ? { yref: "container", y: 1, yanchor: "top", pad: { t: 8 } } : { y: 0.98, yanchor: "top" }) },
     font: { ...FONT, color: t.fg },
-    margin: narrow() ? { l: 48, r: 8, t: 44, b: 40 } : { l: 64, r: 16, t: 44, b: 48 },
+    margin: narrow() ? { l: 48, r: 8, t: text.includes("<br>") ? 60 : 44, b: 40 } : { l: 64, r: 16, t: 44, b: 48 },
     xaxis: { title: { text: xTitle }, ...axis, ...xaxis },
     yaxis: { title: { text: yTitle }, ...axis, ...yaxis },
     legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(0,0,0,0)" },
@@ -79,6 +80,17 @@ export function layout(title, xTitle, yTitle, extra = {}) {
     plot_bgcolor: t.plot_bgcolor,
     ...rest,
   };
+}
+
+/** A long title broken into lines of at most `width` characters (Plotly clips, never wraps). */
+function wrapTitle(title, width) {
+  const lines = [];
+  let line = "";
+  for (const word of String(title).split(" ")) {
+    if (line && line.length + word.length + 1 > width) { lines.push(line); line = word; } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join("<br>");
 }
 
 /**
@@ -198,6 +210,9 @@ export function syncX(ids) {
 
 /** A vertical legend on the right, for plots with many traces (compare page with many runs). */
 export function sideLegend(n) {
+  if (narrow()) {  // a phone: the legend goes below the plot, which keeps the screen's width
+    return { showlegend: true, legend: { orientation: "h", x: 0, xanchor: "left", y: -0.45, yanchor: "top", font: { size: 10 } }, margin: { l: 48, r: 8, t: 44, b: 40 } };
+  }
   return n > 4 ? { showlegend: true, legend: { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top", font: { size: 11 } }, margin: { l: 64, r: 8, t: 44, b: 48 } } : {};
 }
 

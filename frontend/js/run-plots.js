@@ -236,9 +236,9 @@ export function drawScalars(S) {
   const ms = (s, name, color) => ({ type: "scatter", mode: "lines", x: s[S.xAxis], y: ema(s.value.map((v) => v * 1000), Math.max(w, 0.6)), name, yaxis: "y2", line: { color, width: 1, dash: "dot" } });
   if (st) tt.push(ms(st, "step time (ms)", "#8c564b"));
   if (sc) tt.push(ms(sc, "scoring time (ms)", "#e377c2"));
-  draw("throughput", tt, layout("Throughput", xt, "samples back-propagated / s", {
-    yaxis2: { title: { text: "ms per step" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, nticks: 5, tickformat: "~r", automargin: true },
-    yaxis: { rangemode: "tozero", nticks: 6, tickformat: "~s" }, margin: { l: 64, r: 56, t: 36, b: 48 }, ...unified,
+  draw("throughput", tt, layout("Throughput", xt, "samples / s", {
+    yaxis2: { title: { text: "ms per step" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, nticks: 5, tickformat: ".3~g", automargin: true },
+    yaxis: { rangemode: "tozero", nticks: 6, tickformat: ".3~s" }, margin: { l: 64, r: 56, t: 36, b: 48 }, ...unified,
   }), { toggleLog: true });
   // LR: log only when it changes by a decade or more (a constant LR on a log axis is one odd tick)
   const lr = line(S, "lr", "learning rate", "#2ca02c", { line: { shape: "hv", color: "#2ca02c" } });
