@@ -187,26 +187,31 @@ export function smoothed(trace, weight) {
  * others (Plotly's own `matches` works only inside one figure).
  */
 export function syncX(ids) {
-  let busy = false;
+  // The range last applied to the group: the relayouts made here fire their own events, later,
+  // and those must not bounce back and forth between the plots.
+  const group = ids.join(",");
   for (const id of ids) {
     const el = document.getElementById(id);
-    if (!el || el.dataset.synced) continue;
-    el.dataset.synced = "1";
-    el.on?.("plotly_relayout", (ev) => {
-      if (busy) return;
+    if (!el || !el.on || el.dataset.synced === group) continue;
+    el.dataset.synced = group;
+    el.on("plotly_relayout", (ev) => {
       let update = null;
       if (ev["xaxis.autorange"]) update = { "xaxis.autorange": true };
       else if (ev["xaxis.range[0]"] !== undefined) update = { "xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]] };
       else if (Array.isArray(ev["xaxis.range"])) update = { "xaxis.range": ev["xaxis.range"] };
       if (!update) return;
-      busy = true;
-      Promise.all(ids.filter((o) => o !== id).map((o) => {
+      const key = JSON.stringify(update);
+      if (syncedRange.get(group) === key) return;
+      syncedRange.set(group, key);
+      for (const o of ids) {
         const other = document.getElementById(o);
-        return other && other.data ? Plotly.relayout(other, update) : null;
-      })).finally(() => { busy = false; });
+        if (o !== id && other && other.data) Plotly.relayout(other, update);
+      }
     });
   }
 }
+
+const syncedRange = new Map(); // group -> the x range last applied to all its plots
 
 /** A vertical legend on the right, for plots with many traces (compare page with many runs). */
 export function sideLegend(n) {
