@@ -11,7 +11,11 @@ import { runColor, runLabel, AXIS_NAMES, X_AXES, layout, draw, binCentres, logFr
 import { groupRuns, bandTraces, groupTable, configDiff } from "./groups.js";
 import { plotTheme } from "./theme.js";
 
-const MAX_POINTS = 1500;
+const MAX_POINTS = 1500; // per curve of the accuracy and loss plots
+// The secondary plots need less: a distribution slider of 150 positions, a median curve of 500
+// points (each run's histograms and median are one request each, and 10 runs make 20 of them).
+const HIST_ROWS = 150;
+const MEDIAN_POINTS = 500;
 const params = new URLSearchParams(location.search);
 const state = {
   runs: (params.get("runs") || "").split(",").map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0),
@@ -50,7 +54,7 @@ function saveUrl() {
 async function loadHistograms() {
   const out = {};
   await Promise.all(state.runs.map(async (id) => {
-    try { out[id] = await api.get(`/api/runs/${id}/histograms`, { population: state.pop, max_rows: 300 }); } catch (_) { out[id] = null; }
+    try { out[id] = await api.get(`/api/runs/${id}/histograms`, { population: state.pop, max_rows: HIST_ROWS }); } catch (_) { out[id] = null; }
   }));
   data.hist = out;
 }
@@ -60,7 +64,7 @@ async function loadMedians() {
   const out = {};
   await Promise.all(state.runs.map(async (id) => {
     try {
-      const r = await api.get(`/api/runs/${id}/metrics`, { keys: key, x: state.x, max_points: MAX_POINTS });
+      const r = await api.get(`/api/runs/${id}/metrics`, { keys: key, x: state.x, max_points: MEDIAN_POINTS });
       out[id] = r.series?.[key] || null;
     } catch (_) { out[id] = null; }
   }));
