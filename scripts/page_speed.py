@@ -12,7 +12,8 @@ Timed: navigation start → every plot of the page drawn (`window.__compareLoadM
 js/compare.js). The first load is cold (empty cache); the next ones are warm (reloads in the same
 browser context: the HTML is revalidated, the versioned scripts come from the cache). Also
 written: which plotly.js was served and its size on the wire (gzip) and unpacked. The JSON goes
-to <out>/compare_<runs>x<steps>.json with the machine it ran on.
+to <out>/compare_<runs>x<steps>.json with the machine it ran on and its load (on a shared machine
+the server's twenty-odd API answers, not plotly.js, are most of a warm load).
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def main() -> int:
         "runs": args.runs, "steps": args.steps, "loads": args.loads, **result,
         "plotly_bundle": bundle.name if bundle else None,
         "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                    "cpus": os.cpu_count()},
+                    "cpus": os.cpu_count(),
+                    # a busy machine slows the server's answers, which dominate a warm load
+                    "load_average_1m_at_end": round(os.getloadavg()[0], 2)},
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"compare_{args.runs}x{args.steps}.json"
