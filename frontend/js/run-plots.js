@@ -4,12 +4,13 @@
 // Every plot is redrawn whole with Plotly.react; layouts carry a constant `uirevision`, so zoom,
 // pan and legend toggles survive every redraw. Long runs draw at most MAX_COLUMNS heatmap columns.
 
-import { fmtNum, escapeHtml } from "./api.js";
+import { fmtNum } from "./api.js";
 import { $ } from "./ui.js";
 import {
-  classColor, X_AXES, layout, draw, logFriendly, shares, logShareMatrix, shareColorbar, lrDrops,
-  vlines, thin,
+  X_AXES, layout, draw, logFriendly, shares, logShareMatrix, shareColorbar, lrDrops,
+  vlines, thin, logAxis, smoothed, syncX, ema,
 } from "./plots.js";
+import { plotTheme } from "./theme.js";
 import { timing, nowMs } from "./run-state.js";
 
 const MAX_COLUMNS = 800; // heatmap columns drawn at most
@@ -18,11 +19,26 @@ function mmsAxis(S, extra = {}) {
   return { title: { text: "minimal margin score" }, type: logFriendly(S.centres) ? "log" : "linear", exponentformat: "power", dtick: logFriendly(S.centres) ? 1 : undefined, ...extra };
 }
 
+/**
+ * The heatmap's cell edges on the MMS axis: the run's bin edges, with a first edge of 0 (which a
+ * log axis cannot place) moved one bin-ratio below the next, so the near-zero bin is a cell as
+ * tall as its neighbours instead of a block reaching below the axis.
+ */
+function cellEdges(S) {
+  const e = S.edges.slice();
+  if (e.length > 2 && e[0] <= 0 && logFriendly(S.centres)) e[0] = e[1] * (e[1] / e[2]);
+  return e;
+}
+
 export function drawHeatmaps(S) {
   for (const pop of S.vocabulary.populations) {
     const H = S.hist[pop];
     const el = `heat-${pop}`;
-    const title = pop === "candidates" ? "MMS of candidates over steps (dotted: selection threshold)" : "MMS of selected samples over steps";
+    const thr = S.hist.selected.thresholds;
+    const hasThreshold = pop === "candidates" && thr.some((t) => t !== null && t > 0);
+    const title = pop === "candidates"
+      ? `MMS of candidates over steps${hasThreshold ? " (dotted: selection threshold)" : ""}`
+      : "MMS of selected samples over steps";
     if (!S.centres.length || !H.steps.length) {
       draw(el, [], layout(title, "step", "minimal margin score", { annotations: [waiting("waiting for the first histogram…")] }));
       continue;
@@ -32,14 +48,13 @@ export function drawHeatmaps(S) {
     const xs = idx ? idx.map((i) => H.steps[i]) : H.steps;
     const rows = idx ? idx.map((i) => H.counts[i]) : H.counts;
     const traces = [{
-      type: "heatmap", x: xs, y: S.centres, z: logShareMatrix(rows, S.centres.length),
+      type: "heatmap", x: xs, y: S.edges.length === S.centres.length + 1 ? cellEdges(S) : S.centres, z: logShareMatrix(rows, S.centres.length),
       colorscale: "Viridis", zmin: -4, zmax: 0, hoverongaps: false,
       colorbar: shareColorbar(`share of ${pop} (log scale)`),
       hovertemplate: "step %{x}<br>MMS ≈ %{y:.3g}<br>log10(share) %{z:.2f}<extra></extra>",
       name: pop,
     }];
-    const thr = S.hist.selected.thresholds;
-    if (pop === "candidates" && thr.some((t) => t !== null && t > 0)) {
+    if (hasThreshold) {
       traces.push({
         type: "scatter", mode: "lines", x: S.hist.selected.steps, y: thr.map((t) => (t > 0 ? t : null)),
         line: { color: "#fff", width: 1.5, dash: "dot" }, name: "selection threshold",
@@ -65,7 +80,7 @@ export function drawHeatmaps(S) {
 }
 
 function waiting(text) {
-  return { text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: "#888", size: 13 } };
+  return { text, xref: "paper", yref: "paper", x: 0.5, y: 0.5, showarrow: false, font: { color: plotTheme().muted, size: 13 } };
 }
 
 export function drawCurrentHist(S) {
@@ -101,7 +116,7 @@ export function drawCurrentHist(S) {
     });
     const thr = Sel.thresholds[j];
     if (thr !== null && thr !== undefined && thr > 0) {
-      shapes.push(...vlines([thr], "#111", "dash"));
+      shapes.push(...vlines([thr], plotTheme().fg, "dash"));
       annotations.push({ x: logFriendly(S.centres) ? Math.log10(thr) : thr, xref: "x", y: 1, yref: "paper", text: `threshold ${fmtNum(thr)}`, showarrow: false, xanchor: "left", yanchor: "top", font: { size: 11 } });
     }
   }
@@ -126,14 +141,15 @@ export function drawQuantiles(S) {
   const traces = [
     { type: "scatter", mode: "lines", x: C.steps, y: pos(q.p95), name: "p95", line: { color: "#9ecae1", width: 1 } },
     { type: "scatter", mode: "lines", x: C.steps, y: pos(q.p50), name: "p50 (median)", line: { color: "#1f77b4", width: 2 } },
-    { type: "scatter", mode: "lines", x: C.steps, y: pos(q.p5), name: "p5", line: { color: "#08519c", width: 1, dash: "dot" } },
+    { type: "scatter", mode: "lines", x: C.steps, y: pos(q.p5), name: "p5", line: { color: "#6baed6", width: 1 } },
   ];
   const drops = lrDropSteps(S);
-  const annotations = drops.map((x) => ({ x, xref: "x", y: 0, yref: "paper", text: "LR drop", showarrow: false, font: { size: 10, color: "#666" }, yanchor: "bottom", xanchor: "left" }));
-  draw("quantiles", traces, layout("Candidate MMS quantiles (dashed lines: LR drops)", "step", "", {
-    yaxis: { title: { text: "minimal margin score" }, type: "log", exponentformat: "power" },
+  const annotations = drops.map((x) => ({ x, xref: "x", y: 0, yref: "paper", text: "LR drop", showarrow: false, font: { size: 10, color: plotTheme().muted }, yanchor: "bottom", xanchor: "left" }));
+  const all = [...pos(q.p95), ...pos(q.p5)];
+  draw("quantiles", traces, layout(`Candidate MMS quantiles${drops.length ? " (grey verticals: LR drops)" : ""}`, "step", "", {
+    yaxis: logAxis(all, { title: { text: "minimal margin score" } }), hovermode: "x unified",
     shapes: vlines(drops), annotations,
-  }));
+  }), { toggleLog: true });
 }
 
 export function drawSelection(S) {
@@ -145,32 +161,36 @@ export function drawSelection(S) {
     draw("misclassified", [], layout("Selected samples that were misclassified", "step", "share of selected", { annotations: [waiting("waiting for selection statistics…")] }));
     return;
   }
-  const traces = [];
+  // One row per class: log2(selected share / candidate share), so 10 or 100 classes stay readable
+  // (red: the selector over-picks the class, blue: under-picks it).
+  const names = Array.from({ length: k }, (_, c) => String(sel.class_names[c] ?? c));
+  const ratio = [];
+  const text = [];
   for (let c = 0; c < k; c++) {
-    const name = sel.class_names[c] ?? String(c);
-    traces.push({
-      type: "scatter", mode: "lines", x: sel.steps, y: sel.selected_counts.map((r) => shares(r)[c]),
-      name: `${name}`, legendgroup: `c${c}`, line: { color: classColor(c), width: 1.8 },
-      hovertemplate: `class ${escapeHtml(name)} selected: %{y:.1%}<extra></extra>`,
-    });
-    traces.push({
-      type: "scatter", mode: "lines", x: sel.steps, y: sel.candidate_counts.map((r) => shares(r)[c]),
-      name: `${name} (candidates)`, legendgroup: `c${c}`, showlegend: false,
-      line: { color: classColor(c), width: 1, dash: "dot" },
-      hovertemplate: `class ${escapeHtml(name)} candidates: %{y:.1%}<extra></extra>`,
+    ratio.push([]);
+    text.push([]);
+    sel.steps.forEach((_, t) => {
+      const sv = shares(sel.selected_counts[t])[c];
+      const cv = shares(sel.candidate_counts[t])[c];
+      ratio[c].push(sv > 0 && cv > 0 ? Math.log2(sv / cv) : null);
+      text[c].push(`selected ${(100 * sv).toFixed(1)}% · candidates ${(100 * cv).toFixed(1)}%`);
     });
   }
-  draw("class-share", traces, layout("Per-class share: selected (solid) vs candidates (dotted)", "step", "share of samples", {
-    yaxis: { tickformat: ".0%", rangemode: "tozero" }, legend: { orientation: "v", x: 1.01, y: 1, font: { size: 10 } },
-    margin: { l: 56, r: 8, t: 36, b: 44 },
+  draw("class-share", [{
+    type: "heatmap", x: sel.steps, y: names, z: ratio, text, zmid: 0, zmin: -2, zmax: 2,
+    colorscale: "RdBu", reversescale: true, hoverongaps: false,
+    colorbar: { title: { text: "selected ÷ candidates", side: "right" }, tickvals: [-2, -1, 0, 1, 2], ticktext: ["¼×", "½×", "1×", "2×", "4×"], thickness: 12, len: 0.9 },
+    hovertemplate: "class %{y} at step %{x}<br>%{text}<extra></extra>",
+  }], layout("Per-class selection: share selected ÷ share among candidates", "step", "class", {
+    yaxis: { type: "category", automargin: true, autorange: "reversed" },
   }));
   draw("misclassified", [{
     type: "scatter", mode: "lines+markers", marker: { size: 3 }, x: sel.steps, y: sel.misclassified_share,
     name: "misclassified share", line: { color: "#d62728" },
     hovertemplate: "step %{x}: %{y:.1%} of selected misclassified<extra></extra>",
   }], layout("Selected samples that were misclassified", "step", "share of selected", {
-    yaxis: { tickformat: ".0%", rangemode: "tozero" }, showlegend: false,
-  }));
+    yaxis: { tickformat: ".0%", rangemode: "tozero" }, showlegend: false, hovermode: "x unified",
+  })).then(() => syncX(["heat-candidates", "heat-selected", "quantiles", "class-share", "misclassified"]));
 }
 
 function xy(S, key) {
@@ -193,24 +213,38 @@ function dropShapes(S) {
   return vlines(xs.filter((x) => x !== null && x !== undefined));
 }
 
+/** The scalar curves: loss, accuracy, throughput and LR, smoothed by S.smoothing, x synced. */
 export function drawScalars(S) {
   const xt = X_AXES[S.xAxis];
+  const w = S.smoothing ?? 0;
   const marker = { mode: "lines+markers", marker: { size: 5 } };
-  const lossTraces = [line(S, "train/loss", "training batch (selected)", "#1f77b4"), line(S, "val/loss", "validation", "#ff7f0e", marker), line(S, "test/loss", "test (final)", "#2ca02c", { mode: "markers", marker: { size: 9, symbol: "star" } })].filter(Boolean);
-  draw("loss", lossTraces, layout("Loss", xt, "cross-entropy (nats)", { shapes: dropShapes(S), yaxis: { type: "log", exponentformat: "power" } }));
-  const accTraces = [line(S, "train/accuracy", "training batch (selected)", "#1f77b4"), line(S, "val/accuracy", "validation", "#ff7f0e", marker), line(S, "test/accuracy", "test (final)", "#2ca02c", { mode: "markers", marker: { size: 9, symbol: "star" } })].filter(Boolean);
-  draw("accuracy", accTraces, layout("Accuracy", xt, "accuracy", { shapes: dropShapes(S), yaxis: { tickformat: ".0%" } }));
+  const star = { mode: "markers", marker: { size: 9, symbol: "star" } };
+  const trainLoss = line(S, "train/loss", "training batch (selected)", "#1f77b4");
+  const lossTraces = [...(trainLoss ? smoothed(trainLoss, w) : []), line(S, "val/loss", "validation", "#ff7f0e", marker), line(S, "test/loss", "test (final)", "#2ca02c", star)].filter(Boolean);
+  const lossValues = lossTraces.flatMap((t) => t.y);
+  const unified = { hovermode: "x unified" };
+  draw("loss", lossTraces, layout("Loss", xt, "cross-entropy (nats)", { shapes: dropShapes(S), yaxis: logAxis(lossValues), ...unified }), { toggleLog: true });
+  const trainAcc = line(S, "train/accuracy", "training batch (selected)", "#1f77b4");
+  const accTraces = [...(trainAcc ? smoothed(trainAcc, w) : []), line(S, "val/accuracy", "validation", "#ff7f0e", marker), line(S, "test/accuracy", "test (final)", "#2ca02c", star)].filter(Boolean);
+  draw("accuracy", accTraces, layout("Accuracy", xt, "accuracy", { shapes: dropShapes(S), yaxis: { tickformat: ".0%" }, ...unified }), { toggleLog: true });
 
+  // throughput: smoothed like the curves (per-step timings are spiky), ms per step on the right
   const sps = line(S, "samples_per_s", "samples back-propagated / s", "#9467bd");
   const st = S.scalars.step_time;
   const sc = S.scalars.score_time;
-  const tt = [sps].filter(Boolean);
-  if (st) tt.push({ type: "scatter", mode: "lines", x: st[S.xAxis], y: st.value.map((v) => v * 1000), name: "step time (ms)", yaxis: "y2", line: { color: "#8c564b", width: 1, dash: "dot" } });
-  if (sc) tt.push({ type: "scatter", mode: "lines", x: sc[S.xAxis], y: sc.value.map((v) => v * 1000), name: "scoring time (ms)", yaxis: "y2", line: { color: "#e377c2", width: 1, dash: "dot" } });
-  draw("throughput", tt, layout("Throughput", xt, "samples back-propagated / s", {
-    yaxis2: { title: { text: "ms per step" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false },
-    yaxis: { rangemode: "tozero" }, margin: { l: 64, r: 56, t: 36, b: 48 },
-  }));
+  const tt = sps ? smoothed(sps, Math.max(w, 0.6)) : [];
+  const ms = (s, name, color) => ({ type: "scatter", mode: "lines", x: s[S.xAxis], y: ema(s.value.map((v) => v * 1000), Math.max(w, 0.6)), name, yaxis: "y2", line: { color, width: 1, dash: "dot" } });
+  if (st) tt.push(ms(st, "step time (ms)", "#8c564b"));
+  if (sc) tt.push(ms(sc, "scoring time (ms)", "#e377c2"));
+  draw("throughput", tt, layout("Throughput", xt, "samples / s", {
+    yaxis2: { title: { text: "ms per step" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, nticks: 5, tickformat: ".3~g", automargin: true },
+    yaxis: { rangemode: "tozero", nticks: 6, tickformat: ".3~s" }, margin: { l: 64, r: 56, t: 36, b: 48 }, ...unified,
+  }), { toggleLog: true });
+  // LR: log only when it changes by a decade or more (a constant LR on a log axis is one odd tick)
   const lr = line(S, "lr", "learning rate", "#2ca02c", { line: { shape: "hv", color: "#2ca02c" } });
-  draw("lr", lr ? [lr] : [], layout("Learning rate", xt, "learning rate", { yaxis: { type: "log", exponentformat: "power" }, showlegend: false }));
+  const values = lr ? lr.y.filter((v) => v > 0) : [];
+  const decades = values.length ? Math.log10(Math.max(...values) / Math.min(...values)) : 0;
+  draw("lr", lr ? [lr] : [], layout("Learning rate", xt, "learning rate", {
+    yaxis: decades >= 1 ? logAxis(values) : { type: "linear", exponentformat: "power", rangemode: "tozero" }, showlegend: false, ...unified,
+  }), { toggleLog: true }).then(() => syncX(["loss", "accuracy", "throughput", "lr"]));
 }

@@ -8,7 +8,7 @@
 import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, query } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor, AXIS_NAMES } from "./plots.js";
-import { createRunState, applyMessage, setEdges, latest, timing } from "./run-state.js";
+import { createRunState, applyMessage, setEdges, latest, timing, recentStepRate } from "./run-state.js";
 import { drawHeatmaps, drawCurrentHist, drawQuantiles, drawSelection, drawScalars } from "./run-plots.js";
 
 const RUN_ID = Number(location.pathname.split("/").filter(Boolean).pop());
@@ -80,12 +80,18 @@ function drawHead() {
   $("#progress-text").textContent = total ? `step ${step.toLocaleString("en-US")} / ${total.toLocaleString("en-US")} (${(100 * frac).toFixed(0)}%)` : `step ${step}`;
   let eta = "–";
   if (r.status === "running" && total && step > 0) {
+    // the recent rate of this attempt (not elapsed / step: that counts start-up and any time the
+    // run sat cancelled before a resume)
+    const rate = recentStepRate(S);
     const stepTime = latest(S, "step_time");
-    const elapsed = runDuration(r);
-    const perStep = elapsed && step ? elapsed / step : stepTime;
-    if (perStep) eta = fmtDuration((total - step) * perStep);
-  } else if (TERMINAL.has(r.status)) eta = `ran ${fmtDuration(runDuration(r))}`;
+    const perStep = rate ? 1 / rate : stepTime;
+    eta = perStep ? fmtDuration((total - step) * perStep) : "estimating…";
+  } else if (TERMINAL.has(r.status)) {
+    const trained = lastCounter("wall_time");  // training time: not the time it sat cancelled
+    eta = `trained ${fmtDuration(trained ?? runDuration(r))}`;
+  }
   $("#eta").textContent = r.status === "running" ? `ETA ${eta}` : eta;
+  $("#eta").dataset.seconds = r.status === "running" && total && step > 0 && recentStepRate(S) ? String(Math.round((total - step) / recentStepRate(S))) : "";
 
   $("#kpis").replaceChildren(
     kpi("val accuracy", fmtPct(latest(S, "val/accuracy")), "kpi-val"),
@@ -108,11 +114,19 @@ function lastCounter(c) {
   return s && s[c].length ? s[c][s[c].length - 1] : null;
 }
 
+const CHECKPOINT = /^checkpoint saved at step /;
+
+/** The log, with routine "checkpoint saved" lines collapsed into the newest one. */
 function drawLog() {
   const pre = $("#log");
   const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-  pre.replaceChildren(...S.logs.slice(-1000).map((l) => h("span", { class: l.level || "info" },
-    `${fmtDate(l.time)} ${String(l.level || "info").padEnd(7)} ${l.message}\n`)));
+  const lines = S.logs.slice(-1000);
+  const checkpoints = lines.filter((l) => CHECKPOINT.test(l.message));
+  const newest = checkpoints[checkpoints.length - 1];
+  const shown = lines.filter((l) => !CHECKPOINT.test(l.message) || l === newest);
+  pre.replaceChildren(...shown.map((l) => h("span", { class: l.level || "info" },
+    `${fmtDate(l.time)} ${String(l.level || "info").padEnd(7)} ${l.message}`,
+    l === newest && checkpoints.length > 1 ? ` (${checkpoints.length} checkpoints saved; older ones not listed)` : "", "\n")));
   if (atBottom) pre.scrollTop = pre.scrollHeight;
 }
 
@@ -170,6 +184,29 @@ function wireControls() {
     schedule();
   });
   $("#hist-follow").addEventListener("change", (ev) => { S.follow = ev.target.checked; dirty.hist = true; schedule(); });
+  const smoothing = $("#smoothing");
+  const saved = Number(localStorage.getItem("marginscope.smoothing"));
+  if (localStorage.getItem("marginscope.smoothing") !== null && saved >= 0 && saved < 1) smoothing.value = String(saved);
+  S.smoothing = Number(smoothing.value);
+  $("#smoothing-value").textContent = S.smoothing.toFixed(2);
+  smoothing.addEventListener("input", () => {
+    S.smoothing = Number(smoothing.value);
+    $("#smoothing-value").textContent = S.smoothing.toFixed(2);
+    try { localStorage.setItem("marginscope.smoothing", smoothing.value); } catch (_) { /* private mode */ }
+    dirty.scalars = true;
+    schedule();
+  });
+  // arrows move the histogram's step slider (unless a field has the keyboard)
+  document.addEventListener("keydown", (ev) => {
+    if (!["ArrowLeft", "ArrowRight"].includes(ev.key) || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    const n = S.hist.candidates.steps.length;
+    if (n < 2) return;
+    ev.preventDefault();
+    slider.value = String(Math.max(0, Math.min(n - 1, Number(slider.value) + (ev.key === "ArrowLeft" ? -1 : 1))));
+    slider.dispatchEvent(new Event("input"));
+  });
+  window.addEventListener("themechange", () => { for (const k of Object.keys(dirty)) dirty[k] = true; lastSecondary = 0; schedule(); });
   const axis = $("#x-axis");
   fillSelect(axis, S.vocabulary.x_axes, { names: AXIS_NAMES, current: S.xAxis });
   axis.addEventListener("change", (ev) => { S.xAxis = ev.target.value; dirty.scalars = true; schedule(); });

@@ -14,6 +14,8 @@ const state = {
   selector: url.searchParams.get("selector") || "",
   dataset: url.searchParams.get("dataset") || "",
   sort: url.searchParams.get("sort") || "-created_at",
+  // config fields shown as extra columns (chosen in "Columns…", kept in the URL)
+  columns: (url.searchParams.get("cols") || "").split(",").filter(Boolean),
 };
 let loaded = false;
 
@@ -101,8 +103,37 @@ function rowFor(r) {
     h("td", { class: "num steps" }, total ? `${stepOf(r).toLocaleString("en-US")} / ${total.toLocaleString("en-US")}` : String(stepOf(r))),
     h("td", { class: "num duration" }, fmtDuration(runDuration(r))),
     h("td", {}, fmtDate(r.created_at)),
-    h("td", { class: "notes", title: r.notes || "" }, (r.notes || "").slice(0, 80)),
+    ...state.columns.map((k) => h("td", { class: "config", "data-config": k }, configText(r.config?.[k]))),
+    h("td", { class: "notes", title: r.notes || "" }, h("div", {}, r.notes || "")),
     actionsCell(r));
+}
+
+/** A config value as a short cell text. */
+function configText(v) {
+  if (v === undefined) return "–";
+  return typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
+}
+
+// Config fields the fixed columns already show.
+const SHOWN = new Set(["dataset", "model", "selector", "candidates", "batch_size"]);
+
+/** The extra config columns' heads, before "notes". */
+function drawConfigHeads() {
+  const row = $("#runs-table thead tr");
+  for (const th of $$("th.config-head", row)) th.remove();
+  const notes = [...row.children].find((th) => th.textContent === "notes");
+  for (const k of state.columns) notes.before(h("th", { class: "config-head", "data-config": k }, k.replaceAll("_", " ")));
+}
+
+function drawColumnMenu() {
+  const keys = new Set();
+  for (const r of runs.values()) for (const k of Object.keys(r.config || {})) if (!SHOWN.has(k)) keys.add(k);
+  $("#columns-menu").replaceChildren(...[...keys].sort().map((k) => h("label", {},
+    h("input", { type: "checkbox", value: k, checked: state.columns.includes(k), onchange: (ev) => {
+      state.columns = ev.target.checked ? [...state.columns, k] : state.columns.filter((c) => c !== k);
+      saveStateToUrl();
+      render();
+    } }), ` ${k.replaceAll("_", " ")}`)));
 }
 
 let pending = false;
@@ -112,6 +143,7 @@ function render() {
   requestAnimationFrame(() => {
     pending = false;
     const list = visibleRuns();
+    drawConfigHeads();
     $("#runs-table tbody").replaceChildren(...list.map(rowFor));
     const empty = loaded && runs.size === 0;
     $("#runs-empty").classList.toggle("hidden", !empty);
@@ -150,7 +182,8 @@ function updateCompareButton() {
 function saveStateToUrl() {
   const u = new URL(location.href);
   for (const [k, v] of [["q", state.text], ["status", state.status], ["selector", state.selector],
-    ["dataset", state.dataset], ["sort", state.sort === "-created_at" ? "" : state.sort]]) {
+    ["dataset", state.dataset], ["sort", state.sort === "-created_at" ? "" : state.sort],
+    ["cols", state.columns.join(",")]]) {
     if (v) u.searchParams.set(k, v); else u.searchParams.delete(k);
   }
   history.replaceState(null, "", u);
@@ -252,6 +285,22 @@ function init() {
   $("#compare-btn").addEventListener("click", () => {
     const ids = [...ticked].sort((a, b) => a - b);
     location.href = `/compare?runs=${ids.join(",")}&baseline=${ids[0]}`;
+  });
+  $("#columns-btn").addEventListener("click", () => {
+    const menu = $("#columns-menu");
+    drawColumnMenu();
+    menu.classList.toggle("hidden");
+    $("#columns-btn").setAttribute("aria-expanded", String(!menu.classList.contains("hidden")));
+  });
+  document.addEventListener("click", (ev) => {
+    if (!ev.target.closest(".col-picker")) $("#columns-menu").classList.add("hidden");
+  });
+  // "/" focuses the filter, as in most dashboards (not while typing in a field)
+  document.addEventListener("keydown", (ev) => {
+    if (ev.key !== "/" || ev.ctrlKey || ev.metaKey || ev.altKey) return;
+    if (ev.target.closest("input, textarea, select, [contenteditable]")) return;
+    ev.preventDefault();
+    $("#filter-text").focus();
   });
   $("#edit-form").addEventListener("submit", saveEdit);
   $("#edit-cancel").addEventListener("click", () => $("#edit-dialog").close());

@@ -222,10 +222,11 @@ def test_preset_mms_vs_uniform_then_time_to_target(server: Server, page: Any) ->
     page.get_by_text("Monitoring and evaluation").click()
     page.fill("#f-hist_every", "5")
     page.fill("#f-eval_every", "10")
-    page.click("button[data-preset='MMS vs uniform (this form)']")
+    page.click("button[data-preset='This form: MMS and uniform side by side']")
+    page.get_by_role("button", name="Launch 2 runs").click()  # a preset of several runs asks first
     page.wait_for_url("**/compare?*")
     wait_ready(page)
-    runs = server.api("GET", "/api/runs", params={"tag": "MMS vs uniform (this form)"})["data"]
+    runs = server.api("GET", "/api/runs", params={"tag": "This form: MMS and uniform side by side"})["data"]
     assert sorted(r["selector"] for r in runs) == ["mms", "uniform"]
     assert {r["config"]["seed"] for r in runs} == {3}
     uniform = next(r for r in runs if r["selector"] == "uniform")
