@@ -53,6 +53,11 @@ class TrainConfig(BaseModel):
         "(datasets without their own validation split)."
     )
     augment: bool = Field(True, description="Standard augmentation (CIFAR: pad 4, random crop, flip).")
+    label_noise: float = Field(
+        0.0, ge=0.0, lt=0.9, description="Share of training labels flipped to another class, chosen "
+        "uniformly (symmetric noise, seeded by seed; validation and test stay clean). For measuring "
+        "how well mislabelled samples are found."
+    )
 
     # --- model
     model: str = Field(

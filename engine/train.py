@@ -35,7 +35,7 @@ import torch.nn.functional as F
 
 from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
-from engine.data import DatasetBundle, load_dataset
+from engine.data import DatasetBundle, flip_labels, load_dataset
 from engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
     RunStarted, StopTraining,
@@ -142,6 +142,7 @@ class _Run:
     warmup_steps: int
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
+    flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
     forwarded: int = 0
@@ -203,6 +204,10 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
     # The split seed is fixed so that runs with different seeds validate on the same hold-out.
     data = load_dataset(config.dataset, config.data_dir, download=config.download, seed=0,
                         val_fraction=config.val_fraction, train_subset=config.train_subset)
+    # label noise: the training split only, from its own seeded stream (the run's random streams
+    # and the validation/test splits are as without noise)
+    data.train.labels, flipped = flip_labels(data.train.labels, config.label_noise, data.num_classes,
+                                             seed=config.seed)
     model_name = default_model_for(data.name) if config.model == "auto" else config.model
     model = create_model(model_name, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     channels_last = config.channels_last and device.type != "mps"
@@ -233,6 +238,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
+        flipped=flipped,
     )
 
 
@@ -254,8 +260,12 @@ def _resume(run: _Run, path: str) -> None:
 def _announce(run: _Run) -> None:
     """RunStarted (all a page needs to lay out the run) and a one-line summary."""
     config, data, model, step = run.config, run.data, run.model, run.step
+    dataset = data.info()
+    if config.label_noise:
+        dataset["label_noise"] = {"share": config.label_noise, "count": len(run.flipped),
+                                  "seed": config.seed}
     run.emit(RunStarted(
-        config=config.model_dump(), dataset=data.info(),
+        config=config.model_dump(), dataset=dataset,
         model={"name": run.model_name, "parameters": sum(p.numel() for p in model.parameters()),
                "feature_dim": model.feature_dim},
         device=str(run.device), total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch,
