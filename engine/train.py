@@ -43,6 +43,7 @@ from engine.events import (
 from engine.models import create_model, default_model_for
 from engine.monitoring import Monitor, StepClock, StepRecord, evaluate, histogram_edges
 from engine.regimes import drop_steps, lr_at
+from engine.samples import SampleTracker
 from engine.sampler import PassSampler
 from engine.selection import Selector, make_selector
 
@@ -143,6 +144,7 @@ class _Run:
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
     flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
+    samples: SampleTracker  # per-sample counts and scores behind SampleSnapshot (engine/samples.py)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
     forwarded: int = 0
@@ -239,6 +241,8 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
         flipped=flipped,
+        samples=SampleTracker(n_train, every=config.samples_every, k=config.samples_k,
+                              labels=data.train.labels, flipped=flipped, device=device),
     )
 
 
@@ -251,6 +255,7 @@ def _resume(run: _Run, path: str) -> None:
     run.selector.load_state_dict(state["selector"])
     run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"])
     run.aug_generator.set_state(state["aug_generator"])
+    run.samples.load_state_dict(state.get("samples", {}))
     torch.set_rng_state(state["torch_rng"])
     run.step, run.forwarded, run.backpropagated, run.wall = (
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
@@ -296,7 +301,10 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
             clock = StepClock(run.device)
             step = _train_step(run)
             monitor.add(step)
+            run.samples.observe(step, step.indices, run.model.head.weight.detach())
             last = run.step == run.total_steps
+            if run.samples.due(run.step, last):
+                run.emit(run.samples.snapshot(run.counters(), scored=step.scored))
             if config.hist_every and (run.step % config.hist_every == 0 or last):
                 # stamp the histograms with the wall time of this step's training work; the time
                 # spent computing them falls in the step's next lap, so it still counts
@@ -360,7 +368,7 @@ def _train_step(run: _Run) -> StepRecord:
     run.forwarded += refreshed + (len(indices) if selector.forwards_candidates else 0) + len(chosen)
     run.backpropagated += len(chosen)
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
-                      logits=logits, loss=loss.detach(), score_time=score_time)
+                      logits=logits, loss=loss.detach(), score_time=score_time, indices=indices)
 
 
 def _validate(run: _Run) -> None:
@@ -383,7 +391,7 @@ def _checkpoint(run: _Run) -> None:
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(), "selector": run.selector.state_dict(),
         "sampler": run.sampler.state_dict(), "aug_generator": run.aug_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": torch.get_rng_state(), "samples": run.samples.state_dict(),
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations,
