@@ -7,6 +7,9 @@ caller sees goes through typed events (engine/events.py) handed to `callbacks`; 
 a `TrainResult` summarising the run. What the loop needs from a selector is declared on
 `Selector` (engine/selection/selectors.py); the loop never looks at its name.
 
+Kept as one module: the loop is meant to be read top to bottom in one file (nanoGPT style); what
+it calls lives beside it (sampler, monitoring, batchnorm, samples, selection).
+
 Counting follows the paper: one "epoch" is N/b training steps whatever the selector, so curves of
 selective and uniform runs line up step for step; the exact work is kept in `Counters`
 (samples forwarded = scoring forwards + selector refreshes + training forwards; samples
