@@ -39,10 +39,15 @@ from engine.events import Counters, SampleSnapshot
 from engine.monitoring import StepRecord
 from engine.selection import minimal_margin_scores
 
-__all__ = ["EMA_WEIGHT", "SUSPECTS_KEPT", "SampleTracker"]
+__all__ = ["EMA_WEIGHT", "SUSPECT_RULE", "SUSPECTS_KEPT", "SampleTracker"]
 
 SUSPECTS_KEPT = 500  # suspects in each snapshot (the API serves at most this many)
 EMA_WEIGHT = 0.3  # weight of the newest observation in a sample's suspect score
+SUSPECT_RULE = (
+    "Each time a sample is scored, its signed margin is +MMS when the model predicts another class "
+    "than its label and -MMS when it agrees; a sample's score is the moving average of its signed "
+    f"margins (weight {EMA_WEIGHT} on the newest). Suspects are the samples with a positive score "
+    "(on recent balance confidently predicted as another class), highest first.")
 
 
 def _round(values: Tensor, digits: int = 5) -> list[float]:
