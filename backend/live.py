@@ -29,6 +29,10 @@ reading) loses its queued messages and is sent a fresh snapshot when it reads ag
 resume. The runs-list socket's queue is bounded the same way (`list_queue`; a lagging list client
 gets a fresh runs snapshot).
 
+When a run's new rows include a sample snapshot, its viewers also get one `{"type": "samples"}`
+message (the latest snapshot's lowest-margin samples, as GET /samples serves them), outside the
+seq cursor: each one replaces the previous.
+
 For the runs list the poller also asks the store which runs changed status (and, once a second,
 the progress of running runs) and pushes `{"type": "run"}` messages, serialised once, to list
 clients.

@@ -6,6 +6,10 @@ of them were trained on, their dataset indices); every `samples_every` steps the
 B scored samples into per-sample tensors kept on the training device (no host sync); the snapshot
 reads them back once.
 
+Margins: a selector that ranks by MMS hands its scores over (no second computation; for
+mms-runner-up these are its runner-up margins); for any other the tracker computes the exact MMS
+of the logits (engine/selection/scores.py), a K x K distance matrix and one pass over B x K.
+
 What is scored: a selector that scores candidates (mms, hard-negative, entropy, ...) has their
 eval-mode logits — the tracker uses them, so every candidate counts as one observation. A selector
 that scores none (uniform, mms-memory) has only the trained batch: the tracker takes the MMS of
@@ -59,8 +63,10 @@ class SampleTracker:
     """Per-sample counts and scores of one run, and the snapshots made of them."""
 
     def __init__(self, num_train: int, *, every: int, k: int, labels: Tensor, flipped: Tensor,
-                 device: torch.device) -> None:
+                 device: torch.device, scores_are_mms: bool = False) -> None:
         self.every, self.k, self.device = every, k, device
+        # the selector ranks by MMS (Selector.threshold_is_mms): its scores are the margins, free
+        self.scores_are_mms = scores_are_mms
         self.labels = labels.to(device)  # the (possibly noisy) training labels
         self.flipped = flipped.cpu()
         self._flipped_sent = False  # sent with the first snapshot of each process (resume: again)
@@ -95,7 +101,11 @@ class SampleTracker:
         if not record.scored:  # only the trained batch was forwarded: it stands in for the candidates
             idx = idx[record.chosen]
         logits, labels = record.candidate_logits, record.candidate_labels
-        mms = minimal_margin_scores(logits, head_weight)  # exact MMS whatever the selector ranked by
+        scores = record.selection.scores
+        if self.scores_are_mms and record.scored and scores is not None and len(scores) == len(logits):
+            mms = scores.float()
+        else:
+            mms = minimal_margin_scores(logits, head_weight)
         prediction = logits.argmax(1)
         wrong = prediction != labels
         signed = torch.where(wrong, mms, -mms)

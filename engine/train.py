@@ -245,7 +245,8 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
         flipped=flipped,
         samples=SampleTracker(n_train, every=config.samples_every, k=config.samples_k,
-                              labels=data.train.labels, flipped=flipped, device=device),
+                              labels=data.train.labels, flipped=flipped, device=device,
+                              scores_are_mms=selector.threshold_is_mms),
     )
 
 
