@@ -14,7 +14,7 @@ import csv
 import io
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
 
@@ -204,8 +204,7 @@ def get_sample_image(run_id: int, index: Index, store: StoreDep, settings: Setti
     except SampleOutOfRange as exc:
         raise RequestValidationError([{"type": "value_error", "loc": ("path", "index"),
                                        "msg": str(exc), "input": str(index)}]) from None
-    except (DatasetUnavailable, ValueError) as exc:
-        from fastapi import HTTPException
+    except (DatasetUnavailable, ValueError, OSError, RuntimeError) as exc:  # missing or unreadable files
         raise HTTPException(404, detail=f"the dataset of run {run_id} cannot be read here: {exc}") from None
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=86400"})
 
