@@ -243,9 +243,10 @@ class Ranks:
         selection = s.selection
         if s.scored:
             selection = replace(selection, logits=self.gather_cat(selection.logits))
+        indices = None if s.indices is None else self.gather_cat(s.indices)
         return replace(s, selection=selection, chosen=self.gather_cat(s.chosen + start),
                        labels=self.gather_cat(s.labels), batch_labels=self.gather_cat(s.batch_labels),
-                       logits=self.gather_cat(s.logits))
+                       logits=self.gather_cat(s.logits), indices=indices)
 
 
 class DistributedMonitor(Monitor):

@@ -148,6 +148,7 @@ class StepRecord:
     loss: torch.Tensor  # the training loss, detached
     score_time: float  # seconds in the selector
     refresh_time: float = 0.0  # seconds in the selector's refresh after the step
+    indices: torch.Tensor | None = None  # the candidates' dataset indices (CPU), for the sample tracker
 
     # The candidates' scoring logits when the selector computed them (monitoring them is free);
     # otherwise the trained batch stands in for the candidates, with the training forward's logits.

@@ -7,6 +7,9 @@ caller sees goes through typed events (engine/events.py) handed to `callbacks`; 
 a `TrainResult` summarising the run. What the loop needs from a selector is declared on
 `Selector` (engine/selection/selectors.py); the loop never looks at its name.
 
+Kept as one module: the loop is meant to be read top to bottom in one file (nanoGPT style); what
+it calls lives beside it (sampler, monitoring, batchnorm, samples, selection).
+
 Counting follows the paper: one "epoch" is N/b training steps whatever the selector, so curves of
 selective and uniform runs line up step for step; the exact work is kept in `Counters`
 (samples forwarded = scoring forwards + selector refreshes + training forwards; samples
@@ -50,6 +53,7 @@ from engine.events import (
 from engine.models import create_model, default_model_for
 from engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
 from engine.regimes import drop_steps, lr_at
+from engine.samples import SampleTracker
 from engine.sampler import PassSampler
 from engine.selection import Selector, make_selector
 
@@ -155,6 +159,7 @@ class _Run:
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
     flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
+    samples: SampleTracker  # per-sample counts and scores behind SampleSnapshot (engine/samples.py)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
     forwarded: int = 0
@@ -259,6 +264,9 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> 
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
         flipped=flipped,
+        samples=SampleTracker(n_train, every=config.samples_every, k=config.samples_k,
+                              labels=data.train.labels, flipped=flipped, device=device,
+                              scores_are_mms=selector.threshold_is_mms),
     )
 
 
@@ -273,6 +281,7 @@ def _resume(run: _Run, path: str) -> None:
     run.selector.load_state_dict(own["selector"])
     run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"])
     run.aug_generator.set_state(own["aug_generator"])
+    run.samples.load_state_dict(state.get("samples", {}))
     torch.set_rng_state(own["torch_rng"])
     run.step, run.forwarded, run.backpropagated, run.wall = (
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
@@ -322,7 +331,12 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
             clock = StepClock(run.device)
             step = _train_step(run)
             monitor.add(step)
+            if run.samples.enabled:  # under torchrun: every rank's candidates (a collective call)
+                seen = run.ranks.gather_step(step)
+                run.samples.observe(seen, seen.indices, run.model.head.weight.detach())
             last = run.step == run.total_steps
+            if run.samples.due(run.step, last):
+                run.emit(run.samples.snapshot(run.counters(), scored=step.scored))
             if config.hist_every and (run.step % config.hist_every == 0 or last):
                 # stamp the histograms with the wall time of this step's training work; the time
                 # spent computing them falls in the step's next lap, so it still counts
@@ -403,7 +417,7 @@ def _train_step(run: _Run) -> StepRecord:
     run.selected_flipped += flipped  # how often the selector trains on a wrong label
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
                       logits=logits, loss=loss.detach(), score_time=score_time,
-                      refresh_time=run.times.refresh_wall - refresh_start)
+                      refresh_time=run.times.refresh_wall - refresh_start, indices=indices)
 
 
 def _validate(run: _Run) -> None:
@@ -433,7 +447,7 @@ def _checkpoint(run: _Run) -> None:
         "config": run.config.model_dump(), "model_name": run.model_name,
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(), "sampler": run.sampler.state_dict(), **streams,
-        **({"ranks": every_rank} if run.ranks.enabled else {}),
+        **({"ranks": every_rank} if run.ranks.enabled else {}), "samples": run.samples.state_dict(),
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),

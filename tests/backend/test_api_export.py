@@ -104,7 +104,9 @@ def _in_memory(store: SqlAlchemyStore, rid: int) -> tuple[bytes, bytes]:
             "scalars": [{k: v for k, v in vars(r).items() if k != "seq"} for r in store.get_scalars(rid)],
             "histograms": {pop: vars(store.get_histograms(rid, pop, max_rows=everything))
                            for pop in store.get_edges(rid)},
-            "selection": vars(store.get_selection(rid, max_points=everything))}
+            "selection": vars(store.get_selection(rid, max_points=everything)),
+            "samples": {"snapshots": list(store.iter_sample_snapshots(rid, until_seq=run.last_seq)),
+                        "records": [vars(r) for r in store.iter_sample_records(rid)]}}
     empty = dict.fromkeys(COLUMNS)
     rows = [{**empty, "kind": "scalar", **s} for s in data["scalars"]]
     for pop, h in data["histograms"].items():
