@@ -32,6 +32,7 @@ function build() {
   dialog.addEventListener("click", (ev) => { if (ev.target === dialog) dialog.close(); });
   dialog.addEventListener("close", () => {
     current = null;
+    shown = null;
     const plot = $("#story-plot", dialog);
     if (plot && window.Plotly) Plotly.purge(plot);
     // the gallery may have been redrawn meanwhile: focus the same sample's new tile
@@ -70,7 +71,11 @@ export async function openStory(run, names, item, from = null) {
   showStory(names, story);
 }
 
+let shown = null; // [names, story] on screen, redrawn when the theme changes
+window.addEventListener("themechange", () => { if (dialog?.open && shown) drawStory(...shown); });
+
 function showStory(names, s) {
+  shown = [names, s];
   const hist = s.history || [];
   const sel = s.selected || [];
   const last = hist[hist.length - 1];

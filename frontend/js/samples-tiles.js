@@ -56,7 +56,7 @@ export function sampleTile(run, names, item, onOpen) {
   if (item.selected !== undefined && item.selected !== null) facts.push(h("span", { class: "sample-sel", title: "times selected for training" }, `selected ×${item.selected}`));
   facts.push(h("span", { class: "sample-class", title: "class" }, `class ${className(names, item.label, item.class_name)}`));
   const tile = h("button", {
-    type: "button", class: `sample-tile${wrong ? " wrong" : ""}`, "data-index": item.index,
+    type: "button", class: `sample-tile${wrong ? " wrong" : ""}`, "data-index": item.index, "data-label": item.label,
     "aria-label": `${altText(names, item)}. Open its history.`,
   },
   h("span", { class: "sample-index" }, `#${item.index}`),
@@ -73,11 +73,11 @@ export function themeColor(name, fallback) {
   return v || fallback;
 }
 
-/** Plotly layout colours that follow the page's theme. */
+/** Plotly layout colours that follow the page's theme (its --plot-* variables, light or dark). */
 export function themedLayout(lay) {
-  const fg = themeColor("--fg", "#1d2330");
-  const card = themeColor("--card", "#ffffff");
-  const grid = themeColor("--border", themeColor("--line", "#dde2e8"));
+  const fg = themeColor("--plot-fg", themeColor("--fg", "#1d2330"));
+  const card = themeColor("--plot-bg", themeColor("--card", "#ffffff"));
+  const grid = themeColor("--plot-grid", themeColor("--border", themeColor("--line", "#dde2e8")));
   const axis = (a) => ({ ...a, gridcolor: grid, linecolor: grid, zerolinecolor: grid });
   const out = { ...lay, paper_bgcolor: card, plot_bgcolor: card, font: { ...(lay.font || {}), color: fg } };
   for (const k of Object.keys(out)) if (/^[xy]axis\d*$/.test(k)) out[k] = axis(out[k]);
