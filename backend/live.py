@@ -117,6 +117,7 @@ class _Feed:
     gone: bool = False
     snapshot: tuple[int, str, float] | None = None  # (seq, text, monotonic time built)
     snapshot_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    samples_seq: int = 0  # seq of the latest sample snapshot published ({"type": "samples"})
 
     def publish(self, message: _Published) -> int:
         """Hand `message` to every viewer; returns how many fell behind."""
@@ -243,6 +244,7 @@ class LiveHub:
         except RunNotFound:
             self._gone(feed)
             return
+        await self._publish_samples(run_id, feed)
         if changes.empty:
             # rows up to `head` are committed; none left means they were deleted (a resume
             # truncates the crashed attempt's tail): skip ahead; the next delta still starts at
@@ -258,6 +260,23 @@ class LiveHub:
             seq, text = await self._shared_snapshot(run_id, feed, fresh=True)
             self.lagged += feed.publish(_Published("snapshot", feed.sent, seq, text))
             feed.sent = feed.read = max(feed.read, seq)
+
+    async def _publish_samples(self, run_id: int, feed: _Feed) -> None:
+        """A {"type": "samples"} message (GET /samples?view=lowest of the latest snapshot) when a
+        new sample snapshot landed; outside the seq cursor: each one replaces the previous."""
+        text = await asyncio.to_thread(self._samples_text, run_id, feed)
+        if text:
+            self.lagged += feed.publish(_Published("samples", feed.sent, feed.sent, text))
+
+    def _samples_text(self, run_id: int, feed: _Feed) -> str:
+        from backend.routes.samples import samples_view
+
+        seq = self.store.last_sample_seq(run_id)
+        if seq <= feed.samples_seq:
+            return ""
+        feed.samples_seq = seq
+        view = samples_view(self.store, self.store.get_run(run_id), "lowest", limit=500)
+        return _dumps({"type": "samples", **view.model_dump()})
 
     async def _poll_statuses(self, since: datetime | None, *, broadcast: bool = True) -> datetime | None:
         """Broadcast runs whose (status, status_seq) changed since the last poll (`since` None:
@@ -369,7 +388,8 @@ class LiveHub:
         await websocket.accept()
         feed = self._feeds.get(run_id)
         if feed is None or feed.gone:
-            feed = self._feeds[run_id] = _Feed(sent=run.last_seq, read=run.last_seq, step=run.step)
+            feed = self._feeds[run_id] = _Feed(sent=run.last_seq, read=run.last_seq, step=run.step,
+                                               samples_seq=run.last_seq)
         viewer = _Viewer(self.viewer_queue)
         feed.viewers.add(viewer)  # before catching up: every message published from now on is queued
         receiver = asyncio.create_task(_drain(websocket))
@@ -391,6 +411,8 @@ class LiveHub:
                 elif message.kind == "gone":
                     code = RUN_DELETED
                     break
+                elif message.kind == "samples":
+                    await websocket.send_text(message.text)
                 elif message.seq < cursor or (message.kind == "delta" and message.seq == cursor):
                     continue  # the viewer holds it already
                 elif message.kind == "snapshot" or message.since == cursor:

@@ -53,6 +53,11 @@ class TrainConfig(BaseModel):
         "(datasets without their own validation split)."
     )
     augment: bool = Field(True, description="Standard augmentation (CIFAR: pad 4, random crop, flip).")
+    label_noise: float = Field(
+        0.0, ge=0.0, lt=0.9, description="Share of training labels flipped to another class, chosen "
+        "uniformly (symmetric noise, seeded by seed; validation and test stay clean). For measuring "
+        "how well mislabelled samples are found."
+    )
 
     # --- model
     model: str = Field(
@@ -114,6 +119,11 @@ class TrainConfig(BaseModel):
         10, ge=0, le=100000, description="Emit margin histograms and selection statistics every N "
         "steps (0 = off)."
     )
+    samples_every: int = Field(
+        50, ge=0, le=100000, description="Emit a samples snapshot (lowest-margin samples, selection "
+        "counts, suspect labels) every N steps (0 = off)."
+    )
+    samples_k: int = Field(64, ge=1, le=500, description="Lowest-margin samples in each samples snapshot.")
     hist_bins: int = Field(60, ge=4, le=1000, description="Number of histogram bins (fixed for the run).")
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a checkpoint every N steps (default: at each validation)."

@@ -90,6 +90,32 @@ class ClassSelection(Event):
 
 
 @dataclass(frozen=True)
+class SampleSnapshot(Event):
+    """Which training samples the run looks at, every `samples_every` steps (engine/samples.py).
+
+    Columnar (a dict of equal-length lists) so that a snapshot stays compact on the wire:
+    - `lowest`: the k lowest-margin samples scored at this step — index (dataset index in the
+      training split), label, prediction, mms; ascending mms. `scored` says what was scored: the
+      selector's "candidates", or the trained "batch" for selectors that score none;
+    - `selected`: every sample selected since the previous snapshot — index, label, count (times
+      selected since then), misclassified (of those times, how often the model's prediction when it
+      was scored differed from its label), mms and prediction (at its latest scoring);
+    - `suspects`: the run's current likely-mislabelled samples, best first — index, label,
+      prediction, score, mean_mms, observed (times scored); see engine/samples.py for the rule;
+    - `flipped`: the training indices whose labels label_noise flipped (first snapshot of a run
+      or a resume only; empty otherwise).
+    """
+
+    kind: ClassVar[str] = "samples"
+    counters: Counters
+    scored: Literal["candidates", "batch"]
+    lowest: dict[str, list[Any]]
+    selected: dict[str, list[Any]]
+    suspects: dict[str, list[Any]]
+    flipped: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class Evaluation(Event):
     kind: ClassVar[str] = "evaluation"
     counters: Counters
@@ -138,11 +164,17 @@ COUNTER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Counter
 POPULATIONS: tuple[str, ...] = ("candidates", "selected")  # the two MMS histograms of a step
 QUANTILES: dict[str, float] = {"p5": 0.05, "p25": 0.25, "p50": 0.5, "p75": 0.75, "p95": 0.95}
 QUANTILE_KEYS: tuple[str, ...] = tuple(QUANTILES)
+# the columns of SampleSnapshot's three tables
+SAMPLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lowest": ("index", "label", "prediction", "mms"),
+    "selected": ("index", "label", "count", "misclassified", "mms", "prediction"),
+    "suspects": ("index", "label", "prediction", "score", "mean_mms", "observed"),
+}
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
-    for cls in (RunStarted, StepMetrics, Histogram, ClassSelection, Evaluation, CheckpointSaved,
-                LogMessage, RunFinished, RunFailed)
+    for cls in (RunStarted, StepMetrics, Histogram, ClassSelection, SampleSnapshot, Evaluation,
+                CheckpointSaved, LogMessage, RunFinished, RunFailed)
 }
 
 

@@ -102,6 +102,7 @@ class StepRecord:
     logits: torch.Tensor  # the training forward's logits, detached float32
     loss: torch.Tensor  # the training loss, detached
     score_time: float  # seconds in the selector
+    indices: torch.Tensor | None = None  # the candidates' dataset indices (CPU), for the sample tracker
 
     # The candidates' scoring logits when the selector computed them (monitoring them is free);
     # otherwise the trained batch stands in for the candidates, with the training forward's logits.

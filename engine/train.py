@@ -7,6 +7,9 @@ caller sees goes through typed events (engine/events.py) handed to `callbacks`; 
 a `TrainResult` summarising the run. What the loop needs from a selector is declared on
 `Selector` (engine/selection/selectors.py); the loop never looks at its name.
 
+Kept as one module: the loop is meant to be read top to bottom in one file (nanoGPT style); what
+it calls lives beside it (sampler, monitoring, batchnorm, samples, selection).
+
 Counting follows the paper: one "epoch" is N/b training steps whatever the selector, so curves of
 selective and uniform runs line up step for step; the exact work is kept in `Counters`
 (samples forwarded = scoring forwards + selector refreshes + training forwards; samples
@@ -35,7 +38,7 @@ import torch.nn.functional as F
 
 from engine.batchnorm import PoolStatistics
 from engine.config import TrainConfig
-from engine.data import DatasetBundle, load_dataset
+from engine.data import DatasetBundle, flip_labels, load_dataset
 from engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
     RunStarted, StopTraining,
@@ -43,6 +46,7 @@ from engine.events import (
 from engine.models import create_model, default_model_for
 from engine.monitoring import Monitor, StepClock, StepRecord, evaluate, histogram_edges
 from engine.regimes import drop_steps, lr_at
+from engine.samples import SampleTracker
 from engine.sampler import PassSampler
 from engine.selection import Selector, make_selector
 
@@ -142,6 +146,8 @@ class _Run:
     warmup_steps: int
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
+    flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
+    samples: SampleTracker  # per-sample counts and scores behind SampleSnapshot (engine/samples.py)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
     forwarded: int = 0
@@ -203,6 +209,10 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
     # The split seed is fixed so that runs with different seeds validate on the same hold-out.
     data = load_dataset(config.dataset, config.data_dir, download=config.download, seed=0,
                         val_fraction=config.val_fraction, train_subset=config.train_subset)
+    # label noise: the training split only, from its own seeded stream (the run's random streams
+    # and the validation/test splits are as without noise)
+    data.train.labels, flipped = flip_labels(data.train.labels, config.label_noise, data.num_classes,
+                                             seed=config.seed)
     model_name = default_model_for(data.name) if config.model == "auto" else config.model
     model = create_model(model_name, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     channels_last = config.channels_last and device.type != "mps"
@@ -233,6 +243,9 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None]) -> _Run:
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
+        flipped=flipped,
+        samples=SampleTracker(n_train, every=config.samples_every, k=config.samples_k,
+                              labels=data.train.labels, flipped=flipped, device=device),
     )
 
 
@@ -245,6 +258,7 @@ def _resume(run: _Run, path: str) -> None:
     run.selector.load_state_dict(state["selector"])
     run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"])
     run.aug_generator.set_state(state["aug_generator"])
+    run.samples.load_state_dict(state.get("samples", {}))
     torch.set_rng_state(state["torch_rng"])
     run.step, run.forwarded, run.backpropagated, run.wall = (
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
@@ -254,8 +268,12 @@ def _resume(run: _Run, path: str) -> None:
 def _announce(run: _Run) -> None:
     """RunStarted (all a page needs to lay out the run) and a one-line summary."""
     config, data, model, step = run.config, run.data, run.model, run.step
+    dataset = data.info()
+    if config.label_noise:
+        dataset["label_noise"] = {"share": config.label_noise, "count": len(run.flipped),
+                                  "seed": config.seed}
     run.emit(RunStarted(
-        config=config.model_dump(), dataset=data.info(),
+        config=config.model_dump(), dataset=dataset,
         model={"name": run.model_name, "parameters": sum(p.numel() for p in model.parameters()),
                "feature_dim": model.feature_dim},
         device=str(run.device), total_steps=run.total_steps, steps_per_epoch=run.steps_per_epoch,
@@ -286,7 +304,10 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
             clock = StepClock(run.device)
             step = _train_step(run)
             monitor.add(step)
+            run.samples.observe(step, step.indices, run.model.head.weight.detach())
             last = run.step == run.total_steps
+            if run.samples.due(run.step, last):
+                run.emit(run.samples.snapshot(run.counters(), scored=step.scored))
             if config.hist_every and (run.step % config.hist_every == 0 or last):
                 # stamp the histograms with the wall time of this step's training work; the time
                 # spent computing them falls in the step's next lap, so it still counts
@@ -350,7 +371,7 @@ def _train_step(run: _Run) -> StepRecord:
     run.forwarded += refreshed + (len(indices) if selector.forwards_candidates else 0) + len(chosen)
     run.backpropagated += len(chosen)
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
-                      logits=logits, loss=loss.detach(), score_time=score_time)
+                      logits=logits, loss=loss.detach(), score_time=score_time, indices=indices)
 
 
 def _validate(run: _Run) -> None:
@@ -373,7 +394,7 @@ def _checkpoint(run: _Run) -> None:
         "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
         "scaler": run.scaler.state_dict(), "selector": run.selector.state_dict(),
         "sampler": run.sampler.state_dict(), "aug_generator": run.aug_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "torch_rng": torch.get_rng_state(), "samples": run.samples.state_dict(),
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations,

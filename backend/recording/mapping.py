@@ -11,6 +11,7 @@ What each event becomes:
 - RunStarted → the histogram edges of every population, total_steps, run_info (dataset facts
   with class_names, model, device, steps per epoch, the step resumed from). No log line: the
   engine logs its own "started ..." / "resumed at step ..." line;
+- SampleSnapshot → a sample snapshot row (the store also updates the samples it names in place);
 - LogMessage → a log line (an unknown level is logged as info);
 - CheckpointSaved → checkpoint_path/step and a log line;
 - RunFinished → the summary and the final progress; RunFailed → error and traceback. No log line
@@ -30,6 +31,7 @@ from backend.store.entities import (
     MetricPoint,
     Position,
     RunBatch,
+    SamplePoint,
     SelectionPoint,
 )
 from engine.events import (
@@ -44,6 +46,7 @@ from engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    SampleSnapshot,
     StepMetrics,
 )
 
@@ -85,6 +88,10 @@ def to_batch(events: Sequence[Event], best: float | None = None) -> tuple[RunBat
                                        selected_counts=list(e.selected_counts),
                                        misclassified_share=e.selected_misclassified))
             rows.append(MetricPoint("selection/misclassified_share", e.selected_misclassified, at))
+        elif isinstance(e, SampleSnapshot):
+            rows.append(SamplePoint(at=_position(e.counters), scored=e.scored, lowest=dict(e.lowest),
+                                    selected=dict(e.selected), suspects=dict(e.suspects),
+                                    flipped=list(e.flipped)))
         elif isinstance(e, Evaluation):
             at = _position(e.counters)
             rows += [MetricPoint(f"{e.split}/loss", e.loss, at), MetricPoint(f"{e.split}/accuracy", e.accuracy, at)]

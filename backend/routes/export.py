@@ -8,6 +8,14 @@ tidy table, one row per value, so spreadsheets and dataframes read it directly:
     histogram  candidates            100 ... 17      3      0.1   0.2
     quantile   candidates/p25        100 ... 0.41
     selection  selected              100 ... 9       7                   7
+    sample     selected                  ... 12      4711                3
+    lowest     mms                   100 ... 0.012   4711                3
+
+json also holds `samples`: every sample snapshot (`snapshots`, as stored: the k lowest-margin samples
+and the selection counts since the previous one) and every per-sample record (`records`). In csv
+and parquet, each per-sample record gives `sample` rows (key selected, misclassified, flipped and,
+for suspects, suspect_score; index = the dataset index, label = its class) and each snapshot's
+lowest-margin samples `lowest` rows (key mms, at the snapshot's step).
 
 Export is complete (no downsampling): every scalar, histogram and selection row of the run up to
 its `last_seq` when the request came. It is streamed, never built in memory: rows are written as
@@ -121,12 +129,18 @@ def json_pieces(store: AbstractStore, run: Run) -> Iterator[str]:
             ("misclassified_share", lambda r: r.misclassified_share),
             ("class_names", run.class_names)])
 
+    def samples() -> Iterator[str]:
+        return _json_columns([
+            ("snapshots", lambda: _json_list(store.iter_sample_snapshots(run.id, until_seq=until))),
+            ("records", lambda: _json_list(vars(r) for r in store.iter_sample_records(run.id)))])
+
     edges = store.get_edges(run.id)
     return _json_columns([
         ("run", lambda: iter([_dump(run_json(run))])),
         ("scalars", scalars),
         ("histograms", lambda: _json_columns([(pop, histograms(pop, e)) for pop, e in edges.items()])),
-        ("selection", selection)])
+        ("selection", selection),
+        ("samples", samples)])
 
 
 def tidy_rows(store: AbstractStore, run: Run) -> Iterator[dict[str, Any]]:
@@ -149,6 +163,27 @@ def tidy_rows(store: AbstractStore, run: Run) -> Iterator[dict[str, Any]]:
             for c, count in enumerate(counts):
                 yield {**empty, "kind": "selection", "key": pop, "step": sel.step, "value": count,
                        "index": c, "label": names[c] if c < len(names) else str(c)}
+    yield from _sample_rows(store, run, empty)
+
+
+def _sample_rows(store: AbstractStore, run: Run, empty: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Tidy rows of the run's samples: its per-sample records, then each snapshot's lowest."""
+    names = run.class_names
+
+    def name(label: int | None) -> str | None:
+        return None if label is None else (names[label] if 0 <= label < len(names) else str(label))
+    for r in store.iter_sample_records(run.id):
+        values = {"selected": r.selected, "misclassified": r.misclassified, "flipped": int(r.flipped)}
+        if r.suspect_score is not None:
+            values["suspect_score"] = r.suspect_score
+        for key, value in values.items():
+            yield {**empty, "kind": "sample", "key": key, "value": value, "index": r.index,
+                   "label": name(r.label)}
+    for snap in store.iter_sample_snapshots(run.id, until_seq=run.last_seq):
+        lowest = snap["lowest"]
+        for index, label, mms in zip(lowest["index"], lowest["label"], lowest["mms"]):
+            yield {**empty, "kind": "lowest", "key": "mms", "step": snap["step"],
+                   "epoch": snap["epoch"], "value": mms, "index": index, "label": name(label)}
 
 
 def csv_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:

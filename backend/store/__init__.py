@@ -27,6 +27,10 @@ from backend.store.entities import (
     RunBatch,
     RunStatus,
     RunUpdate,
+    SampleHistory,
+    SamplePoint,
+    SampleRecord,
+    SampleSnapshotRow,
     ScalarRow,
     SelectionPoint,
     SelectionRow,
@@ -59,7 +63,7 @@ def open_store(settings: Settings, *, verify: bool = True, check_pages: bool = F
 __all__ = [
     "ACTIVE_STATUSES", "LOG_LEVELS", "MAX_INT32", "RUN_SORT_KEYS", "TEXT_LIMITS", "X_AXES", "AbstractStore", "Changes", "Conflict",
     "HistogramPoint", "HistogramRow", "HistogramSeries", "InvalidArgument", "LogEntry", "LogLine",
-    "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "ScalarRow",
+    "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "SampleHistory", "SamplePoint", "SampleRecord", "SampleSnapshotRow", "ScalarRow",
     "SchemaOutOfDate", "SelectionPoint", "SelectionRow", "SelectionSeries", "Series", "StoreError",
     "TargetReached", "open_store",
 ]

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
+from backend.store.abstract_samples import AbstractSamplesStore
 from backend.store.entities import (
     Changes,
     HistogramRow,
@@ -37,7 +38,9 @@ RUN_SORT_KEYS = ("id", "name", "status", "created_at", "started_at", "finished_a
                  "model", "selector", "candidates", "batch_size", "step")
 
 
-class AbstractStore(ABC):
+class AbstractStore(AbstractSamplesStore, ABC):
+    """Runs and their rows; the samples reads are declared in abstract_samples.py."""
+
     # ------------------------------------------------------------------ runs
 
     @abstractmethod

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -272,6 +273,63 @@ class SqlRunLog(Base):
     def to_entity(self) -> ent.LogLine:
         return ent.LogLine(seq=self.seq, time=self.time, level=self.level, message=self.message,
                            step=self.step)
+
+
+class SqlSampleSnapshot(Base):
+    """One sample snapshot: the k lowest-margin samples of its step, and the selection counts
+    since the previous snapshot (columnar JSON, so a snapshot is one row whatever k is)."""
+
+    __tablename__ = "sample_snapshots"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    run_id: Mapped[int] = mapped_column(_run_fk(), nullable=False)
+    seq: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    step: Mapped[int] = mapped_column(Integer, nullable=False)
+    epoch: Mapped[float] = mapped_column(Float, nullable=False)
+    scored: Mapped[str] = mapped_column(String(16), nullable=False)
+    lowest: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+    selected: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False)
+
+    __table_args__ = (
+        Index("ix_sample_snapshots_run_id_step", "run_id", "step"),
+        Index("ix_sample_snapshots_run_id_seq", "run_id", "seq", unique=True),
+    )
+
+    def to_entity(self) -> ent.SampleSnapshotRow:
+        return ent.SampleSnapshotRow(seq=self.seq, step=self.step, epoch=self.epoch, scored=self.scored,
+                                     lowest=dict(self.lowest))
+
+
+class SqlRunSample(Base):
+    """One training sample of a run, updated in place by every snapshot that names it (at most one
+    row per sample of the training split, whatever the run's length)."""
+
+    __tablename__ = "run_samples"
+
+    run_id: Mapped[int] = mapped_column(_run_fk(), primary_key=True)
+    sample: Mapped[int] = mapped_column(Integer, primary_key=True)  # dataset index (training split)
+    label: Mapped[int | None] = mapped_column(Integer)
+    flipped: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False)
+    selected: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    misclassified: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    last_mms: Mapped[float | None] = mapped_column(Float)
+    last_prediction: Mapped[int | None] = mapped_column(Integer)
+    last_step: Mapped[int | None] = mapped_column(Integer)
+    observed: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    mean_mms: Mapped[float | None] = mapped_column(Float)
+    suspect_score: Mapped[float | None] = mapped_column(Float)
+
+    __table_args__ = (
+        Index("ix_run_samples_run_id_selected", "run_id", "selected"),
+        Index("ix_run_samples_run_id_suspect_score", "run_id", "suspect_score"),
+    )
+
+    def to_entity(self) -> ent.SampleRecord:
+        return ent.SampleRecord(
+            index=self.sample, label=self.label, flipped=bool(self.flipped), selected=self.selected or 0,
+            misclassified=self.misclassified or 0, last_mms=self.last_mms,
+            last_prediction=self.last_prediction, last_step=self.last_step,
+            observed=self.observed or 0, mean_mms=self.mean_mms, suspect_score=self.suspect_score)
 
 
 DATA_TABLES = (SqlMetric, SqlHistogram, SqlClassSelection, SqlRunLog)

@@ -187,6 +187,44 @@ class Changes:
 
 
 @dataclass
+class SampleRecord:
+    """What the store knows of one training sample of a run (kept in place: one row per sample)."""
+
+    index: int  # dataset index in the run's training split
+    label: int | None  # the label the run trained on (flipped when `flipped`)
+    flipped: bool  # label_noise flipped this sample's label
+    selected: int  # times selected for training
+    misclassified: int  # of those, times the model's prediction differed from the label
+    last_mms: float | None  # margin and prediction at the latest scoring the store heard of
+    last_prediction: int | None
+    last_step: int | None
+    observed: int  # times scored (from the latest suspects list; 0 when not a suspect)
+    mean_mms: float | None
+    suspect_score: float | None  # set while the sample is in the run's current suspects list
+
+
+@dataclass
+class SampleSnapshotRow:
+    """One stored SampleSnapshot: its k lowest-margin samples (columns index/label/prediction/mms)."""
+
+    seq: int
+    step: int
+    epoch: float
+    scored: str  # candidates | batch
+    lowest: dict[str, list[Any]]
+
+
+@dataclass
+class SampleHistory:
+    """One sample over a run: (step, mms, prediction) wherever a snapshot saw it, and when it was
+    selected (count per snapshot interval, at the snapshot's step)."""
+
+    record: SampleRecord | None  # None: no snapshot mentions it
+    history: list[dict[str, Any]]
+    selected: list[dict[str, int]]
+
+
+@dataclass
 class TargetReached:
     """When a run first reached a value of a metric (for compare's time-to-target table)."""
 
@@ -252,6 +290,19 @@ class SelectionPoint:
 
 
 @dataclass(slots=True)
+class SamplePoint:
+    """One sample snapshot (the engine's SampleSnapshot columns): a snapshot row, and in-place
+    updates of the samples it names (selection counts, latest margins, suspects, flipped flags)."""
+
+    at: Position
+    scored: str  # candidates | batch
+    lowest: dict[str, list[Any]]  # index, label, prediction, mms
+    selected: dict[str, list[Any]]  # index, label, count, misclassified, mms, prediction
+    suspects: dict[str, list[Any]]  # index, label, prediction, score, mean_mms, observed
+    flipped: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
 class LogEntry:
     level: str  # one of LOG_LEVELS
     message: str
@@ -284,7 +335,8 @@ class RunUpdate:
 class RunBatch:
     """One transaction's worth of a run's data (MLflow's `log_batch` argument, for our rows)."""
 
-    rows: list[MetricPoint | HistogramPoint | SelectionPoint | LogEntry] = field(default_factory=list)
+    rows: list[MetricPoint | HistogramPoint | SelectionPoint | SamplePoint | LogEntry] = field(
+        default_factory=list)
     edges: dict[str, list[float]] = field(default_factory=dict)  # population → bin edges (kept once)
     update: RunUpdate = field(default_factory=RunUpdate)
 

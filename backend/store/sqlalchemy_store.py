@@ -51,11 +51,14 @@ from backend.store.dbmodels import (
     SqlMetric,
     SqlRun,
     SqlRunLog,
+    SqlRunSample,
     SqlRunTag,
+    SqlSampleSnapshot,
     utcnow,
 )
 from backend.store.downsample import downsample_indices, thin_indices
 from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
+from backend.store.samples_store import SqlSamplesStore, apply_samples, snapshot_values, truncate_samples
 
 _STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
@@ -126,7 +129,7 @@ def _finite(value: float | None) -> float | None:
     return value if math.isfinite(value) else None
 
 
-class SqlAlchemyStore(AbstractStore):
+class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
     def __init__(self, db_url: str, *, data_dir: str | Path, verify: bool = True,
                  check_pages: bool = False, **engine_kwargs: Any) -> None:
         self.db_url = db_url
@@ -298,7 +301,7 @@ class SqlAlchemyStore(AbstractStore):
             if run.status == ent.RunStatus.RUNNING:
                 raise Conflict(f"run {run_id} is running; cancel it first")
             for table in (SqlMetric, SqlLatestMetric, SqlHistogram, SqlHistogramEdges,
-                          SqlClassSelection, SqlRunLog, SqlRunTag):
+                          SqlClassSelection, SqlSampleSnapshot, SqlRunSample, SqlRunLog, SqlRunTag):
                 s.execute(delete(table).where(table.run_id == run_id))
             s.execute(delete(SqlRun).where(SqlRun.id == run_id))
         shutil.rmtree(self.run_dir(run_id), ignore_errors=True)
@@ -419,6 +422,7 @@ class SqlAlchemyStore(AbstractStore):
                     if pop not in have:
                         s.add(SqlHistogramEdges(run_id=run_id, population=pop,
                                                 edges=[float(x) for x in edges]))
+            apply_samples(s, run_id, [r for r in batch.rows if isinstance(r, ent.SamplePoint)])
             update = batch.update
             self._upsert_latest(s, run_id, per_table.get(SqlMetric, []), update.progress,
                                 first + len(batch.rows) - 1)
@@ -465,6 +469,7 @@ class SqlAlchemyStore(AbstractStore):
             for table in (SqlMetric, SqlHistogram, SqlClassSelection):
                 res = s.execute(delete(table).where(table.run_id == run_id, table.step > step))
                 deleted += int(res.rowcount or 0)  # type: ignore[attr-defined]
+            deleted += truncate_samples(s, run_id, step)
             # rebuild latest values from what remains
             s.execute(delete(SqlLatestMetric).where(SqlLatestMetric.run_id == run_id))
             keys = list(s.execute(select(SqlMetric.key).where(SqlMetric.run_id == run_id).distinct())
@@ -734,6 +739,8 @@ def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
             "candidate_counts": [int(x) for x in row.candidate_counts],
             "selected_counts": [int(x) for x in row.selected_counts],
             "misclassified_share": _finite(row.misclassified_share)}
+    if isinstance(row, ent.SamplePoint):
+        return SqlSampleSnapshot, snapshot_values(row)
     if isinstance(row, ent.LogEntry):
         return SqlRunLog, {"time": now, "level": _check_level(row.level), "message": _reported_text(row.message),
                            "step": row.step}

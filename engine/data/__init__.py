@@ -30,14 +30,18 @@ ops and the caller's generator so that runs are reproducible):
 - ``"crop-flip"``: the same, then a horizontal flip with probability 1/2 (the standard CIFAR recipe
   with ``aug_pad=4``).
 
+Label noise (``flip_labels``, engine/data/noise.py): the loop flips a seeded share of the training
+labels when the config asks for it (``label_noise``); validation and test stay clean.
+
 Padding is black (0 before normalisation), as in torchvision's ``RandomCrop(32, padding=4)``.
 Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file layouts.
 """
 
+from engine.data.noise import MAX_LABEL_NOISE, flip_labels
 from engine.data.sources import IMAGEFOLDER_PREFIX, DatasetUnavailable, list_datasets, load_dataset
 from engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip
 
 __all__ = [
-    "AUGMENTATIONS", "IMAGEFOLDER_PREFIX", "DatasetBundle", "DatasetUnavailable", "Split",
-    "list_datasets", "load_dataset", "random_crop_flip",
+    "AUGMENTATIONS", "IMAGEFOLDER_PREFIX", "MAX_LABEL_NOISE", "DatasetBundle", "DatasetUnavailable",
+    "Split", "flip_labels", "list_datasets", "load_dataset", "random_crop_flip",
 ]
