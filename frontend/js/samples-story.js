@@ -91,8 +91,8 @@ function showStory(names, s) {
   $("#story-facts", dialog).replaceChildren(...facts);
   $("#story-img", dialog).alt = altText(names, { ...s, prediction: last?.prediction });
   $("#story-note", dialog).textContent = hist.length
-    ? `Top: its minimal margin score each time it was among the lowest-margin candidates (lower = closer to flipping). Middle: what the model predicted (red = not the label ${label}). Bottom: how often it was selected.`
-    : "This sample has not been among the logged lowest-margin candidates yet; only its selections are shown.";
+    ? `At each logged snapshot that names it (among the lowest-margin samples, or selected since the previous one). Top: its minimal margin score (lower = closer to flipping). Middle: what the model predicted (red = not its label ${label}). Bottom: how often it was selected in the steps up to that snapshot.`
+    : "No logged snapshot names this sample yet: it has not been among the lowest-margin samples nor selected.";
   drawStory(names, s);
 }
 
@@ -119,7 +119,7 @@ function drawStory(names, s) {
     {
       type: "bar", x: sel.map((r) => r.step), y: sel.map((r) => r.count), name: "selected",
       marker: { color: muted }, xaxis: "x", yaxis: "y3",
-      hovertemplate: "by step %{x}: selected %{y}×<extra></extra>",
+      hovertemplate: "selected %{y}× in the steps up to %{x}<extra></extra>",
     },
   ];
   const maxCount = Math.max(1, ...sel.map((r) => r.count));

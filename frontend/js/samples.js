@@ -32,6 +32,7 @@ const st = {
   steps: [], // logged steps that have a snapshot
   at: null, // the step the slider shows; null = follow the newest
   step: null, // the step of the items shown
+  scored: null, // "candidates", or "batch" for a selector that scores only what it trains on
   items: [],
   names: [], // the run's class names
   shown: FIRST_SHOWN,
@@ -66,6 +67,7 @@ async function load() {
   setSteps(res.steps);
   st.items = res.items || [];
   st.step = res.step ?? null;
+  st.scored = res.scored ?? st.scored;
   learnNames(st.items);
   render();
 }
@@ -130,6 +132,7 @@ function onLive(ev) {
     learnNames(msg.items);
     st.items = st.cls === "" ? msg.items : msg.items.filter((it) => String(it.label) === st.cls);
     st.step = msg.step ?? st.steps[st.steps.length - 1] ?? null;
+    st.scored = msg.scored ?? st.scored;
     st.loaded = true;
     st.error = null;
     render();
@@ -199,7 +202,8 @@ function render() {
   }
   const where = st.view === "lowest" && st.step !== null ? ` at step ${st.step}` : "";
   const cls = st.cls === "" ? "" : ` · class ${className(st.names, Number(st.cls))}`;
-  $("#samples-caption").textContent = st.loaded && items.length ? `${items.length} ${VIEW_TEXT[st.view]}${where}${cls}` : "";
+  const batch = st.view === "lowest" && st.scored === "batch" ? " (this selector scores only the batch it trains on)" : "";
+  $("#samples-caption").textContent = st.loaded && items.length ? `${items.length} ${VIEW_TEXT[st.view]}${where}${cls}${batch}` : "";
 
   const grid = $("#samples-grid");
   const focused = document.activeElement?.closest?.(".sample-tile")?.dataset.index;

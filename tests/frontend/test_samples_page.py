@@ -24,18 +24,27 @@ SAMPLED = {"dataset": "digits", "candidates": 64, "batch_size": 16, "hist_every"
 
 
 @pytest.fixture(scope="module")
-def long_run(server: Server) -> Iterator[int]:
-    """A run long enough to be watched mid-training (the first test cancels it once it has seen
-    the gallery change; any later test stops it first)."""
-    run = server.launch("samples-live", **{**SAMPLED, "steps": 50_000})
-    yield run["id"]
-    stop(server, run["id"])
+def runs(server: Server) -> Iterator[tuple[int, int]]:
+    """Two runs on the same data, launched together: one long enough to be watched mid-training
+    (the first test cancels it once it has seen the gallery change; any later test stops it
+    first), and a short uniform one for the compare page."""
+    long = server.launch("samples-live", **{**SAMPLED, "steps": 50_000})
+    short = server.launch("samples-uniform", **{**SAMPLED, "selector": "uniform", "steps": 60})
+    yield long["id"], short["id"]
+    for run in (long, short):
+        stop(server, run["id"])
+
+
+@pytest.fixture()
+def long_run(runs: tuple[int, int]) -> int:
+    return runs[0]
 
 
 def stop(server: Server, run_id: int) -> dict[str, Any]:
+    """The run, cancelled unless it has already ended."""
     if server.api("GET", f"/api/runs/{run_id}")["status"] not in TERMINAL:
         server.api("POST", f"/api/runs/{run_id}/cancel")
-    return server.wait_status(run_id, TERMINAL)
+    return server.wait_status(run_id, TERMINAL, timeout=300)
 
 
 def gallery(page: Any) -> dict[str, Any]:
@@ -151,13 +160,13 @@ def test_phone_width_reflows_without_overflow(server: Server, long_run: int, bro
     assert not errors, errors
 
 
-def test_compare_shows_the_overlap_of_two_hardest_sets(server: Server, long_run: int, page: Any) -> None:
+def test_compare_shows_the_overlap_of_two_hardest_sets(server: Server, runs: tuple[int, int], page: Any) -> None:
+    long_run, other = runs
     stop(server, long_run)
-    other = server.launch("samples-uniform", **{**SAMPLED, "selector": "uniform", "steps": 120})
-    server.wait_status(other["id"], {"finished"})
-    page.goto(f"{server.url}/compare?runs={long_run},{other['id']}")
+    server.wait_status(other, {"finished"}, timeout=300)
+    page.goto(f"{server.url}/compare?runs={long_run},{other}")
     page.wait_for_function("document.getElementById('samples-overlap').dataset.state === 'ready'")
-    api = server.api("GET", "/api/compare/samples", params={"runs": f"{long_run},{other['id']}", "k": 100})
+    api = server.api("GET", "/api/compare/samples", params={"runs": f"{long_run},{other}", "k": 100})
     assert page.locator("[data-testid='overlap-count']").inner_text() == f"{api['count']:,}"
     only_a = page.locator("#overlap-grid-a .sample-tile").count()
     assert only_a == min(24, len(api["only"][str(long_run)]))
