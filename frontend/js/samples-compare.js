@@ -1,6 +1,6 @@
 // samples-compare.js — the compare page's "Hardest samples: overlap" block: for two runs on the same
 // data, the share of their hardest sets they have in common and the images in one but not the other
-// (GET /api/compare/samples?runs=A,B&k=). The runs are the page's (its address's `runs`); the first
+// (GET /api/compare/samples?runs=A,B&k=; a run's hardest set = the k samples it selected most often). The runs are the page's (its address's `runs`); the first
 // two are compared until the user picks others. compare.js rewrites the address as the user adds or
 // removes runs, so this block watches it.
 
@@ -87,7 +87,8 @@ function render() {
   $("#overlap-summary").replaceChildren(
     h("span", {}, h("b", { "data-testid": "overlap-share" }, fmtPct(res.overlap, 0)), " of the hardest sets in common"),
     h("span", {}, h("b", { "data-testid": "overlap-count" }, fmtNum(res.count)), ` samples among the ${res.k} hardest of both runs`),
-    h("span", { class: "muted" }, `${onlyA.length} only in #${res.a}, ${onlyB.length} only in #${res.b}`));
+    h("span", { class: "muted" }, `${onlyA.length} only in #${res.a}, ${onlyB.length} only in #${res.b}`),
+    h("span", { class: "muted small" }, "a run's hardest set: the samples its selector chose most often"));
   drawSide("a", res.a, onlyA);
   drawSide("b", res.b, onlyB);
 }

@@ -166,7 +166,7 @@ function fillClasses() {
 function emptyText() {
   const every = st.run?.config?.samples_every;
   if (st.error) return ["Could not load the samples", st.error];
-  if (every === 0) return ["Samples tracking is off for this run", "Launch a run with “samples every” above 0 to see the samples behind its margins."];
+  if (every === 0) return ["Samples tracking is off for this run", "Launch a run with samples_every above 0 to see the samples behind its margins."];
   if (!st.steps.length) {
     if (st.run && !isActive(st.run.status)) return ["No samples were logged", "This run ended before its first samples snapshot."];
     return ["Waiting for the first snapshot…", every ? `The engine logs the hardest samples every ${every} steps.` : "The hardest samples appear once the run has logged a snapshot."];
@@ -190,7 +190,8 @@ function render() {
 
   const items = st.items;
   const empty = st.loaded && !items.length;
-  section.dataset.state = !st.loaded ? "loading" : st.error ? "error" : empty ? (n ? "none" : "waiting") : "ready";
+  const off = st.run?.config?.samples_every === 0 && !n;
+  section.dataset.state = !st.loaded ? "loading" : st.error ? "error" : off ? "off" : empty ? (n ? "none" : "waiting") : "ready";
   section.dataset.step = st.step ?? "";
   section.dataset.count = String(items.length);
   section.dataset.live = String(st.live);
