@@ -133,6 +133,7 @@ function drawLog() {
 // ---------------------------------------------------------------- messages, REST and actions
 
 function onMessage(msg) {
+  if (msg.type === "samples") { document.dispatchEvent(new CustomEvent("marginscope:samples", { detail: msg })); return; } // js/samples.js
   Object.assign(dirty, applyMessage(S, msg));
   if (msg.type === "delta" && msg.histograms.length && !S.edges.length) ensureEdges();
   schedule();
