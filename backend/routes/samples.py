@@ -235,8 +235,11 @@ def get_suspects(run_id: int, store: StoreDep, limit: Annotated[int, Query(ge=1,
     return SuspectsPublic(rule=SUSPECT_RULE, step=steps[-1] if steps else None, items=items)
 
 
+TWO_RUN_IDS = "^ *[0-9]+ *, *[0-9]+ *$"
+
+
 @router.get("/api/compare/samples", response_model=CompareSamplesPublic, responses=errors(404))
-def compare_samples(store: StoreDep, runs: Annotated[str, Query(description="Two run ids: A,B")],
+def compare_samples(store: StoreDep, runs: Annotated[str, Query(pattern=TWO_RUN_IDS, description="Two different run ids: A,B")],
                     k: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100) -> CompareSamplesPublic:
     """How much two runs' hardest sets overlap. A run's hardest set is the k samples it selected
     most often (what its selector judged hardest); the answer lists the samples in one set only."""
