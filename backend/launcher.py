@@ -28,6 +28,12 @@ group id equals its pid, so signals go to the whole group. Output goes to
 marks a running run whose process is gone (or, on another host, whose heartbeat is stale) as
 `crashed` and re-attaches to workers that are still alive.
 
+A remote run (`executor` "remote": it trains elsewhere and reports over the ingest API, whatever
+host and pid it names, this one included) is never a worker of ours: it is watched by its
+heartbeat alone, from the later of its last beat and this launcher's start (a dashboard that was
+down cannot blame the run for the beats it could not receive), it takes no place under
+`max_concurrent_runs`, and a cancel sets its stop request, which the run reads in its next answer.
+
 Lifecycle calls from the API (cancel, resume, delete) take the same lock as the scheduler, so a
 queued run cannot be started and cancelled at the same time.
 
@@ -172,10 +178,12 @@ class Launcher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._since = datetime.now(UTC)  # a remote run's heartbeat counts from here at the latest
 
     # ------------------------------------------------------------------ lifecycle of the launcher
 
     def start(self) -> None:
+        self._since = datetime.now(UTC)
         self.reconcile()
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="marginscope-launcher", daemon=True)
@@ -229,7 +237,7 @@ class Launcher:
             for run in self._running_runs():
                 if run.id in self._workers:
                     continue
-                if run.host == HOST and run.pid:
+                if run.executor is None and run.host == HOST and run.pid:
                     if pid_alive(run.pid, expect=worker_marker(run.id)):
                         self._workers[run.id] = _Worker(run.id, run.pid)
                         done["reattached"].append(run.id)
@@ -265,7 +273,10 @@ class Launcher:
         return run.heartbeat_at or run.started_at or run.status_changed_at
 
     def _stale(self, run: Run) -> bool:
-        return (datetime.now(UTC) - self._last_beat(run)).total_seconds() > self.settings.stale_after
+        last = self._last_beat(run)
+        if run.executor is not None:
+            last = max(last, self._since)
+        return (datetime.now(UTC) - last).total_seconds() > self.settings.stale_after
 
     def _crash(self, run: Run, reason: str) -> None:
         """Record `crashed`; a StoreError (the store cannot be written) goes to the caller, who
@@ -329,7 +340,8 @@ class Launcher:
         """Our worker found its run started by another process: supervise that one instead — as
         a worker of ours when it is one on this host, else by its heartbeat (a benchmark or a
         script records runs in its own process)."""
-        if run.host == HOST and run.pid and pid_alive(run.pid, expect=worker_marker(run.id)):
+        if run.executor is None and run.host == HOST and run.pid and \
+                pid_alive(run.pid, expect=worker_marker(run.id)):
             self._workers[run.id] = _Worker(run.id, run.pid)
         else:
             self._remote.add(run.id)
@@ -375,6 +387,7 @@ class Launcher:
 
     def _schedule(self) -> None:
         running, _ = self.store.list_runs(status=RunStatus.RUNNING.value, limit=MAX_LISTED)
+        running = [run for run in running if run.executor is None]  # remote runs use no place here
         # a worker of ours whose run is not running yet is starting it: it takes a place too
         starting = set(self._workers) - {run.id for run in running}
         free = self.settings.max_concurrent_runs - len(running) - len(starting)
@@ -446,6 +459,8 @@ class Launcher:
             if run.status != RunStatus.RUNNING:
                 raise Conflict(f"run {run_id} is already {run.status}; only queued or running runs "
                                "can be cancelled")
+            if run.executor is not None:  # nothing of ours to signal: the run reads it when it reports
+                return self.store.request_stop(run_id)
             worker = self._workers.get(run_id)
             # only a process whose command line is this run's worker: a recycled pid must never
             # receive the signal (it goes to the whole process group)
@@ -464,6 +479,12 @@ class Launcher:
                 _signal_group(worker.pid, signal.SIGTERM)
             self._wake.set()
             return self.store.get_run(run_id)
+
+    def watch(self, run_id: int) -> None:
+        """Watch a run that trains elsewhere (it reports over the ingest API) by its heartbeat."""
+        with self._lock:
+            if run_id not in self._workers:
+                self._remote.add(run_id)
 
     def wait_stopped(self, run_id: int, timeout: float) -> Run:
         """Supervise only `run_id`'s worker (reap, escalate) until it exits or `timeout` passes;

@@ -27,7 +27,7 @@ from backend import security
 from backend.launcher import Launcher
 from backend.limits import BodySizeLimit, validation_detail
 from backend.live import LiveHub
-from backend.routes import compare, export, live, metrics, options, pages, runs, session
+from backend.routes import compare, export, ingest, live, metrics, options, pages, runs, session
 from backend.settings import Settings, get_settings
 from backend.store import (
     Conflict,
@@ -71,7 +71,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
                   description="Selective sampling by Minimal Margin Score: launch, watch and compare "
                               "training runs. The contract is docs/api.md.")
     for router in (runs.router, metrics.router, export.router, compare.router, options.router,
-                   live.router, pages.router):
+                   ingest.router, live.router, pages.router):
         app.include_router(router)
     pages.mount_static(app)
     _add_error_handlers(app)

@@ -96,7 +96,7 @@ class Progress(BaseModel):
 # cursors, the launcher's checkpoint bookkeeping, what the engine reported at start), and step,
 # total_steps and epoch are grouped as `progress`.
 RUN_HIDDEN = ("status_changed_at", "last_seq", "status_seq", "checkpoint_path", "resumed_at_seq",
-              "run_info")
+              "run_info", "ingest_seq")
 
 
 class RunPublic(entity_model(Run, hide=RUN_HIDDEN, group={"progress": Progress})):  # type: ignore[misc]

@@ -101,6 +101,16 @@ class Evaluation(Event):
 
 
 @dataclass(frozen=True)
+class Scalars(Event):
+    """Named scalar values at a position: what a user's own training loop logs (`run.log`); each
+    key becomes a series of its own (at most 100 characters)."""
+
+    kind: ClassVar[str] = "scalars"
+    counters: Counters
+    values: dict[str, float]
+
+
+@dataclass(frozen=True)
 class CheckpointSaved(Event):
     kind: ClassVar[str] = "checkpoint"
     counters: Counters
@@ -142,7 +152,7 @@ QUANTILE_KEYS: tuple[str, ...] = tuple(QUANTILES)
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.kind: cls
     for cls in (RunStarted, StepMetrics, Histogram, ClassSelection, Evaluation, CheckpointSaved,
-                LogMessage, RunFinished, RunFailed)
+                LogMessage, RunFinished, RunFailed, Scalars)
 }
 
 

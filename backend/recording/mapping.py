@@ -11,6 +11,7 @@ What each event becomes:
 - RunStarted → the histogram edges of every population, total_steps, run_info (dataset facts
   with class_names, model, device, steps per epoch, the step resumed from). No log line: the
   engine logs its own "started ..." / "resumed at step ..." line;
+- Scalars (a user's own loop) → one scalar per key, and the run's progress;
 - LogMessage → a log line (an unknown level is logged as info);
 - CheckpointSaved → checkpoint_path/step and a log line;
 - RunFinished → the summary and the final progress; RunFailed → error and traceback. No log line
@@ -44,6 +45,7 @@ from engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
+    Scalars,
     StepMetrics,
 )
 
@@ -100,6 +102,10 @@ def to_batch(events: Sequence[Event], best: float | None = None) -> tuple[RunBat
             update.run_info.update({"dataset": dict(e.dataset), "model": dict(e.model), "device": e.device,
                                     "steps_per_epoch": int(e.steps_per_epoch),
                                     "resumed_from_step": int(e.resumed_from_step)})
+        elif isinstance(e, Scalars):
+            at = _position(e.counters)
+            rows += [MetricPoint(str(key), value, at) for key, value in e.values.items()]
+            _advance(batch, at)
         elif isinstance(e, LogMessage):
             rows.append(LogEntry(e.level if e.level in LOG_LEVELS else "info", e.message, e.step))
         elif isinstance(e, CheckpointSaved):

@@ -66,6 +66,12 @@ def _inside(path: str, root: Path) -> bool:
         return False
 
 
+def check_steps(config: TrainConfig) -> None:
+    """422 for more steps than the store's 32-bit step columns hold."""
+    if config.steps is not None and config.steps > MAX_INT32:
+        raise _config_error("steps", f"at most {MAX_INT32} steps", config.steps)
+
+
 def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
     """The config the worker will run: data_dir forced to the server's; paths must stay inside it.
 
@@ -73,8 +79,7 @@ def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
     more steps than the store's 32-bit step columns hold.
     """
     root = settings.data_dir
-    if config.steps is not None and config.steps > MAX_INT32:  # steps are 32-bit columns
-        raise _config_error("steps", f"at most {MAX_INT32} steps", config.steps)
+    check_steps(config)
     if config.dataset.startswith(IMAGEFOLDER_PREFIX):
         folder = config.dataset[len(IMAGEFOLDER_PREFIX):].strip()
         if not folder or not _inside(folder, root):

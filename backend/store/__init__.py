@@ -40,6 +40,7 @@ from backend.store.exceptions import (
     InvalidArgument,
     RunNotFound,
     SchemaOutOfDate,
+    SeqMismatch,
     StoreError,
 )
 
@@ -60,6 +61,6 @@ __all__ = [
     "ACTIVE_STATUSES", "LOG_LEVELS", "MAX_INT32", "RUN_SORT_KEYS", "TEXT_LIMITS", "X_AXES", "AbstractStore", "Changes", "Conflict",
     "HistogramPoint", "HistogramRow", "HistogramSeries", "InvalidArgument", "LogEntry", "LogLine",
     "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "ScalarRow",
-    "SchemaOutOfDate", "SelectionPoint", "SelectionRow", "SelectionSeries", "Series", "StoreError",
+    "SchemaOutOfDate", "SelectionPoint", "SeqMismatch", "SelectionRow", "SelectionSeries", "Series", "StoreError",
     "TargetReached", "open_store",
 ]

@@ -88,6 +88,20 @@ class AbstractStore(ABC):
         except NUL, which becomes U+FFFD. Raises RunNotFound, InvalidArgument (unknown status)."""
 
     @abstractmethod
+    def start_remote(self, run_id: int | None, *, host: str, pid: int, name: str | None = None,
+                     config: dict[str, Any] | None = None, tags: Sequence[str] = (),
+                     notes: str = "") -> Run:
+        """A run that trains elsewhere and reports over HTTP, marked running (executor "remote",
+        with the trainer's host and pid) in one transaction, so the launcher never spawns a worker
+        for it. `run_id` None: a new run from name/config/tags/notes (as create_run checks them);
+        an id: that queued run is taken over (Conflict unless queued; RunNotFound)."""
+
+    @abstractmethod
+    def request_stop(self, run_id: int) -> Run:
+        """Ask a running remote run to stop: sets `stop_requested` (its heartbeat's answer carries
+        it) and logs the request. Conflict unless it is running and remote; RunNotFound."""
+
+    @abstractmethod
     def heartbeat(self, run_id: int) -> RunStatus:
         """Set heartbeat_at = now (the worker calls it every heartbeat_interval seconds) and return
         the run's status: a worker whose run is no longer `running` stops (someone who could not
@@ -115,8 +129,14 @@ class AbstractStore(ABC):
     # ------------------------------------------------------------------ writing
 
     @abstractmethod
-    def log_batch(self, run_id: int, batch: RunBatch) -> int:
+    def log_batch(self, run_id: int, batch: RunBatch, *, expect_seq: int | None = None,
+                  next_seq: int | None = None) -> int:
         """Persist a batch in one transaction and return the run's last_seq after it.
+
+        `expect_seq`/`next_seq` (the ingest API): the batch holds a remote run's reported events
+        expect_seq..next_seq-1. In the same transaction the run's `ingest_seq` must equal
+        `expect_seq` (else SeqMismatch naming it, nothing written) and becomes `next_seq`, and
+        heartbeat_at is set (a reporting run is alive), so a batch is written at most once.
 
         Every row of `batch.rows` gets the next seq, in order; metric points also become the
         latest value of their key (by step; the last written wins a tie), and so does each counter

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -116,6 +118,14 @@ class SqlRun(Base):
     # client that rows it holds were deleted without parsing log text
     attempt: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
     resumed_at_seq: Mapped[int | None] = mapped_column(BigInteger)
+    # runs that train elsewhere and report over HTTP (migration 0003): `executor` "remote" (None:
+    # a worker of the launcher's), the sequence number the run's next reported event must carry
+    # (the ingest API's idempotency), and a stop asked by the dashboard that the trainer reads in
+    # its heartbeat's answer (a remote process cannot be signalled)
+    executor: Mapped[str | None] = mapped_column(String(16))
+    ingest_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    stop_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
+                                                 server_default=false())
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     run_info: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
@@ -135,7 +145,8 @@ class SqlRun(Base):
             epoch=self.epoch or 0.0, total_steps=self.total_steps, last_seq=self.last_seq or 0,
             status_seq=self.status_seq or 0, checkpoint_path=self.checkpoint_path,
             checkpoint_step=self.checkpoint_step, attempt=self.attempt or 0,
-            resumed_at_seq=self.resumed_at_seq, summary=dict(self.summary or {}),
+            resumed_at_seq=self.resumed_at_seq, executor=self.executor,
+            ingest_seq=self.ingest_seq or 0, stop_requested=bool(self.stop_requested), summary=dict(self.summary or {}),
             run_info=dict(self.run_info or {}), latest=dict(latest or {}),
         )
 

@@ -66,6 +66,9 @@ class Run:
     checkpoint_step: int | None
     attempt: int  # 0 for the first attempt; +1 per resume from a checkpoint
     resumed_at_seq: int | None  # seq of the log line of the latest resume (rows after its step deleted)
+    executor: str | None  # "remote": trains elsewhere and reports over HTTP; None: a local worker
+    ingest_seq: int  # the sequence number the next reported event of a remote run must carry
+    stop_requested: bool  # the dashboard asked a remote run to stop (its heartbeat answer says so)
     summary: dict[str, Any]  # RunFinished.summary, {} until then
     run_info: dict[str, Any]  # from RunStarted: dataset facts (class_names...), model facts, device
 

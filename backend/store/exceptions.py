@@ -32,6 +32,16 @@ class Conflict(StoreError):
     """The action conflicts with the run's state (e.g. deleting a running run)."""
 
 
+class SeqMismatch(Conflict):
+    """An ingest batch does not start where the run's reported events end (`expected`: the
+    sequence number the run expects next). A retried batch is trimmed to what is new before it is
+    written; what still mismatches in the writing transaction is a concurrent writer or a gap."""
+
+    def __init__(self, run_id: int, expected: int, given: int) -> None:
+        super().__init__(f"run {run_id} expects event sequence number {expected}, not {given}")
+        self.run_id, self.expected, self.given = run_id, expected, given
+
+
 class SchemaOutOfDate(StoreError):
     """The database is not at the Alembic head; the message names `marginscope db upgrade`."""
 

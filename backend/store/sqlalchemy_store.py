@@ -55,7 +55,7 @@ from backend.store.dbmodels import (
     utcnow,
 )
 from backend.store.downsample import downsample_indices, thin_indices
-from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, StoreError
+from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, SeqMismatch, StoreError
 
 _STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
@@ -206,6 +206,12 @@ class SqlAlchemyStore(AbstractStore):
 
     def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
                    notes: str = "") -> ent.Run:
+        with self._session(write=True) as s:
+            return self._entity(s, self._insert_run(s, name=name, config=config, tags=tags, notes=notes))
+
+    def _insert_run(self, s: Session, *, name: str | None, config: dict[str, Any],
+                    tags: Sequence[str], notes: str) -> SqlRun:
+        """A new queued run, its text checked, with its "run queued" log line."""
         name = (name or "").strip() or None  # blank → "run-<id>"
         if name:
             check_text("name", name, limit=TEXT_LIMITS["name"])
@@ -216,24 +222,23 @@ class SqlAlchemyStore(AbstractStore):
         for field, text in _config_strings(config):
             check_text(f"config.{field}", text)
         now = utcnow()
-        with self._session(write=True) as s:
-            run = SqlRun(
-                name=name or "", status=ent.RunStatus.QUEUED.value, config=dict(config),
-                dataset=_opt_str(config.get("dataset")), model=_opt_str(config.get("model")),
-                selector=_opt_str(config.get("selector")), candidates=_opt_int(config.get("candidates")),
-                batch_size=_opt_int(config.get("batch_size")), created_at=now, status_changed_at=now,
-                notes=notes or "", step=0, epoch=0.0, last_seq=0, status_seq=0, summary={},
-                run_info={}, tags=[SqlRunTag(tag=t) for t in _clean_tags(tags)],
-            )
-            s.add(run)
-            s.flush()
-            if not name:
-                run.name = f"run-{run.id}"
-            seq = self._take_seqs(s, run.id, 1)
-            run.status_seq = seq
-            s.add(SqlRunLog(run_id=run.id, seq=seq, time=now, level="info", message="run queued"))
-            s.flush()
-            return self._entity(s, run)
+        run = SqlRun(
+            name=name or "", status=ent.RunStatus.QUEUED.value, config=dict(config),
+            dataset=_opt_str(config.get("dataset")), model=_opt_str(config.get("model")),
+            selector=_opt_str(config.get("selector")), candidates=_opt_int(config.get("candidates")),
+            batch_size=_opt_int(config.get("batch_size")), created_at=now, status_changed_at=now,
+            notes=notes or "", step=0, epoch=0.0, last_seq=0, status_seq=0, summary={},
+            run_info={}, tags=[SqlRunTag(tag=t) for t in _clean_tags(tags)],
+        )
+        s.add(run)
+        s.flush()
+        if not name:
+            run.name = f"run-{run.id}"
+        seq = self._take_seqs(s, run.id, 1)
+        run.status_seq = seq
+        s.add(SqlRunLog(run_id=run.id, seq=seq, time=now, level="info", message="run queued"))
+        s.flush()
+        return run
 
     def get_run(self, run_id: int) -> ent.Run:
         with self._session() as s:
@@ -321,7 +326,10 @@ class SqlAlchemyStore(AbstractStore):
             run.status = new.value
             run.status_changed_at = now
             run.status_seq = seq
+            if new in (ent.RunStatus.QUEUED, ent.RunStatus.RUNNING):
+                run.stop_requested = False
             if new == ent.RunStatus.QUEUED:
+                run.executor = None  # whoever starts it next says where it trains
                 run.pid = run.host = None
                 run.finished_at = None
                 run.error = run.traceback = None
@@ -344,6 +352,44 @@ class SqlAlchemyStore(AbstractStore):
             level = "error" if new in (ent.RunStatus.FAILED, ent.RunStatus.CRASHED) else "info"
             s.add(SqlRunLog(run_id=run_id, seq=seq, time=now, level=level, message=text,
                             step=run.step))
+            s.flush()
+            return self._entity(s, run)
+
+    def start_remote(self, run_id: int | None, *, host: str, pid: int, name: str | None = None,
+                     config: dict[str, Any] | None = None, tags: Sequence[str] = (),
+                     notes: str = "") -> ent.Run:
+        pid = _clamp(int(pid), 0, MAX_INT32)
+        with self._session(write=True) as s:
+            if run_id is None:
+                run = self._insert_run(s, name=name, config=dict(config or {}), tags=tags, notes=notes)
+            else:
+                run = self._get(s, run_id, lock=True)
+            seq = self._take_seqs(s, run.id, 1)
+            if run.status != ent.RunStatus.QUEUED.value:
+                raise Conflict(f"run {run.id} is {run.status}; only a queued run can be taken over")
+            now = utcnow()
+            run.status, run.executor, run.stop_requested = ent.RunStatus.RUNNING.value, "remote", False
+            run.pid, run.host = pid, _reported_text(host)
+            run.started_at = run.started_at or now
+            run.finished_at, run.error, run.traceback = None, None, None
+            run.status_changed_at = run.heartbeat_at = now
+            run.status_seq = seq
+            s.add(SqlRunLog(run_id=run.id, seq=seq, time=now, level="info", step=run.step,
+                            message=f"status queued → running (remote: pid {pid} on {run.host})"))
+            s.flush()
+            return self._entity(s, run)
+
+    def request_stop(self, run_id: int) -> ent.Run:
+        with self._session(write=True) as s:
+            seq = self._take_seqs(s, run_id, 1)
+            run = self._get(s, run_id)
+            if run.status != ent.RunStatus.RUNNING.value or run.executor != "remote":
+                raise Conflict(f"run {run_id} is {run.status}"
+                               f"{'' if run.executor == 'remote' else ' and trains here'}: only a "
+                               "running remote run is asked to stop")
+            run.stop_requested = True
+            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level="info", step=run.step,
+                            message=f"cancel requested: {run.host} stops the run at its next report"))
             s.flush()
             return self._entity(s, run)
 
@@ -397,13 +443,20 @@ class SqlAlchemyStore(AbstractStore):
 
     # ------------------------------------------------------------------ writing
 
-    def log_batch(self, run_id: int, batch: ent.RunBatch) -> int:
-        if batch.empty:
+    def log_batch(self, run_id: int, batch: ent.RunBatch, *, expect_seq: int | None = None,
+                  next_seq: int | None = None) -> int:
+        ingest = expect_seq is not None
+        if batch.empty and not ingest:
             return self.last_seq(run_id)
         with self._session(write=True) as s:
             first = self._take_seqs(s, run_id, max(len(batch.rows), 1))
             run = self._get(s, run_id)
             now = utcnow()
+            if ingest:  # the run row is locked (by _take_seqs) until commit
+                if (run.ingest_seq or 0) != expect_seq:
+                    raise SeqMismatch(run_id, int(run.ingest_seq or 0), int(expect_seq))
+                run.ingest_seq = int(next_seq if next_seq is not None else expect_seq)
+                run.heartbeat_at = now
             per_table: dict[Any, list[dict[str, Any]]] = {}
             for i, row in enumerate(batch.rows):
                 table, values = _row_values(row, now)

@@ -1,0 +1,102 @@
+"""The local copy of a remote run's events: written before anything is sent.
+
+One folder per run (under the spool directory, `~/.marginscope/spool` unless told otherwise):
+
+    run.json       where the run reports: server, run id (null until the dashboard created it),
+                   the body that creates it, the sequence number of its first event
+    events.jsonl   every event, one line each: {"seq": n, "event": Event.to_dict()}
+    acked.json     {"next_seq": n}: the dashboard holds every event before n
+
+The events file is appended (and handed to the operating system) before an event is queued for
+sending, so a dashboard that is down, restarts or is unreachable loses nothing: the reporter
+resends from the file, and `marginscope sync DIR` uploads a run whose trainer is gone. A line
+cut short by a crash is the only one that can be damaged; it is skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SPOOL = Path("~/.marginscope/spool")
+RUN_FILE, EVENTS_FILE, ACKED_FILE = "run.json", "events.jsonl", "acked.json"
+
+
+def default_spool_dir() -> Path:
+    return Path(os.environ.get("MARGINSCOPE_SPOOL_DIR") or DEFAULT_SPOOL).expanduser()
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def encode(seq: int, event_json: str) -> str:
+    return '{"seq": %d, "event": %s}\n' % (seq, event_json)
+
+
+class Spool:
+    """One run's folder (see the module docstring)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._events = None  # the open events file, appended by one writer
+
+    @classmethod
+    def create(cls, parent: Path | None, meta: dict[str, Any]) -> Spool:
+        parent = Path(parent) if parent is not None else default_spool_dir()
+        path = parent / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+        path.mkdir(parents=True, exist_ok=False)
+        spool = cls(path)
+        spool.write_meta(meta)
+        return spool
+
+    # --- run.json / acked.json
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.path / RUN_FILE).read_text())  # type: ignore[no-any-return]
+
+    def write_meta(self, meta: dict[str, Any]) -> None:
+        _write_json(self.path / RUN_FILE, meta)
+
+    def acked(self) -> int | None:
+        try:
+            return int(json.loads((self.path / ACKED_FILE).read_text())["next_seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_acked(self, next_seq: int) -> None:
+        _write_json(self.path / ACKED_FILE, {"next_seq": int(next_seq)})
+
+    # --- events.jsonl
+    def append(self, seq: int, event_json: str) -> None:
+        if self._events is None:
+            self._events = (self.path / EVENTS_FILE).open("a", encoding="utf-8")
+        self._events.write(encode(seq, event_json))
+        self._events.flush()  # in the OS's hands: survives this process, not a power cut
+
+    def close(self) -> None:
+        if self._events is not None:
+            self._events.close()
+            self._events = None
+
+    def read(self, since: int = 0) -> Iterator[tuple[int, str]]:
+        """(seq, event JSON) of every stored event with seq >= since, in order."""
+        try:
+            fh = (self.path / EVENTS_FILE).open(encoding="utf-8")
+        except FileNotFoundError:
+            return
+        with fh:
+            for line in fh:
+                try:
+                    item = json.loads(line)
+                    seq = int(item["seq"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short by a crash
+                if seq >= since:
+                    yield seq, json.dumps(item["event"])
