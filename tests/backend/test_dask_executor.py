@@ -55,7 +55,7 @@ def dashboard(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 def _training(d: Dashboard, run_id: int) -> bool:
     run = d.run(run_id)
     assert run["status"] in ("queued", "running"), run
-    return run["status"] == "running" and run["step"] > 0
+    return run["status"] == "running" and run["progress"]["step"] > 0
 
 
 def test_a_run_trains_on_the_cluster_and_reports_live(dashboard: Dashboard) -> None:
@@ -65,13 +65,13 @@ def test_a_run_trains_on_the_cluster_and_reports_live(dashboard: Dashboard) -> N
     def finished() -> bool:
         now = dashboard.run(run["id"])
         if now["status"] == "running":
-            steps_seen.append(now["step"])
+            steps_seen.append(now["progress"]["step"])
         return now["status"] in ("finished", "failed", "crashed", "cancelled")
 
     wait_for(finished, "the run to end on the cluster")
     done = dashboard.run(run["id"])
     assert done["status"] == "finished", done
-    assert done["step"] == 300 and done["executor"] == "remote"
+    assert done["progress"]["step"] == 300 and done["executor"] == "remote"
     assert len({s for s in steps_seen if 0 < s < 300}) >= 2  # its steps arrived while it trained
 
 

@@ -165,7 +165,7 @@ def test_runs_from_either_dashboard_are_live_on_both_and_started_once(
         for dashboard in (a, b):
             for run_id in ids:
                 assert dashboard.run(run_id)["status"] == "finished"
-                assert dashboard.run(run_id)["step"] == TINY["steps"]
+                assert dashboard.run(run_id)["progress"]["step"] == TINY["steps"]
         # each run was started by its own dashboard, once
         assert (a.data_dir / "runs" / str(from_a["id"]) / "worker.log").exists()
         assert not (b.data_dir / "runs" / str(from_a["id"])).exists()
@@ -181,13 +181,13 @@ def test_a_restarted_dashboard_leaves_the_others_run_alone_and_can_cancel_it(
     a, b = dashboards
     long_run = a.post("/api/runs", {"name": "long", "config": {**TINY, "steps": 100_000}}, expect=201)
     run_id = long_run["id"]
-    wait_for(lambda: b.run(run_id)["status"] == "running" and b.run(run_id)["step"] > 0,
+    wait_for(lambda: b.run(run_id)["status"] == "running" and b.run(run_id)["progress"]["step"] > 0,
              "the run of dashboard A training, seen from B")
     pid = b.run(run_id)["pid"]
     b.stop()
     b.start()  # its reconciliation sees a running run of another launcher
-    step = b.run(run_id)["step"]
-    wait_for(lambda: b.run(run_id)["step"] > step, "the run still training after B's restart", 60)
+    step = b.run(run_id)["progress"]["step"]
+    wait_for(lambda: b.run(run_id)["progress"]["step"] > step, "the run still training after B's restart", 60)
     run = b.run(run_id)
     assert (run["status"], run["pid"], run["launcher"]) == ("running", pid, f"{HOST}:{a.port}")
     assert not (b.data_dir / "runs" / str(run_id)).exists()  # B never started a worker for it
