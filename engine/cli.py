@@ -1,8 +1,9 @@
-"""The engine's command line: `marginscope train`, `marginscope demo` and `marginscope bench`.
+"""The engine's command line: `marginscope train`, `demo`, `bench` and `sync`.
 
 `train` exposes every TrainConfig field as an option, generated from the pydantic model so the
 CLI can never drift from the config. Values are parsed by pydantic (the same rules as the API);
-a bad value exits with status 2 and a one-line message naming the field. The backend adds its
+a bad value exits with status 2 and a one-line message naming the field. `train --server URL`
+trains here and streams the run to a dashboard (engine.remote); `sync DIR` uploads a spooled run. The backend adds its
 own commands (serve, db, runs) to this app in backend/cli.py and gives `bench` its store option
 (a tracker handed in through the command's context); the engine never imports the backend.
 """
@@ -96,11 +97,58 @@ def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet:
     return result
 
 
+def run_remote_training(config: TrainConfig, *, server: str, token: Optional[str], out: Optional[Path],
+                        label: str) -> Any:
+    """Train here, reporting to the dashboard at `server` (engine.remote); SIGTERM / Ctrl-C stop
+    the run cleanly with a checkpoint, as a cancel from the dashboard does."""
+    import signal
+    import threading
+
+    from engine.callbacks import JsonlWriter, ProgressBar
+    from engine.data import DatasetUnavailable
+    from engine.remote import RemoteRefused, train_remote
+    from engine.train import TrainResult
+
+    callbacks: list = [ProgressBar(label)]
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        callbacks.append(JsonlWriter(out / "events.jsonl"))
+        if config.out_dir is None:
+            config = config.model_copy(update={"out_dir": str(out)})
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        typer.echo(f"signal {signum}: stopping after the current step (with a checkpoint)", err=True)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        summary = train_remote(config, server=server, token=token, callbacks=callbacks,
+                               should_stop=stop.is_set)
+    except DatasetUnavailable as exc:
+        fail(str(exc))
+    except RemoteRefused as exc:
+        fail(str(exc))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    typer.echo(f"run {summary['run_id']} on {server}; its events are kept in {summary['spool']}")
+    fields = {k: summary[k] for k in TrainResult.__dataclass_fields__ if k in summary}
+    result = TrainResult(**fields)
+    if out is not None:
+        (out / "summary.json").write_text(json.dumps(result.summary, indent=2))
+    return result
+
+
 def _train_command(**kwargs: Any) -> None:
     config_file = kwargs.pop("config")
     out = kwargs.pop("out")
+    server, token = kwargs.pop("server"), kwargs.pop("token")
     config = build_config(kwargs, config_file)
-    result = run_training(config, out=out, label=config.selector)
+    if server:
+        result = run_remote_training(config, server=server, token=token, out=out, label=config.selector)
+    else:
+        result = run_training(config, out=out, label=config.selector)
     test = f"{result.test_accuracy:.2%}" if result.test_accuracy is not None else "n/a"
     typer.echo(
         f"{result.status}: {result.steps} steps, best val {result.best_val_accuracy:.2%} "
@@ -117,6 +165,14 @@ def _train_signature() -> inspect.Signature:
         inspect.Parameter("out", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[Path],
                           default=typer.Option(None, "--out", help="Write events.jsonl, summary.json "
                                                "and checkpoints to this folder.")),
+        inspect.Parameter("server", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--server", envvar="MARGINSCOPE_SERVER",
+                                               help="Stream the run to the MarginScope dashboard at "
+                                               "this URL (it trains here; events are spooled "
+                                               "locally first).")),
+        inspect.Parameter("token", inspect.Parameter.KEYWORD_ONLY, annotation=Optional[str],
+                          default=typer.Option(None, "--token", envvar="MARGINSCOPE_TOKEN",
+                                               help="The dashboard's token, when it has one.")),
     ]
     for name, field in TrainConfig.model_fields.items():
         default = field.get_default(call_default_factory=True)
@@ -131,6 +187,32 @@ def _train_signature() -> inspect.Signature:
 
 _train_command.__signature__ = _train_signature()  # type: ignore[attr-defined]
 app.command("train", help="Train one run; every config field is an option.")(_train_command)
+
+
+@app.command()
+def sync(
+    folder: Path = typer.Argument(..., help="A run's spool folder (printed by `train --server`; "
+                                  "under ~/.marginscope/spool by default)."),
+    server: Optional[str] = typer.Option(None, "--server", envvar="MARGINSCOPE_SERVER",
+                                         help="Dashboard URL [default: the one the run reported to]."),
+    token: Optional[str] = typer.Option(None, "--token", envvar="MARGINSCOPE_TOKEN",
+                                        help="The dashboard's token, when it has one."),
+) -> None:
+    """Upload a spooled run (trained offline, or while the dashboard was down); safe to repeat."""
+    from engine.remote import Refused, RemoteRefused, Unavailable
+    from engine.remote import sync as sync_run
+
+    if not (folder / "run.json").is_file():
+        fail(f"{folder}: not a run's spool folder (no run.json)")
+    try:
+        done = sync_run(folder, server=server, token=token)
+    except (Refused, RemoteRefused) as exc:
+        fail(str(exc))
+    except Unavailable as exc:
+        typer.echo(f"error: the dashboard cannot be reached ({exc}); try again later", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"run {done['run_id']}: {done['sent']} events sent; the dashboard holds "
+               f"{done['next_seq']} events")
 
 
 @app.command()

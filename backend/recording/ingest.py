@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 REMOTE = "remote"  # Run.executor of a run that trains elsewhere and reports over HTTP
 MAX_INT64 = 2**63 - 1
 MAX_KEY = 100  # characters of a scalar's key (the store's column)
+MAX_DEPTH = 32
+INT32_FIELDS = frozenset({"step", "total_steps", "steps_per_epoch", "resumed_from_step", "count"})
 _ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 
 
@@ -59,11 +61,14 @@ def _adapter(kind: str) -> TypeAdapter[Any]:
 
 
 def _check_numbers(value: Any, loc: tuple[str | int, ...], index: int) -> None:
-    """Integers the store's columns hold (steps are 32-bit, counters 64-bit), at any depth."""
+    """Integers the store's columns hold (steps and counts are 32-bit, counters 64-bit), and a
+    bounded depth (a deeply nested value must not exhaust the recursion limit further on)."""
+    if len(loc) > MAX_DEPTH:
+        raise InvalidEvent(index, loc[:3], f"nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, bool):
         return
     if isinstance(value, int):
-        limit = MAX_INT32 if loc and loc[-1] == "step" else MAX_INT64
+        limit = MAX_INT32 if loc and loc[-1] in INT32_FIELDS else MAX_INT64
         if not -limit <= value <= limit:
             raise InvalidEvent(index, loc, f"{value} is out of range (at most {limit})")
     elif isinstance(value, Mapping):

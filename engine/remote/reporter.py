@@ -152,11 +152,11 @@ class HttpReporter:
         try:
             action()
         except Unavailable as exc:
+            if not self._backoff:
+                log.warning("dashboard unavailable (retrying, every %.1f s at most; events kept in %s): %s",
+                            self.max_backoff, self.spool.path, exc)
             self._backoff = min(self.max_backoff, self._backoff * 2 if self._backoff else self.flush_interval)
             self._retry_at = time.monotonic() + self._backoff
-            if self._backoff >= self.max_backoff or self._backoff == self.flush_interval:
-                log.warning("dashboard unavailable (retrying every %.1f s at most; events kept in %s): %s",
-                            self._backoff, self.spool.path, exc)
             return False
         except Exception as exc:  # noqa: BLE001 - Refused, or a bug: never retried in a loop
             self._failed = str(exc)
@@ -164,6 +164,8 @@ class HttpReporter:
             log.error("the dashboard refused this run's events (%s); they are kept in %s", exc,
                       self.spool.path)
             return False
+        if self._backoff:
+            log.warning("dashboard reachable again: the spooled events are sent")
         self._backoff = 0.0
         return True
 
@@ -192,6 +194,7 @@ class HttpReporter:
         sent = False
         while True:
             with self._lock:
+                self.spool.flush()
                 batch, size = [], 0
                 for seq, text in self._queue:
                     if len(batch) >= self.max_batch or (batch and size + len(text) > MAX_BATCH_BYTES):
@@ -232,6 +235,7 @@ class HttpReporter:
                                    f"only {self._next}: it is not this run")
             first = self._queue[0][0] if self._queue else self._next
             if expected < first:
+                self.spool.flush()
                 self._queue = [item for item in self.spool.read(expected) if item[0] < first] + self._queue
             self._acked = expected
             self._queue = [item for item in self._queue if item[0] >= expected]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback as tb
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -59,11 +59,13 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
                  claim: int | None = None, spool_dir: Path | None = None,
                  callbacks: Sequence[Callback] = (), name: str | None = None,
                  tags: Sequence[str] = (), notes: str = "",
+                 should_stop: Callable[[], bool] | None = None,
                  reporter_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Train `config` on this machine, reporting to the dashboard at `server`; returns the run's
     summary (TrainResult.summary plus `run_id`). With `claim`, the queued run of that id is taken
     over and its stored config trained (unless `config` is given). A run without an out_dir keeps
-    its checkpoints in its spool folder, so a cancel from the dashboard ends with one."""
+    its checkpoints in its spool folder, so a cancel from the dashboard ends with one.
+    `should_stop`: a stop of the caller's own (a signal), besides the dashboard's."""
     from engine.train import train
 
     options = dict(reporter_options or {})
@@ -81,7 +83,10 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
         config = config.model_copy(update={"out_dir": str(reporter.spool.path / "checkpoints")})
     ended = _EndSeen()
     try:
-        result = train(config, [reporter, ended, *callbacks], should_stop=reporter.should_stop)
+        def stop() -> bool:
+            return reporter.should_stop() or (should_stop is not None and should_stop())
+
+        result = train(config, [reporter, ended, *callbacks], should_stop=stop)
     except BaseException as exc:
         if not ended.ended:  # an interrupt
             reporter(RunFailed(step=0, error=f"{type(exc).__name__}: {exc}", traceback=tb.format_exc()))
@@ -202,10 +207,14 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
     client = IngestClient(target, token=token)
     try:
         same_server = target == meta["server"].rstrip("/")
-        run_id = meta.get("run_id") if same_server else None
+        # the run's id on the dashboard it reported to, or on another one it was synced to before
+        synced: dict[str, list[int]] = meta.get("synced") or {}
+        run_id, offset = meta.get("run_id"), 0
+        if not same_server:
+            run_id, offset = synced.get(target, (None, 0))
         first = int(meta.get("first_seq") or 0)
         events = [text for _, text in spool.read(first)]
-        offset = 0  # the dashboard's number of the spool's event `seq` is seq + offset
+        # the dashboard's number of the spool's event `seq` is seq + offset
         if run_id is None:
             create = meta.get("create")
             if not create or "config" not in create:
@@ -213,9 +222,11 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
             answer = client.create_run(create)
             run_id = int(answer["run"]["id"])
             offset = int(answer["next_seq"]) - first
-            if same_server:
-                spool.write_meta({**meta, "run_id": run_id})
-        pos = first if offset else (spool.acked() or first)  # the spool's next event to send
+            meta = {**meta, "run_id": run_id} if same_server else \
+                {**meta, "synced": {**synced, target: [run_id, offset]}}
+            spool.write_meta(meta)
+        acked = spool.acked() if same_server else None
+        pos = acked if acked is not None else first  # the spool's next event to send
         sent = 0
         while pos < first + len(events):
             if pos < first:
@@ -233,7 +244,7 @@ def sync(folder: Path, *, server: str | None = None, token: str | None = None,
                 continue
             sent += len(chunk)
             pos = int(answer["next_seq"]) - offset
-            if same_server and not offset:
+            if same_server:
                 spool.write_acked(pos)
         return {"run_id": run_id, "sent": sent, "next_seq": pos + offset}
     finally:

@@ -7,10 +7,11 @@ One folder per run (under the spool directory, `~/.marginscope/spool` unless tol
     events.jsonl   every event, one line each: {"seq": n, "event": Event.to_dict()}
     acked.json     {"next_seq": n}: the dashboard holds every event before n
 
-The events file is appended (and handed to the operating system) before an event is queued for
-sending, so a dashboard that is down, restarts or is unreachable loses nothing: the reporter
-resends from the file, and `marginscope sync DIR` uploads a run whose trainer is gone. A line
-cut short by a crash is the only one that can be damaged; it is skipped.
+The events file is appended before an event is queued for sending, and handed to the operating
+system before each send (not per event: the training loop's call stays cheap), so a dashboard
+that is down, restarts or is unreachable loses nothing: the reporter resends from the file, and
+`marginscope sync DIR` uploads a run whose trainer is gone. A line cut short by a crash is the
+only one that can be damaged; it is skipped.
 """
 
 from __future__ import annotations
@@ -78,7 +79,12 @@ class Spool:
         if self._events is None:
             self._events = (self.path / EVENTS_FILE).open("a", encoding="utf-8")
         self._events.write(encode(seq, event_json))
-        self._events.flush()  # in the OS's hands: survives this process, not a power cut
+
+    def flush(self) -> None:
+        """Hand what was appended to the operating system (the reporter does before every send:
+        what the dashboard may hold is in the file, and a resend can read it back)."""
+        if self._events is not None:
+            self._events.flush()
 
     def close(self) -> None:
         if self._events is not None:

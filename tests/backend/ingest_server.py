@@ -2,7 +2,8 @@
 serve` in a subprocess (to kill it), on a real SQLite file.
 
 `ThreadServer(settings)`: `with ThreadServer(settings) as server: server.url`. The app is the
-production one (`create_app`), its launcher supervising (stale remote runs are crashed by it).
+production one (`create_app`), its launcher supervising (stale remote runs are crashed by it)
+unless `supervise=False` (then nothing starts a queued run but a claim).
 `ProcessServer(data_dir, env)`: start() / kill() / start() again on the same port and data dir.
 """
 
@@ -46,10 +47,10 @@ def wait_up(url: str, timeout: float = 60.0, alive: Any = None) -> None:
 
 
 class ThreadServer:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, supervise: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(create_app(settings), host="127.0.0.1", port=self.port, log_level="warning",
+        config = uvicorn.Config(create_app(settings, supervise=supervise), host="127.0.0.1", port=self.port, log_level="warning",
                                 lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
