@@ -28,7 +28,8 @@ RESULTS = ROOT / "docs" / "benchmarks" / "scaling" / "postgres.json"
 # the modules that run on both databases (tests/conftest.py: BOTH_BACKENDS)
 BOTH = ["tests/backend/test_store.py", "tests/backend/test_store_hardening.py", "tests/backend/test_recording.py",
         "tests/backend/test_writer.py", "tests/backend/test_downsample.py", "tests/backend/test_live.py",
-        "tests/backend/test_live_fanout.py", "tests/db/test_migrations.py"]
+        "tests/backend/test_live_fanout.py", "tests/db/test_migrations.py",
+        "tests/backend/test_launcher_ownership.py"]
 API_GLOB = "tests/backend/test_api_*.py"
 
 

@@ -31,7 +31,7 @@ TEST_DB_ENV = "MARGINSCOPE_TEST_DB_URL"
 # test modules (file names without .py) that run on both backends
 BOTH_BACKENDS = frozenset({
     "test_store", "test_store_hardening", "test_recording", "test_writer", "test_downsample",
-    "test_live", "test_live_fanout", "test_migrations",
+    "test_live", "test_live_fanout", "test_migrations", "test_launcher_ownership",
 })
 BOTH_BACKENDS_PREFIXES = ("test_api_",)
 POSTGRES = "postgresql"

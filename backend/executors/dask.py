@@ -43,28 +43,34 @@ class DaskExecutor:
     kind = "dask"
 
     def __init__(self, settings: Settings) -> None:
-        from distributed import Client
-
         if not settings.dask_scheduler:
             raise ExecutorError("MARGINSCOPE_EXECUTOR=dask needs MARGINSCOPE_DASK_SCHEDULER, the "
                                 "scheduler's address (tcp://host:8786)")
         self.settings = settings
         self.server = settings.public_url
-        try:
-            self.client = Client(settings.dask_scheduler, timeout=CONNECT_TIMEOUT_S,
-                                 set_as_default=False)
-        except OSError as exc:
-            raise ExecutorError(f"cannot reach the Dask scheduler at {settings.dask_scheduler}: "
-                                f"{exc}") from exc
+        self._client: Any = None  # connected on the first run: a command that only cancels never does
         self._lock = threading.Lock()
         self._futures: dict[int, Any] = {}  # run id -> distributed.Future
+
+    def _connect(self) -> Any:
+        from distributed import Client
+
+        if self._client is None:
+            try:
+                self._client = Client(self.settings.dask_scheduler, timeout=CONNECT_TIMEOUT_S,
+                                      set_as_default=False)
+            except OSError as exc:
+                raise ExecutorError(f"cannot reach the Dask scheduler at {self.settings.dask_scheduler}: "
+                                    f"{exc}") from exc
+        return self._client
 
     def start(self, run: Run, run_dir: Path, *, resume: bool) -> None:
         from engine.remote import train_remote
 
         gpus = self.settings.dask_gpus_per_run
+        client = self._connect()
         try:
-            future = self.client.submit(
+            future = client.submit(
                 train_remote, None, server=self.server, token=self.settings.token, claim=run.id,
                 key=task_key(run.id), pure=False, resources={"GPU": gpus} if gpus > 0 else None)
         except Exception as exc:  # noqa: BLE001 - a scheduler gone away: the run fails, saying why
@@ -105,4 +111,6 @@ class DaskExecutor:
     def close(self) -> None:
         with self._lock:
             self._futures.clear()
-        self.client.close(timeout=CONNECT_TIMEOUT_S)
+        if self._client is not None:
+            self._client.close(timeout=CONNECT_TIMEOUT_S)
+            self._client = None
