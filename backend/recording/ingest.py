@@ -1,7 +1,8 @@
 """Events reported over HTTP by a run that trains elsewhere, written exactly once.
 
     trainer (engine.remote.HttpReporter) → POST /api/ingest/runs/{id}/events {seq, events}
-        → `parse_events` (each dict checked as its event class) → `ingest_events` → store
+        → `EventIn` (each event checked by the pydantic model of its class, which the OpenAPI
+          document shows) → `parse_events` → `ingest_events` → store
 
 A remote run numbers its events 0, 1, 2, ... (the client's per-run sequence number). The store
 keeps the number the run's next event must carry (`Run.ingest_seq`) and moves it in the very
@@ -22,28 +23,30 @@ again: it is alive, and knows better.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_type_hints
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
 
 from backend.recording.lifecycle import record_end
 from backend.recording.mapping import needs_best, to_batch
 from backend.recording.writer import stored_best
 from backend.store import AbstractStore, Conflict, MAX_INT32, Run, RunStatus
 from backend.store.exceptions import SeqMismatch
-from engine.events import EVENT_TYPES, Event, RunFailed, RunFinished, Scalars
+from engine.events import EVENT_TYPES, Counters, Event, RunFailed, RunFinished, event_from_dict
 
 log = logging.getLogger(__name__)
 
 REMOTE = "remote"  # Run.executor of a run that trains elsewhere and reports over HTTP
-MAX_INT64 = 2**63 - 1
+# counters: within the 64-bit columns, and integers a JSON Schema bound (read as a double) and a
+# page's JavaScript still hold exactly
+MAX_COUNTER = 2**53 - 1
 MAX_KEY = 100  # characters of a scalar's key (the store's column)
 MAX_DEPTH = 32
 INT32_FIELDS = frozenset({"step", "total_steps", "steps_per_epoch", "resumed_from_step", "count"})
-_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 
 
 class InvalidEvent(ValueError):
@@ -54,53 +57,74 @@ class InvalidEvent(ValueError):
         self.index, self.loc = index, tuple(loc)
 
 
-def _adapter(kind: str) -> TypeAdapter[Any]:
-    if kind not in _ADAPTERS:
-        _ADAPTERS[kind] = TypeAdapter(EVENT_TYPES[kind])
-    return _ADAPTERS[kind]
+def _integer(value: Any) -> Any:
+    if isinstance(value, bool | str | bytes):  # lax mode would take true and "5" for integers
+        raise ValueError("Input should be a valid integer")
+    return value
 
 
-def _check_numbers(value: Any, loc: tuple[str | int, ...], index: int) -> None:
-    """Integers the store's columns hold (steps and counts are 32-bit, counters 64-bit), and a
-    bounded depth (a deeply nested value must not exhaust the recursion limit further on)."""
-    if len(loc) > MAX_DEPTH:
-        raise InvalidEvent(index, loc[:3], f"nested deeper than {MAX_DEPTH} levels")
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        limit = MAX_INT32 if loc and loc[-1] in INT32_FIELDS else MAX_INT64
-        if not -limit <= value <= limit:
-            raise InvalidEvent(index, loc, f"{value} is out of range (at most {limit})")
-    elif isinstance(value, Mapping):
-        for key, item in value.items():
-            _check_numbers(item, (*loc, str(key)), index)
-    elif isinstance(value, (list, tuple)):
-        for i, item in enumerate(value):
-            _check_numbers(item, (*loc, i), index)
+# an integer as JSON Schema has it: 5 and 5.0, not true or "5" (the models are strict otherwise)
+# (the validator last: the bounds then stay JSON Schema's minimum / maximum)
+JsonInt = Annotated[int, Strict(False), BeforeValidator(_integer)]
 
 
-def parse_events(items: Sequence[Mapping[str, Any]]) -> list[Event]:
-    """The engine's events from their `to_dict()` form, each checked against its class (types,
-    literals, required fields), as `event_from_dict` would build them; InvalidEvent otherwise."""
+def _bounded(name: str, annotation: Any) -> Any:
+    """A field's type with the bounds the store's columns need (steps and counts are 32-bit)."""
+    if annotation is int:
+        low, high = (0, MAX_INT32) if name in INT32_FIELDS else (-MAX_COUNTER, MAX_COUNTER)
+        return Annotated[int, Field(ge=low, le=high), Strict(False), BeforeValidator(_integer)]
+    if annotation == list[int]:
+        return list[JsonInt]
+    if annotation is Counters:
+        return CountersIn
+    if name == "values":  # Scalars: each key a series of the store (its column's length)
+        return dict[Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY)], float]
+    return annotation
+
+
+def _model_of(cls: type, *, kind: str | None) -> type[BaseModel]:
+    """The pydantic model of an engine event dataclass (its fields, types and defaults), so the
+    OpenAPI document describes each event exactly and FastAPI checks it."""
+    hints = get_type_hints(cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        default: Any = ...
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            default = Field(default_factory=f.default_factory)
+        fields[f.name] = (_bounded(f.name, hints[f.name]), default)
+    if kind is not None:
+        fields["kind"] = (Literal[kind], ...)  # type: ignore[valid-type]
+    return create_model(f"{cls.__name__}Event" if kind else f"{cls.__name__}In",
+                        __config__=ConfigDict(extra="forbid", strict=True), **fields)
+
+
+CountersIn = _model_of(Counters, kind=None)
+EVENT_MODELS: dict[str, type[BaseModel]] = {kind: _model_of(cls, kind=kind) for kind, cls in EVENT_TYPES.items()}
+EventIn = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
+
+
+def _depth(value: Any) -> int:
+    if isinstance(value, Mapping):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list | tuple):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+def parse_events(items: Sequence[BaseModel]) -> list[Event]:
+    """The engine's events from their checked models (`EventIn`); free-form values (a config, a
+    summary) deeper than MAX_DEPTH levels are refused (InvalidEvent)."""
     events: list[Event] = []
     for i, item in enumerate(items):
-        data = dict(item)
-        kind = data.pop("kind", None)
-        if kind not in EVENT_TYPES:
-            raise InvalidEvent(i, ("kind",), f"unknown event kind {str(kind)[:40]!r}; one of "
-                               f"{', '.join(sorted(EVENT_TYPES))}")
-        _check_numbers(data, (), i)
-        try:
-            event = _adapter(kind).validate_python(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise InvalidEvent(i, first["loc"], f"{kind} event: {first['msg']}") from None
-        if isinstance(event, Scalars):
-            for key in event.values:
-                if not key.strip() or len(key) > MAX_KEY or "\x00" in key:
-                    raise InvalidEvent(i, ("values", key[:40]), f"a scalar's key has 1 to {MAX_KEY} "
-                                       "characters, not blank, no NUL")
-        events.append(event)
+        data = item.model_dump()
+        for name, value in data.items():
+            if isinstance(value, Mapping) and _depth(value) > MAX_DEPTH:
+                raise InvalidEvent(i, (data["kind"], name), f"nested deeper than {MAX_DEPTH} levels")
+        if data["kind"] == "scalars":  # a key is text a process reports: NUL becomes U+FFFD
+            data["values"] = {key.replace("\x00", "\ufffd"): v for key, v in data["values"].items()}
+        events.append(event_from_dict(data))
     return events
 
 

@@ -26,7 +26,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from backend.deps import LauncherDep, StoreDep, TokenDep
 from backend.recording.ingest import (
+    EventIn,
     InvalidEvent,
+    JsonInt,
     check_remote,
     ingest_events,
     parse_events,
@@ -42,7 +44,7 @@ from engine.config import TrainConfig
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
 
 MAX_BATCH_EVENTS = 1000  # events per POST .../events; a client sends at most 500
-MAX_SEQ = 2**62
+MAX_SEQ = 2**53 - 1  # exact in a double, as JSON Schema bounds are read
 
 
 class Trainer(BaseModel):
@@ -52,7 +54,7 @@ class Trainer(BaseModel):
 
     host: str = Field(..., min_length=1, max_length=255, pattern="^[^\\x00]*$",
                       description="The machine that trains (shown in the runs list).")
-    pid: int = Field(..., ge=0, le=MAX_INT32, description="The training process on that machine.")
+    pid: JsonInt = Field(..., ge=0, le=MAX_INT32, description="The training process on that machine.")
 
 
 class RemoteRunCreate(Trainer):
@@ -79,9 +81,10 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: int = Field(..., ge=0, le=MAX_SEQ, description="Sequence number of the first event.")
-    events: list[dict[str, Any]] = Field(..., max_length=MAX_BATCH_EVENTS,
-                                         description=f"At most {MAX_BATCH_EVENTS} events.")
+    seq: JsonInt = Field(..., ge=0, le=MAX_SEQ, description="Sequence number of the first event.")
+    events: list[EventIn] = Field(..., max_length=MAX_BATCH_EVENTS,  # type: ignore[valid-type]
+                                  description=f"At most {MAX_BATCH_EVENTS} events, each "
+                                  "`Event.to_dict()` of the engine (its `kind` says which).")
 
 
 class BatchAnswer(BaseModel):

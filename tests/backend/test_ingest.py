@@ -115,14 +115,21 @@ def test_events_are_checked_as_the_engines(http: httpx.Client) -> None:
     rid = create(http)["run"]["id"]
     bad = [ev.step_metrics(1).to_dict(), {"kind": "nonsense"}]
     r = http.post(f"/api/ingest/runs/{rid}/events", json={"seq": 0, "events": bad})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "events", 1, "kind"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "events", 1]
+    assert "nonsense" in r.json()["detail"][0]["msg"] and "'step'" in r.json()["detail"][0]["msg"]
     broken = {**ev.step_metrics(1).to_dict(), "loss": "much"}
     r = http.post(f"/api/ingest/runs/{rid}/events", json={"seq": 0, "events": [broken]})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"][:3] == ["body", "events", 0]
     huge = ev.step_metrics(1).to_dict()
     huge["counters"]["step"] = 2**40
     r = http.post(f"/api/ingest/runs/{rid}/events", json={"seq": 0, "events": [huge]})
-    assert r.status_code == 422 and "out of range" in r.json()["detail"][0]["msg"]
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"][-2:] == ["counters", "step"]
+    deep: dict = {}
+    for _ in range(40):
+        deep = {"x": deep}
+    nested = {**ev.run_started().to_dict(), "config": deep}
+    r = http.post(f"/api/ingest/runs/{rid}/events", json={"seq": 0, "events": [nested]})
+    assert r.status_code == 422 and "nested deeper" in r.json()["detail"][0]["msg"]
     assert post(http, rid, 0, [ev.step_metrics(1)]).json()["next_seq"] == 1  # nothing was taken
 
 
