@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test test-fast setup demo clean chromium
+.PHONY: run test test-fast setup demo clean chromium postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,10 +37,17 @@ chromium:
 	  if [ "$$(id -u)" = 0 ]; then (apt-get update && apt-get install -y chromium); \
 	  else echo "chromium is missing and this is not root: run 'sudo apt-get install -y chromium' (browser tests will skip)"; fi
 
-test: setup chromium
+# The store's suites run on PostgreSQL too, on a throwaway cluster the tests start: Debian's server
+# binaries (/usr/lib/postgresql/<version>/bin). Missing, those tests skip; in CI (CI=true) they fail.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || \
+	  if [ "$$(id -u)" = 0 ]; then (apt-get update && apt-get install -y postgresql); \
+	  else echo "PostgreSQL is missing and this is not root: run 'sudo apt-get install -y postgresql' (its tests will skip)"; fi
+
+test: setup chromium postgresql
 	$(BIN)/python -m pytest
 
-test-fast: setup
+test-fast: setup postgresql
 	$(BIN)/python -m pytest -m "not slow and not browser"
 
 clean:

@@ -1,5 +1,9 @@
 """The launcher: a FIFO queue of runs and a supervisor of their worker processes.
 
+Where a run trains is its executor's business (backend/executors/): `local` worker processes
+(the default; supervised here by pid), or tasks on a Dask cluster, which report back over the
+ingest API as remote runs.
+
 Kept as one module: the queue, the supervisor and the API's lifecycle actions share one lock and
 one table of workers, and read best together.
 
@@ -21,10 +25,8 @@ through the reap like any worker that died. A run recorded by a process of anoth
 that is no worker of ours) is marked `crashed` by its heartbeat alone. `stale_after` must exceed
 the longest write stall the database may have: a heartbeat that waits for the write lock is late.
 
-Each worker is `python -m backend.worker <run-id> [--resume]` in its own session
-(`start_new_session=True`): Ctrl-C or a restart of the dashboard does not reach it, and its process
-group id equals its pid, so signals go to the whole group. Output goes to
-`<data_dir>/runs/<id>/worker.log`. The store is the source of truth: on start-up `reconcile()`
+Each local worker runs in its own session and process group (backend/executors/local.py). The
+store is the source of truth: on start-up `reconcile()`
 marks a running run whose process is gone (or, on another host, whose heartbeat is stale) as
 `crashed` and re-attaches to workers that are still alive.
 
@@ -33,6 +35,13 @@ host and pid it names, this one included) is never a worker of ours: it is watch
 heartbeat alone, from the later of its last beat and this launcher's start (a dashboard that was
 down cannot blame the run for the beats it could not receive), it takes no place under
 `max_concurrent_runs`, and a cancel sets its stop request, which the run reads in its next answer.
+
+Several dashboards may serve one database (PostgreSQL). Each launcher has a name (`host:port`,
+`Settings.launcher_name`) that the runs it starts record (`runs.launcher`): a run launched from a
+dashboard, or resumed there, is its launcher's; a run without one is claimed by the first launcher
+that starts it, with one conditional UPDATE (`claim_queued`), so two launchers never both start a
+run. Another launcher's running run is watched by its heartbeat alone here: never re-attached,
+signalled on a pid it cannot vouch for, or counted under this dashboard's `max_concurrent_runs`.
 
 Lifecycle calls from the API (cancel, resume, delete) take the same lock as the scheduler, so a
 queued run cannot be started and cancelled at the same time.
@@ -57,90 +66,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from backend.executors import Executor, ExecutorError, make_executor
+from backend.executors.local import (
+    WORKER_LOG,
+    LocalExecutor,
+    WorkerCommand,
+    pid_alive,
+    reason,
+    tail,
+    worker_command,
+    worker_marker,
+)
+from backend.executors.local import signal_group as _signal_group
 from backend.settings import Settings
 from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus, StoreError
 
 log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
-WORKER_LOG = "worker.log"
-REPO_ROOT = Path(__file__).resolve().parents[1]
 MAX_LISTED = 10_000  # running runs read per scheduling round: far above any concurrency limit
-
-WorkerCommand = Callable[[int, bool], Sequence[str]]
-
-
-def worker_command(run_id: int, resume: bool) -> list[str]:
-    """The command line of a run's worker process."""
-    return [sys.executable, "-m", "backend.worker", str(run_id), *(["--resume"] if resume else [])]
-
-
-def worker_marker(run_id: int) -> str:
-    """Text in the command line of run `run_id`'s worker (/proc cmdline, NULs read as spaces):
-    `... backend.worker <id> ...`, with the space after the id so run 5 does not match run 55."""
-    return f"backend.worker {run_id} "
-
-
-def pid_alive(pid: int, *, expect: str | None = None) -> bool:
-    """True if a live (non-zombie) process has this pid; with `expect`, its command line must contain
-    it too (a recycled pid then reads as dead). /proc is used where it exists (Linux)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass  # exists, owned by someone else
-    proc = Path(f"/proc/{pid}")
-    if proc.exists():
-        try:
-            stat = (proc / "stat").read_text()
-            if stat[stat.rindex(")") + 2:].startswith("Z"):
-                return False
-            if expect is not None:
-                return expect in (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except (OSError, ValueError):
-            return False
-    return True
-
-
-def _signal_group(pid: int, sig: signal.Signals) -> bool:
-    """Send `sig` to the worker's process group (its pid, since it leads its own session)."""
-    try:
-        os.killpg(pid, sig)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        log.warning("no permission to signal process group %d", pid)
-        return False
-
-
-def _reason(exc: OSError) -> str:
-    """The cause of an OSError in words ("permission denied"), without errno and path."""
-    return (exc.strerror or str(exc)).lower()
-
-
-def _tail(path: Path, limit: int = 4000) -> str | None:
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - limit))
-            return fh.read().decode(errors="replace") or None
-    except OSError:
-        return None
-
+__all__ = ["HOST", "Launcher", "pid_alive", "worker_command", "worker_marker"]
 
 @dataclass
 class _Worker:
@@ -165,12 +119,17 @@ class Launcher:
     """Queue + supervisor. `start()` reconciles and starts the thread; `stop()` leaves workers running."""
 
     def __init__(self, store: AbstractStore, settings: Settings, *, poll_interval: float = 0.5,
-                 grace_period: float = 10.0, command: WorkerCommand = worker_command) -> None:
+                 grace_period: float = 10.0, command: WorkerCommand = worker_command,
+                 executor: Executor | None = None) -> None:
         self.store = store
         self.settings = settings
         self.poll_interval = poll_interval
         self.grace_period = grace_period
-        self.command = command
+        self.name = settings.launcher_name
+        if executor is None:
+            executor = LocalExecutor(settings, command) if settings.executor == "local" \
+                else make_executor(settings)
+        self.executor = executor
         self._lock = threading.RLock()
         self._workers: dict[int, _Worker] = {}
         self._remote: set[int] = set()  # running elsewhere (other host / pid unknown): heartbeats only
@@ -196,6 +155,7 @@ class Launcher:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.executor.close()
 
     def wake(self) -> None:
         """Ask the supervisor to look at the queue now (after a run was queued)."""
@@ -214,7 +174,8 @@ class Launcher:
         """One round: reap, escalate cancels, check heartbeats, start queued runs. A storage error
         in one step is logged and the others still run (each run's own error is handled inside)."""
         with self._lock:
-            for step in (self._reap, self._escalate, self._check_heartbeats, self._schedule):
+            for step in (self._reap, self._settle_tasks, self._escalate, self._check_heartbeats,
+                         self._schedule):
                 try:
                     step()
                 except StoreError as exc:
@@ -237,7 +198,7 @@ class Launcher:
             for run in self._running_runs():
                 if run.id in self._workers:
                     continue
-                if run.executor is None and run.host == HOST and run.pid:
+                if run.executor is None and self._mine(run) and run.host == HOST and run.pid:
                     if pid_alive(run.pid, expect=worker_marker(run.id)):
                         self._workers[run.id] = _Worker(run.id, run.pid)
                         done["reattached"].append(run.id)
@@ -283,7 +244,7 @@ class Launcher:
         keeps supervising the run so that the next tick tries again."""
         worker_log = Path(self.store.run_dir(run.id)) / WORKER_LOG
         try:
-            self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=_tail(worker_log),
+            self.store.set_status(run.id, RunStatus.CRASHED, error=reason, traceback=tail(worker_log),
                                   message=f"crashed: {reason}", expect=(run.status,))
         except Conflict:
             return  # the worker recorded its own end (or start) meanwhile
@@ -340,7 +301,7 @@ class Launcher:
         """Our worker found its run started by another process: supervise that one instead — as
         a worker of ours when it is one on this host, else by its heartbeat (a benchmark or a
         script records runs in its own process)."""
-        if run.executor is None and run.host == HOST and run.pid and \
+        if run.executor is None and self._mine(run) and run.host == HOST and run.pid and \
                 pid_alive(run.pid, expect=worker_marker(run.id)):
             self._workers[run.id] = _Worker(run.id, run.pid)
         else:
@@ -385,58 +346,67 @@ class Launcher:
                 self._unwritten.pop(run_id, None)
                 self._remote.discard(run_id)
 
+    def _mine(self, run: Run) -> bool:
+        """Whether this launcher started (or may start) `run`: another dashboard's run on the same
+        database is watched by its heartbeat alone, never spawned or judged by our process table."""
+        return run.launcher in (None, self.name)
+
     def _schedule(self) -> None:
         running, _ = self.store.list_runs(status=RunStatus.RUNNING.value, limit=MAX_LISTED)
-        running = [run for run in running if run.executor is None]  # remote runs use no place here
+        # remote runs and other dashboards' runs use no place here
+        running = [run for run in running if run.executor is None and self._mine(run)]
         # a worker of ours whose run is not running yet is starting it: it takes a place too
         starting = set(self._workers) - {run.id for run in running}
-        free = self.settings.max_concurrent_runs - len(running) - len(starting)
+        submitted = self.executor.started()
+        if self.executor.kind == "local":
+            free = self.settings.max_concurrent_runs - len(running) - len(starting)
+        else:  # the cluster queues its tasks itself: hand it every queued run
+            free = MAX_LISTED
         if free <= 0:
             return
-        queued = self.store.next_queued(free + len(self._workers))
+        queued = self.store.next_queued(free + len(self._workers) + len(submitted), launcher=self.name)
         for run in queued:
             if free <= 0:
                 break
-            if run.id not in self._workers and self._spawn(run):
+            if run.id in self._workers or run.id in submitted:
+                continue
+            # one conditional UPDATE: of two dashboards on one database, one starts the run
+            if self.store.claim_queued(run.id, self.name) and self._spawn(run):
                 free -= 1
 
     def _spawn(self, run: Run) -> bool:
-        """Start the worker of a queued run; the worker marks it running (see the module docstring).
-        A run folder or worker log that cannot be written fails the run, naming the path and why
-        (False: no place taken)."""
+        """Start a queued run through the executor; a local worker marks it running (see the module
+        docstring). A run folder or worker log that cannot be written fails the run, naming the
+        path and why (False: no place taken)."""
         run_dir = Path(self.store.run_dir(run.id))
         try:
             run_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            self._fail_start(run, f"cannot create the run folder {run_dir}: {_reason(exc)}")
+            self._fail_start(run, f"cannot create the run folder {run_dir}: {reason(exc)}")
             return False
         resume = bool(run.checkpoint_path and Path(run.checkpoint_path).exists())
-        cmd = list(self.command(run.id, resume))
-        env = dict(os.environ)
-        env.update({
-            "MARGINSCOPE_DB_URL": self.settings.db_url,
-            "MARGINSCOPE_DATA_DIR": str(self.settings.data_dir),
-            "MARGINSCOPE_HEARTBEAT_INTERVAL": str(self.settings.heartbeat_interval),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
-            "PYTHONUNBUFFERED": "1",
-        })
-        env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
         try:
-            out = (run_dir / WORKER_LOG).open("ab")
-        except OSError as exc:
-            self._fail_start(run, f"cannot write {run_dir / WORKER_LOG}: {_reason(exc)}")
+            popen = self.executor.start(run, run_dir, resume=resume)
+        except ExecutorError as exc:
+            self._fail_start(run, str(exc))
             return False
-        try:
-            with out:
-                popen = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True, env=env,
-                                         cwd=str(REPO_ROOT))
-        except OSError as exc:
-            self._fail_start(run, f"cannot start worker: {exc}")
-            return False
-        self._workers[run.id] = _Worker(run.id, popen.pid, popen)
-        log.info("started the worker of run %d: pid %d%s", run.id, popen.pid, " (resume)" if resume else "")
+        if popen is not None:
+            self._workers[run.id] = _Worker(run.id, popen.pid, popen)
+            log.info("started the worker of run %d: pid %d%s", run.id, popen.pid,
+                     " (resume)" if resume else "")
         return True
+
+    def _settle_tasks(self) -> None:
+        """An executor's task that ended with an error while its run is still queued or running
+        (it could not report its end: a lost cluster worker) crashes the run now."""
+        for run_id, error in self.executor.ended():
+            if error is None:
+                continue
+            with contextlib.suppress(RunNotFound):
+                run = self.store.get_run(run_id)
+                if run.status in (RunStatus.QUEUED, RunStatus.RUNNING):
+                    self._crash(run, error)
+                    self._remote.discard(run_id)
 
     def _fail_start(self, run: Run, reason: str) -> None:
         log.error("run %d failed: %s", run.id, reason)
@@ -451,6 +421,7 @@ class Launcher:
         with self._lock:
             run = self.store.get_run(run_id)
             if run.status == RunStatus.QUEUED:
+                self.executor.cancel(run_id)  # a task not started yet is dropped; a started one's claim fails
                 try:
                     return self.store.set_status(run_id, RunStatus.CANCELLED, expect=(RunStatus.QUEUED,),
                                                  message="cancelled before start")
@@ -513,6 +484,9 @@ class Launcher:
             run = self.store.set_status(run_id, RunStatus.QUEUED,
                                         expect=(RunStatus.CRASHED, RunStatus.CANCELLED),
                                         message=f"resume queued (checkpoint at step {run.checkpoint_step})")
+            # the checkpoint is on this dashboard's disk: this launcher starts the run again
+            if self.store.claim_queued(run_id, self.name, take=True):
+                run = self.store.get_run(run_id)
             self._wake.set()
             return run
 

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-from typing import Annotated, Any
+import socket
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -41,6 +42,16 @@ class Settings(BaseSettings):
     stale_after: float = Field(15.0, gt=0.0, description="A heartbeat older than this is stale (s): "
                                "the run is crashed, and a worker of this host killed (SIGKILL).")
     max_body_bytes: int = Field(1024 * 1024, ge=1024, description="Larger request bodies are refused (413).")
+    executor: Literal["local", "dask"] = Field(
+        "local", description="Where queued runs train: `local` worker processes on this machine, or "
+        "tasks on the Dask cluster at `dask_scheduler` (backend/executors/).")
+    dask_scheduler: str = Field("", description="The Dask scheduler's address (tcp://host:8786) for "
+                                "the dask executor.")
+    dask_gpus_per_run: float = Field(0.0, ge=0.0, description="GPUs each run asks of the Dask cluster "
+                                     "(a Dask resource `GPU`; workers declare theirs with "
+                                     "`dask worker --resources GPU=<n>`); 0 = none.")
+    server_url: str = Field("", description="The URL at which a Dask worker reaches this dashboard; "
+                            "empty = http://<host or this machine's name>:<port>.")
 
     @field_validator("data_dir")
     @classmethod
@@ -70,6 +81,21 @@ class Settings(BaseSettings):
         if not self.db_url:
             self.db_url = f"sqlite:///{self.data_dir / 'marginscope.db'}"
         return self
+
+    @property
+    def public_url(self) -> str:
+        """Where runs training elsewhere (Dask tasks) report to: this dashboard's URL."""
+        if self.server_url:
+            return self.server_url.rstrip("/")
+        host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def launcher_name(self) -> str:
+        """This dashboard's launcher as runs record it (`runs.launcher`): host and port, so two
+        dashboards on one database tell their runs apart and a restart on the same port finds
+        its own again."""
+        return f"{socket.gethostname()}:{self.port}"
 
     @property
     def runs_dir(self) -> Path:

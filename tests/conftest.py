@@ -1,78 +1,129 @@
-"""A fresh, empty database per test: a SQLite file by default, a PostgreSQL schema on request.
+"""A fresh, empty database per test, on SQLite and, for the store's suites, on PostgreSQL too.
 
-`fresh_db_url` (fixture) is the SQLAlchemy URL of a database nobody else uses, not yet migrated:
+The store, API, live-hub, recording and migration suites (`BOTH_BACKENDS`) run every test twice:
+`test_x[sqlite]` and `test_x[postgresql]` (the latter also marked `postgres`, so
+`pytest -m postgres` runs the PostgreSQL half alone). Other suites run on SQLite.
 
-- default: `sqlite:///<tmp_path>/data/marginscope.db` (the file does not exist yet);
-- with MARGINSCOPE_TEST_DB_URL=postgresql+psycopg://user:pw@host/db: a new schema `t_<random>` in
-  that database, selected through the URL's `options=-csearch_path=...`, so the test's own store,
-  its migrations and any worker process it spawns (which get the URL) all see only that schema.
-  The schema is dropped after the test. A test may break its database (drop a table) without
-  touching the next one.
+- `db_backend`: "sqlite" or "postgresql" for this test.
+- `fresh_db_url`: the SQLAlchemy URL of a database nobody else uses, not yet migrated: a SQLite file
+  `<tmp_path>/data/marginscope.db` (not created yet), or a new PostgreSQL database.
+- `migrated_db_url`: the same, already at the Alembic head (on PostgreSQL a copy of a database
+  migrated once per session: `CREATE DATABASE ... TEMPLATE`, milliseconds instead of a migration).
+- `postgres_url`: a fresh PostgreSQL database for tests that only make sense there.
+- `postgres_server`: the server, once per session: a throwaway cluster on 127.0.0.1
+  (tests/postgres_cluster.py), or the server MARGINSCOPE_TEST_DB_URL names (a superuser URL of an
+  existing server; each test still gets its own database there).
 
-Tests that only make sense on PostgreSQL use the `postgres_url` fixture (skipped otherwise).
+Without PostgreSQL installed, its tests skip saying so; in CI (CI=true) they fail instead: the
+PostgreSQL half of the suite must never go missing unnoticed.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from postgres_cluster import PostgresMissing, ThrowawayCluster, create_database, drop_database
 
 TEST_DB_ENV = "MARGINSCOPE_TEST_DB_URL"
+# test modules (file names without .py) that run on both backends
+BOTH_BACKENDS = frozenset({
+    "test_store", "test_store_hardening", "test_recording", "test_writer", "test_downsample",
+    "test_live", "test_live_fanout", "test_migrations", "test_launcher_ownership",
+})
+BOTH_BACKENDS_PREFIXES = ("test_api_",)
+POSTGRES = "postgresql"
 
 
-def _server_url() -> str | None:
-    url = os.environ.get(TEST_DB_ENV, "").strip()
-    return url or None
+def runs_on_both_backends(module_name: str) -> bool:
+    name = module_name.rsplit(".", 1)[-1]
+    return name in BOTH_BACKENDS or name.startswith(BOTH_BACKENDS_PREFIXES)
 
 
-def _is_postgres(url: str) -> bool:
-    from sqlalchemy.engine import make_url
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "db_backend" in metafunc.fixturenames and runs_on_both_backends(metafunc.module.__name__):
+        metafunc.parametrize("db_backend", ["sqlite", pytest.param(POSTGRES, marks=pytest.mark.postgres)],
+                             indirect=True)
 
-    return make_url(url).get_backend_name() == "postgresql"
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
 
 
-@pytest.fixture
-def fresh_db_url(tmp_path: Path) -> Iterator[str]:
-    server = _server_url()
-    if server is None:
-        yield f"sqlite:///{tmp_path / 'data' / 'marginscope.db'}"
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The superuser URL of a PostgreSQL server for this session (see the module docstring)."""
+    external = os.environ.get(TEST_DB_ENV, "").strip()
+    if external:
+        yield external
         return
-    if not _is_postgres(server):
-        raise pytest.UsageError(f"{TEST_DB_ENV} must be a postgresql URL, got {server!r}")
-    yield from _postgres_schema(server)
+    try:
+        cluster = ThrowawayCluster()
+    except PostgresMissing as exc:
+        if _in_ci():
+            pytest.fail(f"CI must run the PostgreSQL tests: {exc}", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        cluster.start()
+        yield cluster.url
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_migrated_template(postgres_server: str) -> Iterator[str]:
+    """The name of a database at the Alembic head that nobody connects to: a template."""
+    from sqlalchemy.engine import make_url
+
+    from backend.store.db import upgrade
+
+    url = create_database(postgres_server, prefix="migrated")
+    upgrade(url)  # its engine is disposed after: the template has no connection left
+    yield str(make_url(url).database)
+    drop_database(postgres_server, url)
 
 
 @pytest.fixture
-def postgres_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh PostgreSQL schema's URL; skips unless MARGINSCOPE_TEST_DB_URL names a server."""
-    server = _server_url()
-    if server is None or not _is_postgres(server):
-        pytest.skip(f"set {TEST_DB_ENV}=postgresql+psycopg://... to run PostgreSQL tests")
-    yield from _postgres_schema(server)
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """The database engine this test runs on (parametrized for the `BOTH_BACKENDS` suites)."""
+    return str(getattr(request, "param", "sqlite"))
 
 
-def _postgres_schema(server: str) -> Iterator[str]:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
+def _sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'data' / 'marginscope.db'}"
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-        url = make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
-        yield url.render_as_string(hide_password=False)
-    finally:
-        try:
-            with admin.begin() as conn:
-                # a worker the test left behind must not hang the session: give up after 10 s
-                conn.execute(text("SET LOCAL lock_timeout = '10s'"))
-                conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-        except Exception as exc:  # noqa: BLE001 - a leftover schema is harmless; say so
-            warnings.warn(f"could not drop test schema {schema}: {exc}", stacklevel=1)
-        admin.dispose()
+
+@pytest.fixture
+def fresh_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if db_backend != POSTGRES:
+        yield _sqlite_url(tmp_path)
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = create_database(server)
+    yield url
+    drop_database(server, url)
+
+
+@pytest.fixture
+def migrated_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    if db_backend != POSTGRES:
+        from backend.store.db import upgrade
+
+        url = _sqlite_url(tmp_path)
+        upgrade(url)
+        yield url
+        return
+    server = request.getfixturevalue("postgres_server")
+    url = create_database(server, template=request.getfixturevalue("postgres_migrated_template"))
+    yield url
+    drop_database(server, url)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> Iterator[str]:
+    """A fresh, unmigrated PostgreSQL database's URL."""
+    url = create_database(postgres_server)
+    yield url
+    drop_database(postgres_server, url)

@@ -126,7 +126,8 @@ def create_run(body: RunCreate, store: StoreDep, settings: SettingsDep,
     """Validate a training config and queue a run."""
     config = confine_config(body.config, settings)
     with body_errors():
-        run = store.create_run(name=body.name, config=config, tags=body.tags, notes=body.notes)
+        run = store.create_run(name=body.name, config=config, tags=body.tags, notes=body.notes,
+                               launcher=launcher.name)
     launcher.wake()
     return RunPublic.from_entity(run)
 

@@ -45,8 +45,9 @@ class AbstractStore(AbstractSamplesStore, ABC):
 
     @abstractmethod
     def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
-                   notes: str = "") -> Run:
+                   notes: str = "", launcher: str | None = None) -> Run:
         """Insert a queued run. `config` is the validated TrainConfig as a dict (model_dump()).
+        `launcher`: the launcher that is to start it (None: the first that claims it).
 
         dataset/model/selector/candidates/batch_size are copied from it for filtering. A missing
         name becomes "run-<id>"."""
@@ -111,8 +112,15 @@ class AbstractStore(AbstractSamplesStore, ABC):
         signal it ended the run). Raises RunNotFound (deleted: the worker stops too)."""
 
     @abstractmethod
-    def next_queued(self, limit: int = 1) -> list[Run]:
-        """The oldest queued runs (FIFO by id), for the launcher's scheduler."""
+    def claim_queued(self, run_id: int, launcher: str, *, take: bool = False) -> bool:
+        """Make `launcher` the one that starts queued run `run_id`, atomically: only when no other
+        launcher has it (`take`: whoever had it, e.g. a resume from this dashboard). True when the
+        run is queued and now this launcher's; False otherwise (RunNotFound for an unknown id)."""
+
+    @abstractmethod
+    def next_queued(self, limit: int = 1, *, launcher: str | None = None) -> list[Run]:
+        """The oldest queued runs (FIFO by id), for the launcher's scheduler; with `launcher`, only
+        those it may start (its own and those no launcher has claimed)."""
 
     @abstractmethod
     def runs_changed_since(self, since: datetime | None) -> list[Run]:

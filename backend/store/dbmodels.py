@@ -126,6 +126,9 @@ class SqlRun(Base):
     ingest_seq: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
     stop_requested: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False,
                                                  server_default=false())
+    # the launcher (a dashboard, "host:port") that starts this queued run or started it (migration
+    # 0005): with several dashboards on one database, each starts and supervises only its own runs
+    launcher: Mapped[str | None] = mapped_column(String(255))
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     run_info: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 
@@ -146,7 +149,8 @@ class SqlRun(Base):
             status_seq=self.status_seq or 0, checkpoint_path=self.checkpoint_path,
             checkpoint_step=self.checkpoint_step, attempt=self.attempt or 0,
             resumed_at_seq=self.resumed_at_seq, executor=self.executor,
-            ingest_seq=self.ingest_seq or 0, stop_requested=bool(self.stop_requested), summary=dict(self.summary or {}),
+            ingest_seq=self.ingest_seq or 0, stop_requested=bool(self.stop_requested), launcher=self.launcher,
+            summary=dict(self.summary or {}),
             run_info=dict(self.run_info or {}), latest=dict(latest or {}),
         )
 

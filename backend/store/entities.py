@@ -69,6 +69,7 @@ class Run:
     executor: str | None  # "remote": trains elsewhere and reports over HTTP; None: a local worker
     ingest_seq: int  # the sequence number the next reported event of a remote run must carry
     stop_requested: bool  # the dashboard asked a remote run to stop (its heartbeat answer says so)
+    launcher: str | None  # the dashboard ("host:port") that starts and supervises it; None: any
     summary: dict[str, Any]  # RunFinished.summary, {} until then
     run_info: dict[str, Any]  # from RunStarted: dataset facts (class_names...), model facts, device
 

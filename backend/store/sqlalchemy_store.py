@@ -32,7 +32,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -208,9 +208,11 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
     # ------------------------------------------------------------------ runs
 
     def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
-                   notes: str = "") -> ent.Run:
+                   notes: str = "", launcher: str | None = None) -> ent.Run:
         with self._session(write=True) as s:
-            return self._entity(s, self._insert_run(s, name=name, config=config, tags=tags, notes=notes))
+            run = self._insert_run(s, name=name, config=config, tags=tags, notes=notes)
+            run.launcher = _reported_text(launcher) if launcher else None
+            return self._entity(s, run)
 
     def _insert_run(self, s: Session, *, name: str | None, config: dict[str, Any],
                     tags: Sequence[str], notes: str) -> SqlRun:
@@ -407,10 +409,23 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
                 raise RunNotFound(run_id)
             return ent.RunStatus(status)
 
-    def next_queued(self, limit: int = 1) -> list[ent.Run]:
+    def claim_queued(self, run_id: int, launcher: str, *, take: bool = False) -> bool:
+        with self._session(write=True) as s:
+            if s.get(SqlRun, run_id) is None:
+                raise RunNotFound(run_id)
+            query = update(SqlRun).where(SqlRun.id == run_id,
+                                         SqlRun.status == ent.RunStatus.QUEUED.value)
+            if not take:
+                query = query.where(or_(SqlRun.launcher.is_(None), SqlRun.launcher == launcher))
+            # one conditional UPDATE: of two launchers claiming at once, one matches the row
+            return s.execute(query.values(launcher=launcher)).rowcount == 1
+
+    def next_queued(self, limit: int = 1, *, launcher: str | None = None) -> list[ent.Run]:
+        query = select(SqlRun).where(SqlRun.status == ent.RunStatus.QUEUED.value)
+        if launcher is not None:
+            query = query.where(or_(SqlRun.launcher.is_(None), SqlRun.launcher == launcher))
         with self._session() as s:
-            runs = list(s.execute(select(SqlRun).where(SqlRun.status == ent.RunStatus.QUEUED.value)
-                                  .order_by(SqlRun.id).limit(limit)).scalars())
+            runs = list(s.execute(query.order_by(SqlRun.id).limit(limit)).scalars())
             latest = self._latest_map(s, [r.id for r in runs])
             return [r.to_entity(latest[r.id]) for r in runs]
 

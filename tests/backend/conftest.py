@@ -1,15 +1,14 @@
-"""Shared backend fixtures: a temporary SQLite database migrated to the Alembic head.
+"""Shared backend fixtures: a temporary database migrated to the Alembic head.
 
-- `settings`: a `Settings` whose data_dir is a fresh temp folder and db_url its SQLite file,
-  already migrated (`backend.store.db.upgrade`). Function-scoped, so every test starts empty.
+- `settings`: a `Settings` whose data_dir is a fresh temp folder and db_url a fresh database at the
+  head (`migrated_db_url` in tests/conftest.py: a SQLite file, or a PostgreSQL database for the
+  suites that run on both). Function-scoped, so every test starts empty.
 - `store`: a `SqlAlchemyStore` on those settings (schema verified); closed after the test.
 - `make_run(name=None, tags=(), **config)`: fixture; creates a queued run in `store` with the tiny
   digits config TINY_CONFIG (overridden by **config).
 - Hand-made engine events for store tests: `tests/backend/store_events.py` (import it as
   `store_events`: tests/ is not a package, pytest puts this folder on sys.path).
 
-Set MARGINSCOPE_TEST_DB_URL=postgresql+psycopg://... to run the same tests against a real server:
-every test then gets its own fresh schema there (`fresh_db_url` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -22,7 +21,6 @@ import pytest
 
 from backend.settings import Settings
 from backend.store import Run
-from backend.store.db import upgrade
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 TINY_CONFIG: dict[str, Any] = {
@@ -32,10 +30,9 @@ TINY_CONFIG: dict[str, Any] = {
 
 
 @pytest.fixture
-def settings(tmp_path: Path, fresh_db_url: str) -> Settings:
-    upgrade(fresh_db_url)
+def settings(tmp_path: Path, migrated_db_url: str) -> Settings:
     # the test client calls itself "testserver": a name the server must be told to answer
-    return Settings(data_dir=tmp_path / "data", db_url=fresh_db_url, allowed_hosts=["testserver"])
+    return Settings(data_dir=tmp_path / "data", db_url=migrated_db_url, allowed_hosts=["testserver"])
 
 
 @pytest.fixture

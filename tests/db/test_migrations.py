@@ -1,4 +1,6 @@
-"""Alembic owns the schema: the migrated schema equals the models, and the check names the command."""
+"""Alembic owns the schema: the migrated schema equals the models, and the check names the command.
+
+Tests taking `fresh_db_url` run on SQLite and on PostgreSQL (tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from backend.store.db import (
     current_revision,
     head_revision,
     make_engine,
+    migration_engine,
     upgrade,
     verify_schema,
 )
@@ -21,15 +24,12 @@ from backend.store.exceptions import SchemaOutOfDate
 from backend.store.sqlalchemy_store import SqlAlchemyStore
 
 
-def test_migrated_schema_equals_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'nested' / 'folder' / 'ms.db'}"
-    upgrade(url)  # creates the folder too
+def test_migrated_schema_equals_models(fresh_db_url: str) -> None:
+    url = fresh_db_url
+    upgrade(url)  # creates a SQLite file's folder too
+    assert _schema_diff(url) == []
     engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True,
-                                                         "compare_server_default": True})
-            assert compare_metadata(ctx, Base.metadata) == []
         assert current_revision(engine) == head_revision()
         assert set(inspect(engine).get_table_names()) >= set(Base.metadata.tables)
         verify_schema(engine)  # at head: no error
@@ -37,21 +37,19 @@ def test_migrated_schema_equals_models(tmp_path: Path) -> None:
         engine.dispose()
 
 
-def test_upgrade_is_idempotent(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'ms.db'}"
+def test_upgrade_is_idempotent(fresh_db_url: str, tmp_path: Path) -> None:
+    url = fresh_db_url
     upgrade(url)
     upgrade(url)
     SqlAlchemyStore(url, data_dir=tmp_path).close()
 
 
-def test_empty_database_is_refused_naming_the_command(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    engine = make_engine(url)
-    with engine.begin() as conn:  # an existing file without our schema
-        conn.exec_driver_sql("CREATE TABLE unrelated (x INTEGER)")
-    with pytest.raises(SchemaOutOfDate, match="marginscope db upgrade"):
-        verify_schema(engine)
-    engine.dispose()
+def test_empty_database_is_refused_naming_the_command(fresh_db_url: str) -> None:
+    with migration_engine(fresh_db_url) as engine:  # (a SQLite file's folder made first)
+        with engine.begin() as conn:  # an existing database without our schema
+            conn.exec_driver_sql("CREATE TABLE unrelated (x INTEGER)")
+        with pytest.raises(SchemaOutOfDate, match="marginscope db upgrade"):
+            verify_schema(engine)
 
 
 def test_missing_database_is_refused_naming_the_command(tmp_path: Path) -> None:
@@ -61,10 +59,10 @@ def test_missing_database_is_refused_naming_the_command(tmp_path: Path) -> None:
     assert not (tmp_path / "nowhere").exists()
 
 
-def test_old_revision_is_refused(tmp_path: Path) -> None:
+def test_old_revision_is_refused(fresh_db_url: str) -> None:
     """A revision of this code's history before the head (an unknown one is a newer release's:
     tests/db/test_damaged_databases.py)."""
-    url = f"sqlite:///{tmp_path / 'ms.db'}"
+    url = fresh_db_url
     upgrade(url, "0001_initial")
     engine = make_engine(url)
     with pytest.raises(SchemaOutOfDate, match="0001_initial.*marginscope db upgrade"):
@@ -90,18 +88,6 @@ def _schema_diff(url: str) -> list[object]:
             ctx = MigrationContext.configure(conn, opts={"compare_type": True,
                                                          "compare_server_default": True})
             return list(compare_metadata(ctx, Base.metadata))
-    finally:
-        engine.dispose()
-
-
-def test_migrated_schema_equals_models_on_postgres(postgres_url: str) -> None:
-    """Skipped unless MARGINSCOPE_TEST_DB_URL names a PostgreSQL server (CI has none)."""
-    upgrade(postgres_url)
-    assert _schema_diff(postgres_url) == []
-    engine = make_engine(postgres_url)
-    try:
-        assert current_revision(engine) == head_revision()
-        verify_schema(engine)
     finally:
         engine.dispose()
 

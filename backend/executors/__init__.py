@@ -1,0 +1,60 @@
+"""Executors: where the launcher's queued runs train.
+
+- `local` (the default, `LocalExecutor`): one worker process per run on the dashboard's machine
+  (`python -m backend.worker <id>`), written straight into the store; the launcher supervises its
+  process (pid, signals, exit code).
+- `dask` (`DaskExecutor`, MARGINSCOPE_EXECUTOR=dask): each run is a task on an existing Dask
+  cluster (MARGINSCOPE_DASK_SCHEDULER) that calls `engine.remote.train_remote(claim=<run id>)`:
+  it takes the queued run over through the ingest API and reports back over HTTP like any remote
+  run, so the launcher watches it by its heartbeat and cancels it through the stop flag.
+
+The launcher asks an executor for three things (`Executor`): start a run, say which started runs'
+tasks ended and how, and forget a run (cancel). Pick one with `make_executor(settings)`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import subprocess
+    from pathlib import Path
+
+    from backend.settings import Settings
+    from backend.store import Run
+
+
+class ExecutorError(RuntimeError):
+    """A run could not be started; the message says why (the run is marked failed with it)."""
+
+
+class Executor(Protocol):
+    kind: str  # "local" or "dask": the value of MARGINSCOPE_EXECUTOR
+
+    def start(self, run: Run, run_dir: Path, *, resume: bool) -> subprocess.Popen[bytes] | None:
+        """Start queued run `run`. A local worker process is returned for the launcher to
+        supervise; None means the run trains elsewhere and reports back itself. Raises
+        ExecutorError when it cannot be started."""
+
+    def ended(self) -> list[tuple[int, str | None]]:
+        """Runs whose task ended since the last call: (run id, None or why it failed)."""
+
+    def started(self) -> set[int]:
+        """Ids of the runs whose task has not ended yet."""
+
+    def cancel(self, run_id: int) -> None:
+        """Stop caring for run `run_id`'s task (a queued run's task is dropped before it starts)."""
+
+    def close(self) -> None:
+        """Let go of the executor's resources (the runs keep going)."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor `settings.executor` names (the Dask one connects to its scheduler first)."""
+    if settings.executor == "dask":
+        from backend.executors.dask import DaskExecutor
+
+        return DaskExecutor(settings)
+    from backend.executors.local import LocalExecutor
+
+    return LocalExecutor(settings)
