@@ -10,6 +10,7 @@ from pydantic import ValidationError
 from engine.callbacks import Recorder
 from engine.config import TrainConfig
 from engine.data import flip_labels, load_dataset
+from engine.distributed import Ranks
 from engine.events import RunStarted
 from engine.train import _setup, train
 
@@ -67,7 +68,7 @@ def test_out_of_range_shares_are_refused(share: float) -> None:
 def test_the_run_trains_on_noisy_labels_and_validates_on_clean_ones() -> None:
     config = TrainConfig(dataset="digits", label_noise=0.3, seed=4, steps=2, device="cpu")
     clean = load_dataset("digits")
-    run = _setup(config, lambda event: None)
+    run = _setup(config, lambda event: None, Ranks())  # one process
     expected, flipped = flip_labels(clean.train.labels, 0.3, clean.num_classes, seed=4)
     assert torch.equal(run.data.train.labels, expected)
     assert torch.equal(run.flipped, flipped) and len(flipped) == round(0.3 * len(clean.train))
