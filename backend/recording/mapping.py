@@ -8,7 +8,8 @@ What each event becomes:
 - ClassSelection → a selection row, then selection/misclassified_share;
 - Evaluation → <split>/loss, <split>/accuracy, per-class accuracy in run_info, and for val also
   val/best_accuracy: the running maximum over the run (`best` carries it across batches);
-- RunStarted → the histogram edges of every population, total_steps, run_info (dataset facts
+- RunStarted → the histogram edges of every population, total_steps, the model built (a config's
+  "auto" becomes the engine's choice, which the runs list shows), run_info (dataset facts
   with class_names, model, device, steps per epoch, the step resumed from). No log line: the
   engine logs its own "started ..." / "resumed at step ..." line;
 - Scalars (a user's own loop) → one scalar per key, and the run's progress;
@@ -106,6 +107,7 @@ def to_batch(events: Sequence[Event], best: float | None = None) -> tuple[RunBat
         elif isinstance(e, RunStarted):
             batch.edges = {pop: [float(x) for x in e.hist_edges] for pop in POPULATIONS}
             update.total_steps = int(e.total_steps)
+            update.model = str(e.model["name"]) if e.model.get("name") else None
             update.run_info.update({"dataset": dict(e.dataset), "model": dict(e.model), "device": e.device,
                                     "steps_per_epoch": int(e.steps_per_epoch),
                                     "resumed_from_step": int(e.resumed_from_step)})

@@ -322,6 +322,7 @@ class RunUpdate:
     so per-split entries accumulate across batches)."""
 
     total_steps: int | None = None
+    model: str | None = None  # the model the engine built (a config's "auto" resolved to its choice)
     checkpoint_path: str | None = None
     checkpoint_step: int | None = None
     summary: dict[str, Any] | None = None

@@ -817,7 +817,7 @@ def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
 
 # RunUpdate fields copied onto the run when given, each with how its value is stored
 _UPDATED_FIELDS: tuple[tuple[str, Callable[[Any], Any]], ...] = (
-    ("total_steps", int), ("checkpoint_path", _reported_text), ("checkpoint_step", int),
+    ("total_steps", int), ("model", _reported_text), ("checkpoint_path", _reported_text), ("checkpoint_step", int),
     ("summary", dict), ("error", _reported_text), ("traceback", _reported_text),
 )
 

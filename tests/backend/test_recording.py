@@ -34,6 +34,16 @@ def test_a_recorded_run_runs_then_ends_as_its_events_say(store: SqlAlchemyStore,
     assert [line.message for line in store.get_logs(run.id)][-1] == "run finished at step 30 (was running)"
 
 
+def test_the_runs_model_becomes_the_one_the_engine_built(store: SqlAlchemyStore, make_run: MakeRun) -> None:
+    """A config's model "auto" is the engine's choice to make; once it has started, the run names it."""
+    run = make_run(model="auto")
+    assert store.get_run(run.id).model == "auto"
+    with record_run(store, run.id, heartbeat_interval=60) as recorder:
+        for event in full_run():  # its RunStarted says the engine built small-cnn
+            recorder(event)
+    assert store.get_run(run.id).model == "small-cnn"
+
+
 def test_a_stop_ends_cancelled(store: SqlAlchemyStore, make_run: MakeRun) -> None:
     run = make_run()
     with record_run(store, run.id, heartbeat_interval=60) as recorder:
