@@ -20,7 +20,8 @@ pytestmark = pytest.mark.browser
 
 TERMINAL = {"finished", "cancelled", "failed", "crashed"}
 SAMPLED = {"dataset": "digits", "candidates": 64, "batch_size": 16, "hist_every": 50, "log_every": 50,
-           "eval_every": 10_000, "samples_every": 10, "samples_k": 32, "seed": 1}
+           "eval_every": 10_000, "samples_every": 10, "samples_k": 32, "seed": 1,
+           "label_noise": 0.2}  # flipped labels: suspects exist however far the run has trained
 
 
 @pytest.fixture(scope="module")
