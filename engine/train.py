@@ -366,9 +366,8 @@ def _train_step(run: _Run) -> StepRecord:
     for group in run.optimizer.param_groups:
         group["lr"] = lr
 
-    # this rank's B/N of the global pool (a selector may size the pool: pool_size)
-    indices = run.ranks.shard(run.sampler.draw(min(selector.pool_size(run.pool, config.batch_size, run.step),
-                                                   len(run.data.train))))
+    pool = min(selector.pool_size(run.pool, config.batch_size, run.step), len(run.data.train))
+    indices = run.ranks.shard(run.sampler.draw(pool))  # this rank's B/N of the step's global pool
     x, y = run.data.batch(run.data.train, indices, augment=config.augment,
                           generator=run.aug_generator, device=run.device)
     if run.channels_last:
