@@ -163,7 +163,13 @@ async function explainRefusal(socket) {
 
 async function cancelRun() {
   if (!(await confirmDialog(`Cancel run ${RUN_ID}? It stops after the current step and keeps a checkpoint, so it can be resumed.`, { confirmText: "Cancel run" }))) return;
-  try { S.run = await api.post(`/api/runs/${RUN_ID}/cancel`); dirty.head = true; schedule(); toast("Cancelling…"); } catch (err) { toast(`Could not cancel: ${errorText(err)}`, "error"); }
+  try {
+    const run = await api.post(`/api/runs/${RUN_ID}/cancel`);
+    // the live socket may already have brought the run's end (a run stops within a step): an
+    // answer sent before it must not turn the page back to "running" at an older step
+    if (!S.run || !TERMINAL.has(S.run.status)) S.run = run;
+    dirty.head = true; schedule(); toast("Cancelling…");
+  } catch (err) { toast(`Could not cancel: ${errorText(err)}`, "error"); }
 }
 
 async function resumeRun() {
