@@ -10,6 +10,7 @@ benchmark runs in its store without the engine knowing there is one.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -112,6 +113,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
             f"per {chunk_info['batch']} candidates)")
 
     runs: list[dict[str, Any]] = []
+    partial = (out or Path()) / "results.partial.json"
     with _Progress(len(arms) * len(settings.seeds), enabled=progress) as bars:
         for position, seed in enumerate(settings.seeds):
             for arm in settings.order(arms, position):
@@ -136,6 +138,9 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
                              "selected_flipped_share": (result.selected_flipped / result.samples_backpropagated
                                                         if config.label_noise else None),
                              "summary": result.summary, "evaluations": result.evaluations})
+                if out is not None:  # a suite takes hours: a crash late in it keeps the runs done
+                    out.mkdir(parents=True, exist_ok=True)
+                    partial.write_text(json.dumps({"settings": asdict(settings), "runs": runs}, default=str))
     results = {
         "bench_id": bench_id,
         "settings": {**asdict(settings), "score_chunk_used": chunk},
@@ -149,4 +154,5 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
     results["table"] = build_table(results)
     if out is not None:
         write_outputs(results, out)
+        partial.unlink(missing_ok=True)
     return results
