@@ -301,6 +301,9 @@ def bench(
     threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
                                           "1 is far more robust on a machine shared with other work."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the suite stopped in --out "
+                                "(its finished runs are kept in results.partial.json); give the same "
+                                "options as the command that started it."),
     redraw: bool = typer.Option(False, "--redraw", help="Train nothing: redraw results.md and "
                                 "curves.html from the results.json already in --out."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A named suite: short (5 seeds, ~1.5 "
@@ -314,7 +317,7 @@ def bench(
     """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
     # A caller may follow each run through ctx.obj["track"] (a TrackRun): the backend's CLI wraps
     # this command with --db-url that way, to record every run in its store.
-    from engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs, write_outputs
+    from engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs
     from engine.bench.arms import suite_settings
 
     if docs:
@@ -356,12 +359,12 @@ def bench(
             run_micro(settings, out, log=typer.echo, command=command)
             typer.echo((out / "micro.md").read_text())
             return
-        results = run_suite(settings, None, track=(ctx.obj or {}).get("track"), bench_id=bench_id,
-                            log=typer.echo)
+        run_suite(settings, out, track=(ctx.obj or {}).get("track"), bench_id=bench_id,
+                  resume=resume, command=command, log=typer.echo)
     except ValidationError as exc:
         fail(describe_validation_error(exc))
-    results["command"] = command
-    write_outputs(results, out, command)
+    except ValueError as exc:  # --resume of nothing, or of a suite with other settings
+        fail(str(exc))
     typer.echo((out / "results.md").read_text())
     typer.echo(f"wrote {out}/results.json, results.md, curves.html, plotly.min.js")
 

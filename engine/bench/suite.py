@@ -86,23 +86,50 @@ class _Progress:
             self.progress.advance(self.suite)
 
 
+PARTIAL = "results.partial.json"  # a suite's finished runs so far, under --out, until it ends
+
+
+def _same_settings(settings: BenchSettings) -> dict[str, Any]:
+    """The settings as they read back from JSON (tuples become lists), to compare with a saved suite."""
+    return json.loads(json.dumps(asdict(settings), default=str))
+
+
+def _resumed(settings: BenchSettings, out: Path | None) -> dict[str, Any]:
+    """The unfinished suite saved under `out`, checked to be the one `settings` describe."""
+    path = None if out is None else out / PARTIAL
+    if path is None or not path.exists():
+        raise ValueError(f"nothing to resume: no unfinished suite ({PARTIAL}) in {out}")
+    saved = json.loads(path.read_text())
+    if saved["settings"] != _same_settings(settings):
+        differ = sorted(k for k, v in _same_settings(settings).items() if saved["settings"].get(k) != v)
+        raise ValueError(f"the unfinished suite in {out} ran other settings ({', '.join(differ)}); "
+                         "resume it with the command that started it")
+    return saved
+
+
 def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackRun | None = None,
-              bench_id: str | None = None, progress: bool = True,
-              log: Callable[[str], None] = print) -> dict[str, Any]:
+              bench_id: str | None = None, progress: bool = True, resume: bool = False,
+              command: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train every arm for every seed; return (and write under `out`) the results. Each training
-    is wrapped by `track` when given (see `TrackRun`)."""
+    is wrapped by `track` when given (see `TrackRun`).
+
+    A suite takes hours: with `out`, the finished runs are saved after each one, and `resume`
+    continues a suite that was stopped (its finished runs kept, its chunk size reused, the
+    others run in their places of the rotation)."""
     from engine.train import train
 
-    bench_id = bench_id or f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    saved = _resumed(settings, out) if resume else None
+    bench_id = saved["bench_id"] if saved else bench_id or \
+        f"bench-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     if settings.threads:
         torch.set_num_threads(settings.threads)
     arms = settings.arm_list()
     for arm in arms:  # validate every config before spending minutes on the first runs
         settings.config(arm, settings.seeds[0], 128)
     started = time.time()
-    load_before = load_average()
-    chunk_info = None
-    chunk = settings.score_chunk
+    load_before = saved["load_average"]["before"] if saved else load_average()
+    chunk_info = saved["chunk_sweep"] if saved else None
+    chunk = saved["score_chunk_used"] if saved else settings.score_chunk
     if chunk is None:
         device, data, model = bench_model_and_data(settings)
         x, _ = candidate_batch(data, settings.candidates, device)
@@ -112,11 +139,29 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
             f"({', '.join(f'{k}: {v * 1e3:.1f} ms' for k, v in chunk_info['seconds'].items())} "
             f"per {chunk_info['batch']} candidates)")
 
-    runs: list[dict[str, Any]] = []
-    partial = (out or Path()) / "results.partial.json"
-    with _Progress(len(arms) * len(settings.seeds), enabled=progress) as bars:
+    first_started = saved["started"] if saved else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    resumed = (saved.get("resumed", []) + [time.strftime("%Y-%m-%d %H:%M:%S")]) if saved else []
+    runs: list[dict[str, Any]] = saved["runs"] if saved else []
+    done = {(r["arm"], r["seed"]) for r in runs}
+    previous = saved["duration_s"] if saved else 0.0
+    if saved:
+        log(f"resuming {bench_id}: {len(runs)} of {len(arms) * len(settings.seeds)} runs done")
+
+    def save_partial() -> None:
+        if out is None:
+            return
+        out.mkdir(parents=True, exist_ok=True)
+        (out / PARTIAL).write_text(json.dumps({
+            "bench_id": bench_id, "settings": _same_settings(settings), "score_chunk_used": chunk,
+            "chunk_sweep": chunk_info, "load_average": {"before": load_before},
+            "started": first_started, "duration_s": previous + time.time() - started,
+            "resumed": resumed, "runs": runs}, default=str))
+
+    with _Progress(len(arms) * len(settings.seeds) - len(done), enabled=progress) as bars:
         for position, seed in enumerate(settings.seeds):
-            for arm in settings.order(arms, position):
+            for slot, arm in enumerate(settings.order(arms, position)):
+                if (arm.label, seed) in done:
+                    continue
                 config = settings.config(arm, seed, chunk)
                 bars.start_run(f"{arm.label} seed {seed}")
                 tracking = (nullcontext(None) if track is None else
@@ -133,26 +178,28 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
                     log(line)
                 runs.append({"arm": arm.label, "selector": arm.selector, "reference": arm.reference,
                              "regime": arm.regime or settings.regime, "seed": seed,
-                             "position": len(runs) % len(arms), "steps": config.steps,
+                             "position": slot, "steps": config.steps,
                              "label_noise": config.label_noise, "load_after": load_average(),
                              "selected_flipped_share": (result.selected_flipped / result.samples_backpropagated
                                                         if config.label_noise else None),
                              "summary": result.summary, "evaluations": result.evaluations})
-                if out is not None:  # a suite takes hours: a crash late in it keeps the runs done
-                    out.mkdir(parents=True, exist_ok=True)
-                    partial.write_text(json.dumps({"settings": asdict(settings), "runs": runs}, default=str))
+                save_partial()
+    runs.sort(key=lambda r: (settings.seeds.index(r["seed"]), r["position"]))  # resumed runs in their places
     results = {
         "bench_id": bench_id,
         "settings": {**asdict(settings), "score_chunk_used": chunk},
         "machine": machine_info(),
         "load_average": {"before": load_before, "after": load_average()},
         "chunk_sweep": chunk_info,
-        "started": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started)),
-        "duration_s": time.time() - started,
+        "started": first_started,
+        "duration_s": previous + time.time() - started,  # of every process that ran the suite
+        "resumed": resumed,
         "runs": runs,
     }
+    if command is not None:
+        results["command"] = command
     results["table"] = build_table(results)
     if out is not None:
-        write_outputs(results, out)
-        partial.unlink(missing_ok=True)
+        write_outputs(results, out, command)
+        (out / PARTIAL).unlink(missing_ok=True)
     return results

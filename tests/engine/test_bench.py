@@ -11,7 +11,7 @@ import math
 import statistics
 import re
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +206,40 @@ def test_tiny_suite_writes_json_markdown_and_offline_html(tmp_path: Path) -> Non
     again = run_suite(BenchSettings(**{**settings.__dict__, "arms": ("uniform",), "seeds": (0,)}),
                       None, progress=False, log=lambda _: None)
     assert again["runs"][0]["evaluations"][0]["accuracy"] == res["runs"][0]["evaluations"][0]["accuracy"]
+
+
+def test_a_stopped_suite_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """A suite killed after its third run keeps those three; --resume runs the other five in their
+    places of the rotation, with the same chunk size, and refuses a different setting."""
+    settings = BenchSettings(dataset="digits", steps=12, candidates=64, batch_size=16, seeds=(0, 1),
+                             arms=("uniform", "mms", "mms-memory", "mms@aggressive"), eval_every=6,
+                             targets=(0.5,), lr=0.02, score_chunk=32)
+    started: list[str] = []
+
+    def killed_at_fourth(name: str, config: dict, tags: list[str]):  # noqa: ANN202
+        started.append(name)
+        if len(started) == 4:
+            raise KeyboardInterrupt  # as a Ctrl-C or the end of a session would
+        return nullcontext(None)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_suite(settings, tmp_path, track=killed_at_fourth, progress=False, log=lambda _: None)
+    partial = json.loads((tmp_path / "results.partial.json").read_text())
+    assert [r["arm"] for r in partial["runs"]] == ["uniform", "mms", "mms-memory"]
+    assert not (tmp_path / "results.json").exists()
+
+    other = BenchSettings(**{**settings.__dict__, "steps": 13})
+    with pytest.raises(ValueError, match="other settings .*steps"):
+        run_suite(other, tmp_path, resume=True, progress=False, log=lambda _: None)
+    with pytest.raises(ValueError, match="nothing to resume"):
+        run_suite(settings, tmp_path / "elsewhere", resume=True, progress=False, log=lambda _: None)
+
+    res = run_suite(settings, tmp_path, resume=True, progress=False, log=lambda _: None)
+    assert [r["arm"] for r in res["runs"]] == ["uniform", "mms", "mms-memory", "mms@aggressive",
+                                               "mms", "mms-memory", "mms@aggressive", "uniform"]
+    assert res["runs"][:3] == partial["runs"] and res["bench_id"] == partial["bench_id"]
+    assert len(res["resumed"]) == 1 and res["duration_s"] >= partial["duration_s"]
+    assert not (tmp_path / "results.partial.json").exists() and (tmp_path / "results.json").exists()
 
 
 @pytest.mark.slow
