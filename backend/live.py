@@ -57,6 +57,7 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from backend.samples_view import samples_view
 from backend.schemas import histogram_json, log_json, run_json, selection_json
 from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus, ScalarRow
 from backend.store.db import json_safe
@@ -273,8 +274,6 @@ class LiveHub:
             self.lagged += feed.publish(_Published("samples", feed.sent, feed.sent, text))
 
     def _samples_text(self, run_id: int, feed: _Feed) -> str:
-        from backend.routes.samples import samples_view
-
         seq = self.store.last_sample_seq(run_id)
         if seq <= feed.samples_seq:
             return ""

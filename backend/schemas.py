@@ -267,6 +267,9 @@ class ComparePublic(BaseModel):
     target: float | None
     series: dict[str, SeriesPublic]
     table: list[CompareRow]
+    # asked for with `also` / `histograms`: the page draws from one answer instead of two per run
+    also: dict[str, dict[str, SeriesPublic]] = {}  # metric key → run id → series
+    histograms: dict[str, HistogramsPublic] = {}  # run id → margin histograms (runs with none left out)
 
 
 # --------------------------------------------------------------------------- errors

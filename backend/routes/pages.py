@@ -145,16 +145,24 @@ def plotly_script_versioned(version: str) -> FileResponse:
     return _plotly_response(IMMUTABLE)
 
 
+def _dark_theme(page: HTMLResponse, request: Request) -> HTMLResponse:
+    """An API reference page with the dashboard's dark theme (css/docs-dark.css, js/docs-theme.js)."""
+    static = f"/static/v{_version(request)}"
+    head = (f'<link rel="stylesheet" href="{static}/css/docs-dark.css">'
+            f'<script src="{static}/js/docs-theme.js"></script></head>')
+    body = bytes(page.body).decode().replace("</head>", head, 1)
+    return HTMLResponse(body, status_code=page.status_code)
+
+
 @router.get("/docs")
 def swagger_ui(request: Request) -> HTMLResponse:
     """Swagger UI from the swagger-ui-bundle package."""
     prefix = f"/static/v{_version(request)}/swagger-ui"
     old = not (VENDOR_DIR / "swagger-ui" / "swagger-ui-bundle.js").is_file()
-    return get_swagger_ui_html(openapi_url="/docs/openapi-3.0.json" if old else request.app.openapi_url,
-                               title="MarginScope API",
-                               swagger_js_url=f"{prefix}/swagger-ui-bundle.js",
-                               swagger_css_url=f"{prefix}/swagger-ui.css",
-                               swagger_favicon_url=f"{prefix}/favicon-32x32.png")
+    return _dark_theme(get_swagger_ui_html(
+        openapi_url="/docs/openapi-3.0.json" if old else request.app.openapi_url, title="MarginScope API",
+        swagger_js_url=f"{prefix}/swagger-ui-bundle.js", swagger_css_url=f"{prefix}/swagger-ui.css",
+        swagger_favicon_url=f"{prefix}/favicon-32x32.png"), request)
 
 
 @router.get("/docs/openapi-3.0.json")
@@ -173,9 +181,10 @@ def redoc(request: Request) -> HTMLResponse:
             "(it is fetched by <code>make setup</code>, scripts/fetch_assets.py). The same API "
             'reference is at <a href="/docs">/docs</a>; the schema is <a href="/openapi.json">'
             "/openapi.json</a>.</p>")
-    return get_redoc_html(openapi_url=request.app.openapi_url, title="MarginScope API",
-                          redoc_js_url=f"/static/v{_version(request)}/vendor/redoc.standalone.js",
-                          redoc_favicon_url="data:,", with_google_fonts=False)
+    return _dark_theme(get_redoc_html(
+        openapi_url=request.app.openapi_url, title="MarginScope API",
+        redoc_js_url=f"/static/v{_version(request)}/vendor/redoc.standalone.js",
+        redoc_favicon_url="data:,", with_google_fonts=False), request)
 
 
 class CachedStatic(StaticFiles):

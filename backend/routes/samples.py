@@ -16,93 +16,33 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
 
 from backend.deps import SettingsDep, StoreDep
 from backend.sample_images import DatasetUnavailable, SampleOutOfRange, sample_png
+from backend.samples_view import (
+    CompareSamplesPublic,
+    HistoryPoint,
+    SampleStory,
+    SamplesPublic,
+    SelectedPoint,
+    SuspectItem,
+    SuspectsPublic,
+    View,
+    class_name,
+    sample_item,
+    samples_view,
+)
 from backend.schemas import errors
-from backend.store import MAX_INT32, AbstractStore, Run, SampleRecord
+from backend.store import MAX_INT32, Run
 from engine.samples import SUSPECT_RULE, SUSPECTS_KEPT
 
 router = APIRouter(tags=["samples"])
 
 MAX_LIMIT = SUSPECTS_KEPT  # 500: the most items one answer holds
-View = Literal["lowest", "selected", "misclassified"]
 Index = Annotated[int, Path(ge=0, le=MAX_INT32, description="Dataset index in the run's training split.")]
 
 
-class SampleItem(BaseModel):
-    """One sample in a ranked list."""
-
-    index: int = Field(description="Dataset index in the run's training split.")
-    label: int | None = Field(description="The label the run trained on (after label noise).")
-    prediction: int | None = Field(description="The model's prediction when it was scored.")
-    mms: float | None = Field(description="Its minimal margin score then.")
-    selected: int = Field(description="Times selected for training so far.")
-    class_name: str | None
-    flipped: bool = Field(description="label_noise flipped its label (false without label noise).")
-
-
-class SamplesPublic(BaseModel):
-    view: View
-    step: int | None = Field(description="The snapshot's step (lowest), or the latest snapshot's.")
-    steps: list[int] = Field(description="Every step with a snapshot, ascending.")
-    scored: str | None = Field(description="What the snapshot scored: candidates, or the trained batch.")
-    items: list[SampleItem]
-
-
-class HistoryPoint(BaseModel):
-    step: int
-    mms: float | None
-    prediction: int | None
-
-
-class SelectedPoint(BaseModel):
-    step: int = Field(description="The snapshot that closes the interval.")
-    count: int = Field(description="Times selected in the interval ending at `step`.")
-
-
-class SampleStory(BaseModel):
-    index: int
-    label: int | None
-    class_name: str | None
-    flipped: bool
-    history: list[HistoryPoint]
-    selected: list[SelectedPoint]
-    selected_total: int
-
-
-class SuspectItem(BaseModel):
-    index: int
-    label: int | None
-    prediction: int | None
-    score: float | None = Field(description="Moving average of the signed margin (see `rule`).")
-    selected: int
-    mean_mms: float | None = Field(description="Mean MMS over the times it was scored.")
-    observed: int = Field(description="Times it was scored.")
-    class_name: str | None
-    flipped: bool
-
-
-class SuspectsPublic(BaseModel):
-    rule: str
-    step: int | None = Field(description="The snapshot the suspects come from.")
-    items: list[SuspectItem]
-
-
-class CompareSamplesPublic(BaseModel):
-    overlap: float = Field(description="Shared share of the two hardest sets: count / the smaller set.")
-    count: int = Field(description="Samples in both hardest sets.")
-    k: int
-    only: dict[str, list[SampleItem]] = Field(description="Run id → its hardest samples not in the other's.")
-
-
 # ---------------------------------------------------------------------- helpers
-
-
-def _class_name(run: Run, label: int | None) -> str | None:
-    names = run.class_names
-    return None if label is None else (names[label] if 0 <= label < len(names) else str(label))
 
 
 def _num_train(run: Run) -> int | None:
@@ -116,44 +56,6 @@ def _check_index(run: Run, index: int) -> None:
         raise RequestValidationError([{"type": "value_error", "loc": ("path", "index"),
                                        "msg": f"index {index} is not a training sample of run {run.id} "
                                               f"(0..{n - 1})", "input": str(index)}])
-
-
-def _item(run: Run, record: SampleRecord) -> SampleItem:
-    return SampleItem(index=record.index, label=record.label, prediction=record.last_prediction,
-                      mms=record.last_mms, selected=record.selected,
-                      class_name=_class_name(run, record.label), flipped=record.flipped)
-
-
-def lowest_items(store: AbstractStore, run: Run, step: int | None) -> tuple[int | None, str | None,
-                                                                           list[SampleItem]]:
-    """(snapshot step, what it scored, its k lowest-margin samples) at or before `step`."""
-    snap = store.get_sample_snapshot(run.id, step)
-    if snap is None:
-        return None, None, []
-    table = snap.lowest
-    records = store.get_sample_records(run.id, table.get("index", []))
-    items = []
-    for index, label, prediction, mms in zip(table["index"], table["label"], table["prediction"],
-                                             table["mms"]):
-        record = records.get(index)
-        items.append(SampleItem(index=index, label=label, prediction=prediction, mms=mms,
-                                selected=record.selected if record else 0,
-                                class_name=_class_name(run, label),
-                                flipped=bool(record and record.flipped)))
-    return snap.step, snap.scored, items
-
-
-def samples_view(store: AbstractStore, run: Run, view: View, *, step: int | None = None,
-                 cls: int | None = None, limit: int = 100) -> SamplesPublic:
-    """GET /samples's answer (also the websocket's "samples" message, view=lowest, latest)."""
-    steps = store.sample_steps(run.id)
-    if view == "lowest":
-        at, scored, items = lowest_items(store, run, step)
-        items = [i for i in items if cls is None or i.label == cls][:limit]
-    else:
-        at, scored = (steps[-1] if steps else None), None
-        items = [_item(run, r) for r in store.ranked_samples(run.id, view, label=cls, limit=limit)]
-    return SamplesPublic(view=view, step=at, steps=steps, scored=scored, items=items)
 
 
 # ---------------------------------------------------------------------- routes
@@ -179,7 +81,7 @@ def get_sample(run_id: int, index: Index, store: StoreDep) -> SampleStory:
     story = store.sample_history(run_id, index)
     record = story.record
     label = record.label if record else None
-    return SampleStory(index=index, label=label, class_name=_class_name(run, label),
+    return SampleStory(index=index, label=label, class_name=class_name(run, label),
                        flipped=bool(record and record.flipped),
                        history=[HistoryPoint(**h) for h in story.history],
                        selected=[SelectedPoint(**p) for p in story.selected],
@@ -216,7 +118,7 @@ def get_suspects(run_id: int, store: StoreDep, limit: Annotated[int, Query(ge=1,
     steps = store.sample_steps(run_id)
     items = [SuspectItem(index=r.index, label=r.label, prediction=r.last_prediction, score=r.suspect_score,
                          selected=r.selected, mean_mms=r.mean_mms, observed=r.observed,
-                         class_name=_class_name(run, r.label), flipped=r.flipped)
+                         class_name=class_name(run, r.label), flipped=r.flipped)
              for r in store.suspects(run_id, limit=limit)]
     if format == "csv":
         out = io.StringIO()
@@ -247,5 +149,5 @@ def compare_samples(store: StoreDep, runs: Annotated[str, Query(pattern=TWO_RUN_
     smaller = min(len(sets[a]), len(sets[b]))
     return CompareSamplesPublic(
         overlap=len(shared) / smaller if smaller else 0.0, count=len(shared), k=k,
-        only={str(rid): [_item(found[rid], r) for r in hardest[rid] if r.index not in shared]
+        only={str(rid): [sample_item(found[rid], r) for r in hardest[rid] if r.index not in shared]
               for rid in ids})

@@ -69,7 +69,8 @@ export function layout(title, xTitle, yTitle, extra = {}) {
   return {
     title: { text, font: { size: narrow() ? 12 : 14 }, x: 0.01, xanchor: "left", ...(narrow() ? { yref: "container", y: 1, yanchor: "top", pad: { t: 8 } } : { y: 0.98, yanchor: "top" }) },
     font: { ...FONT, color: t.fg },
-    margin: narrow() ? { l: 48, r: 8, t: text.includes("<br>") ? 60 : 44, b: 40 } : { l: 64, r: 16, t: 44, b: 48 },
+    // a wrapped title gets 16 px more top margin per line, however many lines it wraps to
+    margin: narrow() ? { l: 48, r: 8, t: 28 + 16 * text.split("<br>").length, b: 40 } : { l: 64, r: 16, t: 44, b: 48 },
     xaxis: { title: { text: xTitle }, ...axis, ...xaxis },
     yaxis: { title: { text: yTitle }, ...axis, ...yaxis },
     legend: { orientation: "h", x: 1, xanchor: "right", y: 1.0, yanchor: "bottom", font: { size: 11 }, bgcolor: "rgba(0,0,0,0)" },

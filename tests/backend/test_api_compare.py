@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from api_helpers import create
 from fastapi.testclient import TestClient
-from store_events import run_started
+from store_events import full_run, run_started
 
 from backend.recording import write_events
 from backend.store.sqlalchemy_store import SqlAlchemyStore
@@ -112,3 +112,26 @@ def test_compare_bad_input_is_422(client: TestClient, query: str) -> None:
 def test_compare_unknown_run_is_404(client: TestClient) -> None:
     rid = create(client)["id"]
     assert client.get(f"/api/compare?runs={rid},999").status_code == 404
+
+
+def test_one_answer_carries_what_the_compare_page_draws(client: TestClient, store: SqlAlchemyStore) -> None:
+    """`also` and `histograms` give every run's extra series and margin histograms, the same as
+    the per-run endpoints would, so the page needs one request however many runs it shows."""
+    full, bare = create(client)["id"], create(client)["id"]
+    write_events(store, full, full_run(30))
+    write_events(store, bare, [run_started(30)])
+    body = client.get("/api/compare", params={
+        "runs": f"{full},{bare}", "also": "train/loss, mms/candidates/p50,val/accuracy",
+        "histograms": "selected", "hist_rows": 3}).json()
+    assert set(body["also"]) == {"train/loss", "mms/candidates/p50"}  # the main key is not repeated
+    for key, series in body["also"].items():
+        one = client.get(f"/api/runs/{full}/metrics", params={"keys": key}).json()["series"][key]
+        assert series[str(full)] == one and series[str(full)]["x"]
+        assert series[str(bare)]["x"] == []
+    assert list(body["histograms"]) == [str(full)]  # a run without histograms is left out
+    one = client.get(f"/api/runs/{full}/histograms", params={"population": "selected", "max_rows": 3}).json()
+    assert body["histograms"][str(full)] == one and len(one["steps"]) <= 3
+    plain = client.get("/api/compare", params={"runs": full}).json()
+    assert plain["also"] == {} and plain["histograms"] == {}  # asked for only
+    bad = client.get("/api/compare", params={"runs": full, "histograms": "everyone"})
+    assert bad.status_code == 422 and "histograms" in bad.text

@@ -23,7 +23,7 @@ from pydantic import ValidationError
 from engine.callbacks import Recorder
 from engine.config import TrainConfig
 from engine.distributed import DistributedMonitor, Ranks
-from engine.events import Histogram, StepMetrics, StopTraining
+from engine.events import StepMetrics, StopTraining
 from engine.monitoring import StepRecord, histogram_edges, histogram_event
 from engine.selection import Selection, minimal_margin_scores
 from engine.train import train

@@ -197,6 +197,14 @@ def test_api_docs_render_with_no_request_leaving_the_machine(recorded: tuple[Ser
     page.goto(f"{srv.url}/docs")
     page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
     assert page.locator(".swagger-ui .opblock").count() > 10
+    # the dashboard's theme toggle reaches the reference: dark when chosen, light when chosen
+    darkness = "getComputedStyle(document.querySelector('.swagger-ui')).filter"
+    assert page.evaluate(darkness) == "none"
+    for theme, dark in (("dark", True), ("light", False)):
+        page.evaluate(f"localStorage.setItem('marginscope.theme', '{theme}')")
+        page.reload()
+        page.wait_for_selector(".swagger-ui .opblock", timeout=30_000)
+        assert ("invert" in page.evaluate(darkness)) is dark, theme
     page.goto(f"{srv.url}/redoc")
     page.wait_for_selector("redoc h1, #redoc h1, [role=navigation]", timeout=30_000)
     assert "MarginScope" in page.inner_text("body")
