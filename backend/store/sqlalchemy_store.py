@@ -178,6 +178,14 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         return run
 
     @staticmethod
+    def _check(session: Session, run_id: int) -> None:
+        """RunNotFound unless the run exists. For reads that need only its id: loading the row
+        would decode its JSON columns and tags, most of the cost of a short series read."""
+        if not _valid_id(run_id) or session.execute(
+                select(SqlRun.id).where(SqlRun.id == run_id)).first() is None:
+            raise RunNotFound(run_id)
+
+    @staticmethod
     def _take_seqs(session: Session, run_id: int, n: int) -> int:
         """Reserve n seqs for this run; returns the first. Locks the run row until commit."""
         if not _valid_id(run_id):
@@ -566,12 +574,12 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
     def latest(self, run_id: int) -> dict[str, float]:
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             return self._latest_map(s, [run_id])[run_id]
 
     def metric_keys(self, run_id: int) -> list[str]:
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             return sorted(s.execute(select(SqlLatestMetric.key).where(
                 SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.not_in(LATEST_ONLY_COUNTERS))).scalars())
 
@@ -584,7 +592,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         xcol = getattr(SqlMetric, x)
         out: dict[str, ent.Series] = {}
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             for key in dict.fromkeys(keys):
                 if not _matchable(key):
                     out[key] = ent.Series(x=[], y=[], step=[])
@@ -604,7 +612,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             raise InvalidArgument("max_points must be >= 1")
         columns = [getattr(SqlMetric, name) for name in ("seq", "key", *ent.X_AXES, "value")]
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             query = select(*columns).where(SqlMetric.run_id == run_id)
             if keys:
                 query = query.where(SqlMetric.key.in_([k for k in keys if _matchable(k)]))
@@ -638,13 +646,13 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         """The entities of `query`'s rows, fetched `_STREAM_CHUNK` at a time (a server-side cursor
         on PostgreSQL) within one read session, closed when the iterator is."""
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             for row in s.execute(query.execution_options(yield_per=_STREAM_CHUNK)).scalars():
                 yield row.to_entity()
 
     def get_edges(self, run_id: int) -> dict[str, list[float]]:
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             return {e.population: list(e.edges) for e in s.execute(
                 select(SqlHistogramEdges).where(SqlHistogramEdges.run_id == run_id)).scalars()}
 
@@ -657,7 +665,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         if stride < 1 or max_rows < 1:
             raise InvalidArgument("stride and max_rows must be >= 1")
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             query = select(SqlHistogram.id).where(SqlHistogram.run_id == run_id,
                                                   SqlHistogram.population == population)
             if start is not None:
@@ -680,7 +688,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
     def latest_histograms(self, run_id: int) -> dict[str, ent.HistogramSeries]:
         out = {}
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             edges = {e.population: list(e.edges) for e in s.execute(
                 select(SqlHistogramEdges).where(SqlHistogramEdges.run_id == run_id)).scalars()}
             for pop in POPULATIONS:
@@ -712,7 +720,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             raise InvalidArgument("limit must be >= 0")
         after, limit = _clamp(after, -MAX_INT64, MAX_INT64), min(limit, MAX_OFFSET)
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             return [r.to_entity() for r in s.execute(
                 select(SqlRunLog).where(SqlRunLog.run_id == run_id, SqlRunLog.seq > after)
                 .order_by(SqlRunLog.seq).limit(limit)).scalars()]
@@ -752,7 +760,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         cond = SqlMetric.value >= target if higher_is_better else SqlMetric.value <= target
         agg = func.max(SqlMetric.value) if higher_is_better else func.min(SqlMetric.value)
         with self._session() as s:
-            self._get(s, run_id)
+            self._check(s, run_id)
             if not _matchable(key):
                 return ent.TargetReached(run_id=run_id, reached=False, step=None, epoch=None,
                                          samples_forwarded=None, samples_backpropagated=None,
