@@ -77,7 +77,8 @@ class DashboardProcess:
                 "--data-dir", str(self.data_dir)]
 
     def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-LOG_TAIL:] if self.log.exists() else "(no log)"
+        text = self.log.read_text(errors="replace")[-LOG_TAIL:] if self.log.exists() else ""
+        return text or "(its log is empty)"
 
     def start(self: D) -> D:
         with self.log.open("ab") as out:  # a restart appends: the log tells the whole story
