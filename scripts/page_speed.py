@@ -31,6 +31,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))  # the tests' dashboard subprocess (servers.py)
 sys.path.insert(0, str(REPO / "tests" / "frontend"))  # the browser tests' server and recorded runs
 
 from dashboard_helpers import CHROMIUM_ARGS, Server, chromium_path  # noqa: E402

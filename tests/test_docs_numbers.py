@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
+from doc_sections import section
 
 from engine.bench import BenchSettings, suite_settings
 from engine.bench.docs import BLOCK, render
@@ -25,10 +26,7 @@ RESULT_NUMBER = re.compile(r"(?<![\w.])\d+(?:[.,]\d+)*[%×]")  # "200 × 64" is 
 
 
 def readme_benchmark_section() -> str:
-    text = README.read_text()
-    start = text.index("## Benchmarks")
-    end = text.find("\n## ", start + 1)
-    return text[start:] if end < 0 else text[start:end]
+    return section(README.read_text(), "## Benchmarks")
 
 
 def method_constants() -> set[str]:

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_two_dashboards import TINY, Dashboard, wait_for
+from servers import wait_for
+from test_two_dashboards import TINY, Dashboard
 
 from backend.store.db import upgrade
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from servers import REPO, DashboardProcess, wait_for
 from websockets.sync.client import connect
 
 pytestmark = pytest.mark.slow
@@ -29,73 +27,16 @@ TINY = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 
         "eval_every": 20, "hist_every": 5, "log_every": 5}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """`python -m backend.cli serve` on a free port with its own data dir."""
+class Server(DashboardProcess):
+    """`marginscope serve` with a fast heartbeat, and the CLI's other commands on its data dir."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
-        self.env["MARGINSCOPE_HEARTBEAT_INTERVAL"] = "0.5"
+        super().__init__(data_dir, {"MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"})
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(self.data_dir)],
-                              env=self.env, capture_output=True, text=True, timeout=120,
+                              cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120,
                               check=False)
-
-    def start(self) -> None:
-        log = (self.data_dir / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.data_dir / "server.log").read_text()
-            try:
-                if httpx.get(f"{self.url}/api/runs", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise AssertionError("server did not start")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def get(self, path: str) -> Any:
-        r = httpx.get(f"{self.url}{path}", timeout=30)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def post(self, path: str, body: Any = None, expect: int = 200) -> Any:
-        r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
-        assert r.status_code == expect, r.text
-        return r.json()
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture

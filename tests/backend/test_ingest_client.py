@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 import torch
-from ingest_server import ProcessServer, ThreadServer, free_port
+from ingest_server import ThreadServer
+from servers import DashboardProcess, free_port
 
 from backend.settings import Settings
 from backend.store.db import upgrade
@@ -136,7 +137,7 @@ def test_a_dashboard_killed_and_restarted_mid_run_loses_nothing(tmp_path: Path) 
     data = tmp_path / "dash"
     data.mkdir()
     upgrade(f"sqlite:///{data / 'marginscope.db'}")
-    dashboard = ProcessServer(data)
+    dashboard = DashboardProcess(data)
     dashboard.start()
     config = TINY.model_copy(update={"steps": 120, "eval_every": 40, "hist_every": 2, "log_every": 1})
     recorder = Recorder()

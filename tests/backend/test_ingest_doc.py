@@ -4,10 +4,11 @@ the stored run lost no event."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from pathlib import Path
+
+from doc_sections import load_script, marked_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scaling.md"
@@ -15,18 +16,12 @@ RESULTS = ROOT / "docs" / "benchmarks" / "scaling" / "ingest.json"
 
 
 def _bench():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("ingest_bench", ROOT / "scripts" / "ingest_bench.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "ingest_bench.py")
 
 
 def test_the_scaling_doc_shows_the_stored_ingest_figures() -> None:
     results = json.loads(RESULTS.read_text())
-    block = re.search(r"<!-- ingest figures[^>]*-->\n(.*?)\n<!-- /ingest figures -->", DOC.read_text(), re.S)
-    assert block is not None, "docs/scaling.md lost its ingest figures markers"
-    assert block.group(1) == _bench().render(results)
+    assert marked_block(DOC, "ingest figures") == _bench().render(results)
     assert results["restart"]["lost"] == 0 and results["restart"]["duplicated"] == 0
     assert results["latency"]["received"] == results["latency"]["steps"]
     assert "2-core" in results["machine"]["note"] and "2-core machine under load" in DOC.read_text()

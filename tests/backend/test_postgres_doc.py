@@ -4,10 +4,10 @@ measured run passed every test of both halves."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import re
 from pathlib import Path
+
+from doc_sections import load_script, marked_block
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "scaling.md"
@@ -15,20 +15,12 @@ RESULTS = ROOT / "docs" / "benchmarks" / "scaling" / "postgres.json"
 
 
 def _script():  # type: ignore[no-untyped-def]
-    spec = importlib.util.spec_from_file_location("postgres_suite_time",
-                                                  ROOT / "scripts" / "postgres_suite_time.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(ROOT / "scripts" / "postgres_suite_time.py")
 
 
 def test_the_scaling_doc_shows_the_stored_postgres_timing() -> None:
     results = json.loads(RESULTS.read_text())
-    block = re.search(r"<!-- postgres figures[^>]*-->\n(.*?)\n<!-- /postgres figures -->", DOC.read_text(),
-                      re.S)
-    assert block is not None, "docs/scaling.md lost its PostgreSQL figures markers"
-    assert block.group(1) == _script().render(results)
+    assert marked_block(DOC, "postgres figures") == _script().render(results)
     for half in ("postgres_half", "sqlite_half"):
         assert results[half]["returncode"] == 0 and results[half]["failed"] == 0
         assert results[half]["passed"] > 0
@@ -36,10 +28,7 @@ def test_the_scaling_doc_shows_the_stored_postgres_timing() -> None:
 
 
 def test_the_measured_modules_are_the_ones_that_run_on_both_databases() -> None:
-    spec = importlib.util.spec_from_file_location("tests_conftest", ROOT / "tests" / "conftest.py")
-    assert spec is not None and spec.loader is not None
-    conftest = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(conftest)
+    conftest = load_script(ROOT / "tests" / "conftest.py")
     names = {Path(p).stem for p in _script().BOTH}
     assert names == set(conftest.BOTH_BACKENDS)
     assert _script().API_GLOB.endswith(f"{conftest.BOTH_BACKENDS_PREFIXES[0]}*.py")

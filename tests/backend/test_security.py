@@ -11,8 +11,6 @@ import base64
 import hashlib
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ import pytest
 from api_helpers import TINY, TOKEN, create
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
+from servers import DashboardProcess, free_port
 from starlette.websockets import WebSocketDisconnect
 
 from backend.main import create_app
@@ -242,12 +241,6 @@ def test_pages_have_nothing_inline_a_strict_csp_would_block() -> None:
 # --------------------------------------------------------------------------- real processes
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
     env.update(MARGINSCOPE_DATA_DIR=str(settings.data_dir), MARGINSCOPE_DB_URL=settings.db_url, **extra)
@@ -256,7 +249,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 def test_uvicorn_factory_refuses_an_unsafe_setup_in_one_line(settings: Settings) -> None:
     cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
-           "--host", "127.0.0.1", "--port", str(_free_port())]
+           "--host", "127.0.0.1", "--port", str(free_port())]
     for extra, expected in (({"MARGINSCOPE_HOST": "0.0.0.0"}, "without a token"),
                             ({"MARGINSCOPE_TOKEN": "short"}, "at least 16 characters")):
         done = subprocess.run(cmd, cwd=REPO, env=_env(settings, **extra), capture_output=True,
@@ -266,32 +259,15 @@ def test_uvicorn_factory_refuses_an_unsafe_setup_in_one_line(settings: Settings)
 
 
 @pytest.fixture
-def served(settings: Settings, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+def served(settings: Settings) -> Iterator[tuple[str, Path]]:
     """`marginscope serve` with a token, its whole output (access log included) in a file."""
-    port, log = _free_port(), tmp_path / "server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port)],
-                                cwd=REPO, env=_env(settings, MARGINSCOPE_TOKEN=TOKEN), stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server = DashboardProcess(settings.data_dir, {"MARGINSCOPE_DB_URL": settings.db_url,
+                                                  "MARGINSCOPE_TOKEN": TOKEN})
+    server.start()
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{url}/api/session", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                assert time.monotonic() < deadline, "server did not start"
-                time.sleep(0.2)
-        yield url, log
+        yield server.url, server.log
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        server.stop()
 
 
 def test_the_token_stays_out_of_the_server_log(served: tuple[str, Path]) -> None:

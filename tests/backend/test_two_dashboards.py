@@ -13,16 +13,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
+from servers import DashboardProcess, wait_for
 from websockets.sync.client import connect
 
 from backend.store.db import upgrade
@@ -35,70 +32,15 @@ TINY = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 
 HOST = socket.gethostname()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(check: Callable[[], bool], what: str, timeout: float = 180.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.25)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Dashboard:
-    """`python -m backend.cli serve` on 127.0.0.1, a free port, its own data folder, a shared database."""
+class Dashboard(DashboardProcess):
+    """`marginscope serve` with its own data folder on a shared database, and a fast heartbeat."""
 
     def __init__(self, data_dir: Path, db_url: str) -> None:
-        self.data_dir = data_dir
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
-        self.env.update({"MARGINSCOPE_DB_URL": db_url, "MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"})
-        self.proc: subprocess.Popen[bytes] | None = None
         data_dir.mkdir(parents=True, exist_ok=True)
-
-    def start(self) -> Dashboard:
-        log = (self.data_dir / "server.log").open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "backend.cli", "serve", "--host", "127.0.0.1", "--port", str(self.port),
-             "--data-dir", str(self.data_dir)], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True)
-
-        def up() -> bool:
-            assert self.proc is not None and self.proc.poll() is None, \
-                (self.data_dir / "server.log").read_text()
-            try:
-                return httpx.get(f"{self.url}/api/runs", timeout=2).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(up, f"the dashboard on port {self.port}", timeout=90)
-        return self
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+        super().__init__(data_dir, {"MARGINSCOPE_DB_URL": db_url, "MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"})
 
     def run(self, run_id: int) -> dict[str, Any]:
-        r = httpx.get(f"{self.url}/api/runs/{run_id}", timeout=30)
-        assert r.status_code == 200, r.text
-        return dict(r.json())
-
-    def post(self, path: str, body: Any = None, expect: int = 200) -> Any:
-        r = httpx.post(f"{self.url}{path}", json=body, timeout=30)
-        assert r.status_code == expect, r.text
-        return r.json()
+        return dict(self.get(f"/api/runs/{run_id}"))
 
 
 class RunsFeed:

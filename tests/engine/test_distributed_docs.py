@@ -7,16 +7,15 @@ import json
 import re
 from pathlib import Path
 
+from doc_sections import section
+
 ROOT = Path(__file__).resolve().parents[2]
 STORED = ROOT / "docs" / "benchmarks" / "scaling" / "ddp.json"
 HEADING = "## Multi-process training (DDP)"
 
 
 def _section() -> str:
-    text = (ROOT / "docs" / "scaling.md").read_text()
-    start = text.index(HEADING)
-    end = text.find("\n## ", start + len(HEADING))
-    return text[start:] if end == -1 else text[start:end]
+    return section((ROOT / "docs" / "scaling.md").read_text(), HEADING)
 
 
 def test_the_doc_table_is_the_stored_result() -> None:

@@ -1,24 +1,22 @@
 """Browser-test helpers: the real server in a subprocess, screenshots, readiness.
 
 Each server gets a temporary data dir and SQLite file, migrated with the project's own Alembic
-upgrade before start-up, and listens on a free port. Chromium is found at /usr/bin/chromium
-(Debian's package) or $MARGINSCOPE_CHROMIUM.
+upgrade before start-up, and listens on a free loopback port (tests/servers.py). Chromium is found
+at /usr/bin/chromium (Debian's package) or $MARGINSCOPE_CHROMIUM.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+from servers import HOST, DashboardProcess
 
-REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--no-first-run", "--disable-quic"]
@@ -33,24 +31,17 @@ def chromium_path() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """A `uvicorn backend.main:create_app` subprocess on its own data dir."""
+class Server(DashboardProcess):
+    """`uvicorn --factory backend.main:create_app` (the app as a deployment may serve it) on its own
+    data dir, with no token and at most two runs training at once."""
 
     def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "MARGINSCOPE_DATA_DIR": str(data_dir),
-                    "MARGINSCOPE_MAX_CONCURRENT_RUNS": "2", "MARGINSCOPE_TOKEN": ""}
-        self.env.pop("MARGINSCOPE_DB_URL", None)
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.log = data_dir / "server.log"
+        super().__init__(data_dir, {"MARGINSCOPE_DATA_DIR": str(data_dir),
+                                    "MARGINSCOPE_MAX_CONCURRENT_RUNS": "2", "MARGINSCOPE_TOKEN": ""})
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
+                "--host", HOST, "--port", str(self.port), "--log-level", "warning"]
 
     @property
     def db_path(self) -> Path:
@@ -62,32 +53,6 @@ class Server:
         from backend.store.db import upgrade
 
         upgrade(Settings(data_dir=self.data_dir, db_url="").db_url)
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
-             "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
-            cwd=REPO, env=self.env, stdout=self.log.open("wb"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/session", timeout=2).status_code == 200:  # never protected
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server did not answer in 90 s: {self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
     # --- small API helpers for setting up what a test is not about
     def api(self, method: str, path: str, **kw: Any) -> Any:
