@@ -168,7 +168,18 @@ def setting_lines(results: dict[str, Any]) -> list[str]:
         f"evaluations (at least 3), minus a tolerance of {plateau.get('tolerance', 0.001) * 100:.2f} points",
         "- Ratios: geometric mean over seeds of arm / uniform at the same seed, 95% Student-t interval "
         "on the log ratios; differences in points: mean of paired per-seed differences, 95% t-interval.",
-    ]
+    ] + _history_lines(results)
+
+
+def _history_lines(results: dict[str, Any]) -> list[str]:
+    """How the suite ran, when it was not one sitting: resumed, and runs discarded and run again."""
+    lines = []
+    if results.get("resumed"):
+        lines.append(f"- Stopped and resumed {len(results['resumed'])} time(s) (`--resume`)")
+    if results.get("discarded"):
+        runs = ", ".join(f"{d['arm']} seed {d['seed']}" for d in results["discarded"])
+        lines.append(f"- Discarded and run again: {runs} ({results['discarded'][0]['why']})")
+    return lines
 
 
 def results_markdown(results: dict[str, Any], command: str | None = None) -> str:

@@ -141,6 +141,8 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
 
     first_started = saved["started"] if saved else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
     resumed = (saved.get("resumed", []) + [time.strftime("%Y-%m-%d %H:%M:%S")]) if saved else []
+    # runs taken out of the saved file by hand to be run again, each with the reason (kept on record)
+    discarded = saved.get("discarded", []) if saved else []
     runs: list[dict[str, Any]] = saved["runs"] if saved else []
     done = {(r["arm"], r["seed"]) for r in runs}
     previous = saved["duration_s"] if saved else 0.0
@@ -155,7 +157,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
             "bench_id": bench_id, "settings": _same_settings(settings), "score_chunk_used": chunk,
             "chunk_sweep": chunk_info, "load_average": {"before": load_before},
             "started": first_started, "duration_s": previous + time.time() - started,
-            "resumed": resumed, "runs": runs}, default=str))
+            "resumed": resumed, "discarded": discarded, "runs": runs}, default=str))
 
     with _Progress(len(arms) * len(settings.seeds) - len(done), enabled=progress) as bars:
         for position, seed in enumerate(settings.seeds):
@@ -194,6 +196,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
         "started": first_started,
         "duration_s": previous + time.time() - started,  # of every process that ran the suite
         "resumed": resumed,
+        "discarded": discarded,
         "runs": runs,
     }
     if command is not None:

@@ -234,10 +234,19 @@ def test_a_stopped_suite_resumes_where_it_stopped(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="nothing to resume"):
         run_suite(settings, tmp_path / "elsewhere", resume=True, progress=False, log=lambda _: None)
 
+    # a run taken out of the file by hand (with the reason) runs again, and the record says so
+    kept = [r for r in partial["runs"] if r["arm"] != "mms"]
+    why = "the machine was busy"
+    (tmp_path / "results.partial.json").write_text(json.dumps(
+        {**partial, "runs": kept, "discarded": [{"arm": "mms", "seed": 0, "why": why}]}))
     res = run_suite(settings, tmp_path, resume=True, progress=False, log=lambda _: None)
     assert [r["arm"] for r in res["runs"]] == ["uniform", "mms", "mms-memory", "mms@aggressive",
                                                "mms", "mms-memory", "mms@aggressive", "uniform"]
-    assert res["runs"][:3] == partial["runs"] and res["bench_id"] == partial["bench_id"]
+    assert [res["runs"][0], res["runs"][2]] == kept and res["bench_id"] == partial["bench_id"]
+    again, first = res["runs"][1]["evaluations"], partial["runs"][1]["evaluations"]
+    assert [e["step"] for e in again] == [e["step"] for e in first]  # the same run, from its start
+    assert again[0]["accuracy"] == first[0]["accuracy"]
+    assert f"Discarded and run again: mms seed 0 ({why})" in (tmp_path / "results.md").read_text()
     assert len(res["resumed"]) == 1 and res["duration_s"] >= partial["duration_s"]
     assert not (tmp_path / "results.partial.json").exists() and (tmp_path / "results.json").exists()
 
