@@ -192,7 +192,8 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
       5 seeds, validation every 25 steps on the whole validation split (10k).
     - ``long``: 10 epochs (7,813 steps) at b = 64 with a smaller pool (B = 256: the fresh selectors'
       cost is 1 + B/3b = 2.3x a uniform step instead of 4.3x), validation every 78 steps (1% of
-      the run), 3 seeds; the arms that fit about 90 minutes on 2 quiet cores (docs/benchmarks.md).
+      the run), 3 seeds; uniform, mms, selective-backprop, InfoBatch and the score memory (about
+      two hours on 2 quiet cores at the short suite's measured step costs: docs/benchmarks.md).
     - ``noise``: the short setting under 20% and 40% symmetric label noise (clean validation and
       test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 3 seeds.
     """
@@ -200,8 +201,7 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
         base: dict[str, Any] = {}
     elif name == "long":
         base = dict(steps=7813, candidates=256, seeds=(0, 1, 2), eval_every=78,
-                    arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory",
-                          "mms-memory-priority"))
+                    arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory"))
     elif name == "noise":
         arms = []
         for share in (0.2, 0.4):

@@ -44,7 +44,7 @@ export async function drawCurves() {
   const accEmpty = empty(cmp);
   const accTraces = seriesTraces(cmp);
   const lossTraces = seriesTraces(data.loss);
-  const legend = sideLegend(Math.max(state.runs.length, currentGroups()?.length || 0));
+  const legend = sideLegend(currentGroups()?.length ?? state.runs.length); // one entry per group, else per run
   await Promise.all([
     draw("acc-plot", accTraces, layout(accTitle, xt, accLike ? "accuracy" : state.key, {
       yaxis: accLike ? { tickformat: ".1%", ...(accEmpty ? { range: [0, 1] } : {}) } : {},
@@ -112,7 +112,7 @@ export function drawDistributions() {
     // a phone stacks the panels (side by side their tick labels would overlap)
     const stacked = window.innerWidth < 640;
     lay.grid = stacked ? { rows: runsWith.length, columns: 1, pattern: "independent" } : { rows: 1, columns: runsWith.length, pattern: "independent" };
-    if (stacked) document.getElementById("dist-plot").style.height = `${Math.max(300, 220 * runsWith.length)}px`;
+    if (stacked) lay.height = Math.max(300, 220 * runsWith.length) + 18 * traces.length; // panels + legend lines
     runsWith.forEach((id, k) => {
       if (k === 0) return;
       lay[`xaxis${k + 1}`] = { type: xType, exponentformat: "power", dtick: xType === "log" ? 1 : undefined, title: { text: "minimal margin score" }, matches: "x" };
@@ -140,7 +140,7 @@ export function drawMedians() {
       line: { color: runColor(id), width: 1.8 },
     });
   }
-  return draw("median-plot", traces, layout(`Median MMS of ${state.pop} over time`, X_AXES[state.x], "median minimal margin score", {
+  return draw("median-plot", traces, layout(`Median MMS of ${state.pop} over time`, X_AXES[state.x], "median MMS", {
     yaxis: logAxis(traces.flatMap((t) => t.y)), hovermode: "x unified", ...sideLegend(traces.length),
   }), { toggleLog: true });
 }

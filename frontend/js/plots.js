@@ -56,6 +56,7 @@ const FONT = { family: "system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
 
 /** Narrow screens get a smaller plot margin and legends below the plot. */
 const narrow = () => window.innerWidth < 640;
+const PHONE_PLOT_HEIGHT = 280; // .plot's height on a phone (css/style.css)
 
 /**
  * A compact layout in the page's theme (js/theme.js). `uirevision` is constant per plot, so
@@ -121,6 +122,7 @@ let revision = 0;
 export function draw(el, data, lay, { toggleLog = false } = {}) {
   if (typeof el === "string") el = document.getElementById(el);
   if (!el) return Promise.resolve();
+  if (lay.height) el.style.height = `${lay.height}px`; // a layout that needs more room than the CSS gives
   revision += 1;
   let shown = lay;
   const chosen = yScale.get(el.id);
@@ -216,8 +218,15 @@ const syncedRange = new Map(); // group -> the x range last applied to all its p
 
 /** A vertical legend on the right, for plots with many traces (compare page with many runs). */
 export function sideLegend(n) {
-  if (narrow()) {  // a phone: the legend goes below the plot, which keeps the screen's width
-    return { showlegend: true, legend: { orientation: "h", x: 0, xanchor: "left", y: -0.45, yanchor: "top", font: { size: 10 } }, margin: { l: 48, r: 8, t: 44, b: 40 } };
+  if (narrow()) {
+    // a phone: the legend goes below the x axis's title, one entry per line at the bottom of a plot
+    // grown by as many lines, so neither the plot nor the title is squeezed or covered
+    const rows = 18 * n;
+    return {
+      showlegend: true, height: PHONE_PLOT_HEIGHT + rows,
+      legend: { orientation: "h", x: 0, xanchor: "left", yref: "container", y: 0, yanchor: "bottom", font: { size: 10 } },
+      margin: { l: 48, r: 8, t: 44, b: 56 + rows },
+    };
   }
   return n > 4 ? { showlegend: true, legend: { orientation: "v", x: 1.02, xanchor: "left", y: 1, yanchor: "top", font: { size: 11 } }, margin: { l: 64, r: 8, t: 44, b: 48 } } : {};
 }
