@@ -68,7 +68,8 @@ def render(text: str, root: Path) -> str:
         folder, table = match["folder"], match["table"]
         if table not in TABLES:
             raise ValueError(f"unknown generated table {table!r}; choose one of {', '.join(TABLES)}")
-        if not (root / folder).is_dir():  # a suite defined but not run yet
+        if not any((root / folder / name).exists() for name in ("results.json", "micro.json")):
+            # a suite defined but not run yet, or still running (only its results.partial.json)
             return f"{match.group(1)}{NOT_RUN.format(folder=folder)}\n{match.group(5)}"
         if folder not in cache:
             cache[folder] = load_results(root / folder)

@@ -439,6 +439,15 @@ def test_cli_bench_docs_rewrites_only_the_generated_tables(tmp_path: Path, monke
     assert "already up to date" in again.output
 
 
+def test_docs_leave_a_suite_still_running_as_not_run(tmp_path: Path) -> None:
+    from engine.bench.docs import NOT_RUN, render
+
+    (tmp_path / "long").mkdir()  # a suite under way has only its results.partial.json
+    (tmp_path / "long" / "results.partial.json").write_text("{}")
+    text = "<!-- bench:long:summary -->\nold\n<!-- /bench -->\n"
+    assert render(text, tmp_path) == f"<!-- bench:long:summary -->\n{NOT_RUN.format(folder='long')}\n<!-- /bench -->\n"
+
+
 def test_cli_bench_rejects_an_unknown_suite(tmp_path: Path) -> None:
     from engine.cli import app
 
