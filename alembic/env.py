@@ -1,6 +1,6 @@
 """Alembic environment for MarginScope.
 
-Run programmatically by `backend.store.db.upgrade` (which hands over a connection and the URL in
+Run programmatically by `marginscope.backend.store.db.upgrade` (which hands over a connection and the URL in
 `config.attributes`) or by the `alembic` command from the repository root (URL from the settings:
 MARGINSCOPE_DB_URL or the default SQLite file). `render_as_batch=True` so that ALTERs work on
 SQLite (MLflow `db_migrations/env.py`).
@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging.config
 
 from alembic import context
-from backend.store.db import migration_engine
-from backend.store.dbmodels import Base
+from marginscope.backend.store.db import migration_engine
+from marginscope.backend.store.dbmodels import Base
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("connection"):
@@ -25,7 +25,7 @@ def _db_url() -> str:
     url = config.attributes.get("db_url")
     if url:
         return str(url)
-    from backend.settings import Settings
+    from marginscope.backend.settings import Settings
 
     return Settings().db_url
 

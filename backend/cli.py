@@ -5,7 +5,7 @@
     marginscope runs list | show ID | cancel ID | export ID --format csv|json|parquet
     marginscope bench ... [--db-url URL]
 
-The engine's typer app (`engine.cli.app`) gets these commands added here, and its `bench` gains
+The engine's typer app (`marginscope.engine.cli.app`) gets these commands added here, and its `bench` gains
 the store option (`--db-url`: record every training of the suite as a run of that store); the
 engine never imports the backend. Every command reads the same settings as the server
 (MARGINSCOPE_* variables, then the options) and works on the same store, so `runs` commands work
@@ -26,12 +26,12 @@ import typer
 from pydantic import ValidationError
 
 try:
-    from engine.cli import app
+    from marginscope.engine.cli import app
 except ImportError:  # the engine's CLI is optional for the server's commands
     app = typer.Typer(help="MarginScope", no_args_is_help=True, add_completion=False)
 
-from backend.settings import Settings
-from engine.config import describe_validation_error
+from marginscope.backend.settings import Settings
+from marginscope.engine.config import describe_validation_error
 
 db_app = typer.Typer(help="Database schema (Alembic migrations).", no_args_is_help=True)
 runs_app = typer.Typer(help="Runs in the store (works with or without a server).", no_args_is_help=True)
@@ -59,7 +59,7 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _open_store(settings: Settings, *, check_pages: bool = False) -> Any:
-    from backend.store import StoreError, open_store
+    from marginscope.backend.store import StoreError, open_store
 
     try:
         return open_store(settings, check_pages=check_pages)
@@ -84,8 +84,8 @@ def serve(
 
     import uvicorn
 
-    from backend.main import create_app
-    from backend.security import RefusedToServe, check_exposure
+    from marginscope.backend.main import create_app
+    from marginscope.backend.security import RefusedToServe, check_exposure
 
     settings = load_settings(host=host, port=port, db_url=db_url, data_dir=data_dir)  # token length
     try:
@@ -112,8 +112,8 @@ def db_upgrade(db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> N
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import SQLAlchemyError
 
-    from backend.store import StoreError
-    from backend.store.db import describe_error, head_revision, upgrade
+    from marginscope.backend.store import StoreError
+    from marginscope.backend.store.db import describe_error, head_revision, upgrade
 
     settings = load_settings(db_url=db_url, data_dir=data_dir)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -147,8 +147,8 @@ def runs_list(
     data_dir: Path | None = DataDir,
 ) -> None:
     """List runs, newest first."""
-    from backend.schemas import run_json
-    from backend.store import InvalidArgument
+    from marginscope.backend.schemas import run_json
+    from marginscope.backend.store import InvalidArgument
 
     store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
     try:
@@ -170,8 +170,8 @@ def runs_list(
 @runs_app.command("show")
 def runs_show(run_id: int, db_url: str | None = DbUrl, data_dir: Path | None = DataDir) -> None:
     """Print one run as JSON."""
-    from backend.schemas import run_json
-    from backend.store import RunNotFound
+    from marginscope.backend.schemas import run_json
+    from marginscope.backend.store import RunNotFound
 
     store = _open_store(load_settings(db_url=db_url, data_dir=data_dir))
     try:
@@ -190,8 +190,8 @@ def runs_cancel(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Cancel a queued run, or stop a running one (SIGTERM, then SIGKILL)."""
-    from backend.launcher import Launcher
-    from backend.store import Conflict, RunNotFound
+    from marginscope.backend.launcher import Launcher
+    from marginscope.backend.store import Conflict, RunNotFound
 
     settings = load_settings(db_url=db_url, data_dir=data_dir)
     store = _open_store(settings)
@@ -215,8 +215,8 @@ def runs_export(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
-    from backend.routes.export import export_chunks
-    from backend.store import RunNotFound
+    from marginscope.backend.routes.export import export_chunks
+    from marginscope.backend.store import RunNotFound
 
     if format not in ("csv", "json", "parquet"):
         _fail(f"--format must be csv, json or parquet, not {format!r}")
@@ -239,10 +239,10 @@ def runs_export(
 def _bench_records_runs(app: typer.Typer) -> None:
     """Give the engine's `bench` command the store option.
 
-    The engine's command reads an optional tracker (engine.bench.TrackRun) from its context
+    The engine's command reads an optional tracker (marginscope.engine.bench.TrackRun) from its context
     object, `ctx.obj["track"]`. Here it is wrapped: the same parameters plus `--db-url` (default
     MARGINSCOPE_DB_URL; neither given: nothing is recorded), and a callback that opens that store,
-    hands the command `backend.recording.store_tracker` for it, and calls the engine's callback.
+    hands the command `marginscope.backend.recording.store_tracker` for it, and calls the engine's callback.
     Every training is then a run of the store (tagged with the benchmark id by the engine),
     recorded by `record_run` like a worker's."""
     info = next((c for c in app.registered_commands
@@ -259,7 +259,7 @@ def _bench_records_runs(app: typer.Typer) -> None:
         db_url = params.pop("db_url")
         if not db_url:
             return engine_bench(**params)
-        from backend.recording import store_tracker
+        from marginscope.backend.recording import store_tracker
 
         settings = load_settings(db_url=db_url)
         store = _open_store(settings)

@@ -13,10 +13,10 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
-from backend.launcher import Launcher
-from backend.security import token_ok
-from backend.settings import Settings
-from backend.store import AbstractStore
+from marginscope.backend.launcher import Launcher
+from marginscope.backend.security import token_ok
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import AbstractStore
 
 
 def get_settings(request: Request) -> Settings:

@@ -47,7 +47,7 @@ Lifecycle calls from the API (cancel, resume, delete) take the same lock as the 
 queued run cannot be started and cancelled at the same time.
 
 Who writes "running": the worker, once, with its pid and host, and only from queued
-(`backend.recording.record_run`). The process that trains is the one that can say so truthfully,
+(`marginscope.backend.recording.record_run`). The process that trains is the one that can say so truthfully,
 and the other recorders of runs (the benchmark, scripts) have no launcher. The launcher spawns a
 worker for a queued run and remembers it; while that run is still queued:
 - the worker takes a place under `max_concurrent_runs`, and the run is not spawned again;
@@ -75,8 +75,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from backend.executors import Executor, ExecutorError, make_executor
-from backend.executors.local import (
+from marginscope.backend.executors import Executor, ExecutorError, make_executor
+from marginscope.backend.executors.local import (
     WORKER_LOG,
     LocalExecutor,
     WorkerCommand,
@@ -86,9 +86,9 @@ from backend.executors.local import (
     worker_command,
     worker_marker,
 )
-from backend.executors.local import signal_group as _signal_group
-from backend.settings import Settings
-from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus, StoreError
+from marginscope.backend.executors.local import signal_group as _signal_group
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus, StoreError
 
 log = logging.getLogger(__name__)
 

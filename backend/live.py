@@ -57,11 +57,11 @@ from typing import Any
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from backend.samples_view import samples_view
-from backend.schemas import histogram_json, log_json, run_json, selection_json
-from backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus, ScalarRow
-from backend.store.db import json_safe
-from engine.events import COUNTER_KEYS
+from marginscope.backend.samples_view import samples_view
+from marginscope.backend.schemas import histogram_json, log_json, run_json, selection_json
+from marginscope.backend.store import AbstractStore, Changes, Run, RunNotFound, RunStatus, ScalarRow
+from marginscope.backend.store.db import json_safe
+from marginscope.engine.events import COUNTER_KEYS
 
 log = logging.getLogger(__name__)
 
@@ -510,7 +510,7 @@ class LiveHub:
 def scalar_columns(rows: Sequence[ScalarRow]) -> ScalarColumns:
     """Scalar rows as the websocket sends them, in snapshots and deltas alike:
     {key: {"step": [...], "epoch": [...], ..., "wall_time": [...], "value": [...]}}, one column per
-    counter (engine.events.COUNTER_KEYS) plus the value, points in the order they were written."""
+    counter (marginscope.engine.events.COUNTER_KEYS) plus the value, points in the order they were written."""
     columns: ScalarColumns = {}
     for row in rows:
         column = columns.get(row.key)

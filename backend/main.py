@@ -1,7 +1,7 @@
 """The FastAPI app: settings, store, launcher and live hub in the lifespan; routers; error handlers.
 
 This module only assembles (full-stack-fastapi-template `app/main.py`). `create_app(settings)` is
-what `marginscope serve`, the tests and `uvicorn --factory backend.main:create_app` use; it
+what `marginscope serve`, the tests and `uvicorn --factory marginscope.backend.main:create_app` use; it
 refuses a non-loopback host without a token, or a token under 16 characters. Start-up
 refuses an out-of-date schema (the store raises SchemaOutOfDate naming `marginscope db upgrade`).
 Store errors become JSON answers (404/409/422), never a traceback page; anything unexpected is
@@ -24,13 +24,13 @@ from sqlalchemy.engine import make_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from backend import security
-from backend.launcher import Launcher
-from backend.limits import BodySizeLimit, validation_detail
-from backend.live import LiveHub
-from backend.routes import compare, export, ingest, live, metrics, options, pages, runs, samples, session
-from backend.settings import Settings, get_settings
-from backend.store import (
+from marginscope.backend import security
+from marginscope.backend.launcher import Launcher
+from marginscope.backend.limits import BodySizeLimit, validation_detail
+from marginscope.backend.live import LiveHub
+from marginscope.backend.routes import compare, export, ingest, live, metrics, options, pages, runs, samples, session
+from marginscope.backend.settings import Settings, get_settings
+from marginscope.backend.store import (
     Conflict,
     InvalidArgument,
     RunNotFound,

@@ -1,6 +1,6 @@
 """Training samples of a run's dataset as small PNG files, for the samples gallery.
 
-The images come from the engine's own loaders (`engine.data.load_dataset`) with the arguments the
+The images come from the engine's own loaders (`marginscope.engine.data.load_dataset`) with the arguments the
 training used (dataset, seed-0 hold-out, val_fraction, train_subset) and the server's data dir,
 so index i is the very sample the run's events call i — and nothing outside the run's dataset
 can be read. A loaded dataset is kept (the last few, in memory: MNIST is ~55 MB as uint8) and
@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from engine.data import DatasetUnavailable, load_dataset
+from marginscope.engine.data import DatasetUnavailable, load_dataset
 
 __all__ = ["DatasetUnavailable", "SampleOutOfRange", "sample_png", "training_size"]
 

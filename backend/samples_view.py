@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from backend.store import AbstractStore, Run, SampleRecord
+from marginscope.backend.store import AbstractStore, Run, SampleRecord
 
 View = Literal["lowest", "selected", "misclassified"]
 

@@ -25,7 +25,7 @@ from typing import Annotated, Any, Literal, Self, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from backend.store import (
+from marginscope.backend.store import (
     HistogramRow,
     HistogramSeries,
     LogLine,
@@ -37,8 +37,8 @@ from backend.store import (
     X_AXES,
     RunStatus,
 )
-from engine.config import TrainConfig
-from engine.events import POPULATIONS
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import POPULATIONS
 
 XAxis = Literal[X_AXES]  # type: ignore[valid-type]
 Population = Literal[POPULATIONS]  # type: ignore[valid-type]
@@ -194,7 +194,7 @@ class Preset(BaseModel):
 
 
 class Vocabulary(BaseModel):
-    """Names defined once in the engine (engine.events) and the store, for the pages to use."""
+    """Names defined once in the engine (marginscope.engine.events) and the store, for the pages to use."""
 
     counters: list[str]
     x_axes: list[str]

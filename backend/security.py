@@ -38,7 +38,7 @@ from starlette.requests import cookie_parser
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from backend.settings import Settings, get_settings
+from marginscope.backend.settings import Settings, get_settings
 
 SESSION_COOKIE = "marginscope_session"
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -60,7 +60,7 @@ _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S)
 
 class RefusedToServe(SystemExit):
     """The app factory will not build an app for an unsafe setup. A SystemExit carrying the
-    message, so `uvicorn --factory backend.main:create_app` prints one line and exits 1."""
+    message, so `uvicorn --factory marginscope.backend.main:create_app` prints one line and exits 1."""
 
 
 def is_loopback(host: str) -> bool:
@@ -88,7 +88,7 @@ def resolve_settings(settings: Settings | None) -> Settings:
     try:
         return get_settings()
     except ValidationError as exc:
-        from engine.config import describe_validation_error
+        from marginscope.engine.config import describe_validation_error
 
         raise RefusedToServe(f"error: {describe_validation_error(exc)}") from None
 

@@ -1,13 +1,13 @@
 """The worker process: runs one stored run with the engine and records it in the store.
 
-    python -m backend.worker <run-id> [--resume] [--db-url URL] [--data-dir DIR]
+    python -m marginscope.backend.worker <run-id> [--resume] [--db-url URL] [--data-dir DIR]
 
 (the options default to MARGINSCOPE_DB_URL / MARGINSCOPE_DATA_DIR). The launcher starts one per
 queued run in its own session; the worker itself only needs the database:
 
 1. load the run, build its TrainConfig from the stored config with out_dir = <data_dir>/runs/<id>
    and data_dir = the settings' data dir (a stored out_dir/data_dir/resume_from is overridden);
-2. train it inside `backend.recording.record_run`, which marks it running with this pid and host
+2. train it inside `marginscope.backend.recording.record_run`, which marks it running with this pid and host
    (only a queued run: one cancelled before its worker got going is left alone, exit 0),
    heartbeats, writes every event, and sets the final status (finished | cancelled, exit 0;
    failed with error and traceback on an exception, exit 1 — the rows already written stay);
@@ -16,7 +16,7 @@ queued run in its own session; the worker itself only needs the database:
 
 A run with `nproc` > 1 trains on that many processes: the worker replaces itself (exec, so the
 launcher's pid, process group and command line stay valid) by torchrun running
-`python -m backend.worker <id> ...` once per rank. Rank 0 records the run as above, with the pid of
+`python -m marginscope.backend.worker <id> ...` once per rank. Rank 0 records the run as above, with the pid of
 the torchrun agent (the process the launcher started, signals and watches), and sends the config
 to the other ranks, which train without recording anything (engine/distributed.py: rank 0 alone
 emits events; a stop is decided on rank 0 for all ranks). A cancel's SIGTERM reaches the agent,
@@ -42,14 +42,14 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from backend.recording import Recorder, record_run
-from backend.settings import Settings
-from backend.store import AbstractStore, Conflict, Run, RunNotFound, open_store
+from marginscope.backend.recording import Recorder, record_run
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import AbstractStore, Conflict, Run, RunNotFound, open_store
 
 if TYPE_CHECKING:
-    from engine.distributed import Ranks
+    from marginscope.engine.distributed import Ranks
 
-log = logging.getLogger("backend.worker")
+log = logging.getLogger("marginscope.backend.worker")
 
 EXIT_OK, EXIT_FAILED = 0, 1
 
@@ -57,7 +57,7 @@ EXIT_OK, EXIT_FAILED = 0, 1
 def build_config(stored: dict[str, Any], *, run_dir: Path, data_dir: Path,
                  resume_from: str | None = None) -> Any:
     """The engine's TrainConfig for a stored run (validated; raises pydantic's ValidationError)."""
-    from engine.config import TrainConfig
+    from marginscope.engine.config import TrainConfig
 
     values = {**stored, "out_dir": str(run_dir), "data_dir": str(data_dir), "resume_from": resume_from}
     return TrainConfig(**values)
@@ -78,7 +78,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
     except RunNotFound:
         log.error("run %s not found in %s", run_id, settings.db_url)
         return EXIT_FAILED
-    from engine.distributed import session
+    from marginscope.engine.distributed import session
 
     with session(str(run.config.get("device", "auto"))) as ranks:
         if not ranks.is_main:
@@ -92,8 +92,8 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
 
 def _follow(ranks: Ranks) -> int:
     """A rank other than 0: train the config rank 0 sends (None: nothing to train), record nothing."""
-    from engine.config import TrainConfig
-    from engine.train import train
+    from marginscope.engine.config import TrainConfig
+    from marginscope.engine.train import train
 
     for signum in (signal.SIGTERM, signal.SIGINT):  # rank 0 decides when all ranks stop
         signal.signal(signum, lambda *_: log.info("signal: rank %d stops when rank 0 does", ranks.rank))
@@ -147,7 +147,7 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
         # The step comes from the checkpoint file itself, not from the store: a kill can land
         # after the file was written but before its CheckpointSaved event was flushed, and
         # truncating at the older recorded step would leave a gap in every series.
-        from engine.train import checkpoint_step
+        from marginscope.engine.train import checkpoint_step
 
         store.truncate_after_step(run.id, checkpoint_step(run.checkpoint_path))
     run_dir = Path(store.run_dir(run.id))
@@ -158,7 +158,7 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
         cause = (exc.strerror or str(exc)).lower()
         raise OSError(f"cannot create the run folder {run_dir}: {cause}") from exc
 
-    from engine.train import train
+    from marginscope.engine.train import train
 
     if ranks.enabled:
         ranks.tell_followers(config.model_dump())
@@ -167,7 +167,7 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
 
 def _exec_under_torchrun(settings: Settings, run_id: int, argv: list[str]) -> None:
     """Become torchrun (same pid) when the run asks for several processes; else return."""
-    from engine.distributed import env_world_size, torchrun_command
+    from marginscope.engine.distributed import env_world_size, torchrun_command
 
     if env_world_size() > 1:
         return  # already a rank
@@ -182,12 +182,12 @@ def _exec_under_torchrun(settings: Settings, run_id: int, argv: list[str]) -> No
         log.info("run %s trains on %d processes: exec torchrun", run_id, nproc)
         for handler in logging.getLogger().handlers:
             handler.flush()
-        command = torchrun_command(nproc, "backend.worker", argv, module=True)
+        command = torchrun_command(nproc, "marginscope.backend.worker", argv, module=True)
         os.execv(command[0], command)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m backend.worker", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m marginscope.backend.worker", description=__doc__.split("\n")[0])
     parser.add_argument("run_id", type=int)
     parser.add_argument("--resume", action="store_true", help="continue from the run's checkpoint")
     parser.add_argument("--db-url", default=None, help="default: MARGINSCOPE_DB_URL or the data dir's SQLite")

@@ -1,20 +1,45 @@
 """MarginScope engine: selective sampling by Minimal Margin Score, in pure PyTorch.
 
 Public surface (everything else is an implementation detail):
-    TrainConfig, train, TrainResult          -- run a whole training (engine.train)
+    TrainConfig, train, TrainResult          -- run a whole training (marginscope.engine.train)
     make_selector, list_selectors,           -- use a selector inside your own loop
-    minimal_margin_scores                    -- the score itself (engine.selection)
+    minimal_margin_scores                    -- the score itself (marginscope.engine.selection)
     load_dataset, create_model               -- data and models by name
-The engine never imports the backend.
+The engine never imports the backend. The names load on first use: the config, the events and the
+vocabulary import without torch, so the dashboard server can use them and never load torch.
 """
 
-from engine.config import TrainConfig
-from engine.data import load_dataset
-from engine.models import create_model, list_models
-from engine.selection import list_selectors, make_selector, minimal_margin_scores
-from engine.train import TrainResult, train
+from __future__ import annotations
 
-__all__ = [
-    "TrainConfig", "TrainResult", "train", "make_selector", "list_selectors", "minimal_margin_scores",
-    "load_dataset", "create_model", "list_models",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "TrainConfig": "marginscope.engine.config",
+    "train": "marginscope.engine.train",
+    "TrainResult": "marginscope.engine.train",
+    "make_selector": "marginscope.engine.selection",
+    "list_selectors": "marginscope.engine.selection",
+    "minimal_margin_scores": "marginscope.engine.selection",
+    "load_dataset": "marginscope.engine.data",
+    "create_model": "marginscope.engine.models",
+    "list_models": "marginscope.engine.models",
+}
+
+__all__ = list(_PUBLIC)
+
+if TYPE_CHECKING:
+    from marginscope.engine.config import TrainConfig
+    from marginscope.engine.data import load_dataset
+    from marginscope.engine.models import create_model, list_models
+    from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
+    from marginscope.engine.train import TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'marginscope.engine' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -12,7 +12,7 @@ from typing import IO
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from engine.events import Evaluation, Event, LogMessage, RunFailed, RunFinished, RunStarted, StepMetrics
+from marginscope.engine.events import Evaluation, Event, LogMessage, RunFailed, RunFinished, RunStarted, StepMetrics
 
 
 class ProgressBar:

@@ -3,7 +3,7 @@
 `train` exposes every TrainConfig field as an option, generated from the pydantic model so the
 CLI can never drift from the config. Values are parsed by pydantic (the same rules as the API);
 a bad value exits with status 2 and a one-line message naming the field. `train --server URL`
-trains here and streams the run to a dashboard (engine.remote); `sync DIR` uploads a spooled run. The backend adds its
+trains here and streams the run to a dashboard (marginscope.engine.remote); `sync DIR` uploads a spooled run. The backend adds its
 own commands (serve, db, runs) to this app in backend/cli.py and gives `bench` its store option
 (a tracker handed in through the command's context); the engine never imports the backend.
 """
@@ -19,9 +19,9 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from engine.bench import DEFAULT_ARMS
-from engine.config import TrainConfig, describe_validation_error
-from engine.distributed import env_rank, env_world_size
+from marginscope.engine.bench import DEFAULT_ARMS
+from marginscope.engine.config import TrainConfig, describe_validation_error
+from marginscope.engine.distributed import env_rank, env_world_size
 
 app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -77,10 +77,10 @@ def build_config(overrides: dict[str, Optional[str]], config_file: Optional[Path
 
 def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet: bool = False):
     """Train with a progress bar (and an event log under `out`); bad data setups exit 2."""
-    from engine.callbacks import JsonlWriter, ProgressBar
-    from engine.data import DatasetUnavailable
-    from engine.distributed import env_rank
-    from engine.train import train
+    from marginscope.engine.callbacks import JsonlWriter, ProgressBar
+    from marginscope.engine.data import DatasetUnavailable
+    from marginscope.engine.distributed import env_rank
+    from marginscope.engine.train import train
 
     main_rank = env_rank() == 0  # under torchrun only rank 0 reports (it alone calls callbacks)
     callbacks: list = [] if quiet or not main_rank else [ProgressBar(label)]
@@ -105,15 +105,15 @@ def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet:
 
 def run_remote_training(config: TrainConfig, *, server: str, token: Optional[str], out: Optional[Path],
                         label: str) -> Any:
-    """Train here, reporting to the dashboard at `server` (engine.remote); SIGTERM / Ctrl-C stop
+    """Train here, reporting to the dashboard at `server` (marginscope.engine.remote); SIGTERM / Ctrl-C stop
     the run cleanly with a checkpoint, as a cancel from the dashboard does."""
     import signal
     import threading
 
-    from engine.callbacks import JsonlWriter, ProgressBar
-    from engine.data import DatasetUnavailable
-    from engine.remote import RemoteRefused, train_remote
-    from engine.train import TrainResult
+    from marginscope.engine.callbacks import JsonlWriter, ProgressBar
+    from marginscope.engine.data import DatasetUnavailable
+    from marginscope.engine.remote import RemoteRefused, train_remote
+    from marginscope.engine.train import TrainResult
 
     callbacks: list = [ProgressBar(label)]
     if out is not None:
@@ -172,9 +172,9 @@ def _run_under_torchrun(nproc: int) -> None:
     exit with its status. Each process finds itself under torchrun and trains its rank."""
     import subprocess
 
-    from engine.distributed import torchrun_command
+    from marginscope.engine.distributed import torchrun_command
 
-    spec = getattr(sys.modules["__main__"], "__spec__", None)  # `python -m engine.cli`, or a script
+    spec = getattr(sys.modules["__main__"], "__spec__", None)  # `python -m marginscope.engine.cli`, or a script
     module = spec is not None and bool(spec.name)
     command = torchrun_command(nproc, spec.name if module else sys.argv[0], sys.argv[1:], module=module)
     try:
@@ -226,8 +226,8 @@ def sync(
                                         help="The dashboard's token, when it has one."),
 ) -> None:
     """Upload a spooled run (trained offline, or while the dashboard was down); safe to repeat."""
-    from engine.remote import Refused, RemoteRefused, Unavailable
-    from engine.remote import sync as sync_run
+    from marginscope.engine.remote import Refused, RemoteRefused, Unavailable
+    from marginscope.engine.remote import sync as sync_run
 
     if not (folder / "run.json").is_file():
         fail(f"{folder}: not a run's spool folder (no run.json)")
@@ -317,11 +317,11 @@ def bench(
     """Benchmark selectors side by side: steps, samples and wall-clock to target accuracies."""
     # A caller may follow each run through ctx.obj["track"] (a TrackRun): the backend's CLI wraps
     # this command with --db-url that way, to record every run in its store.
-    from engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs
-    from engine.bench.arms import suite_settings
+    from marginscope.engine.bench import BenchSettings, draw, run_micro, run_suite, steps_for_epochs
+    from marginscope.engine.bench.arms import suite_settings
 
     if docs:
-        from engine.bench.docs import update
+        from marginscope.engine.bench.docs import update
 
         root = Path("docs/benchmarks")
         changed = update([Path("docs/benchmarks.md"), Path("README.md")], root)

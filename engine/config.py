@@ -153,7 +153,7 @@ class TrainConfig(BaseModel):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from engine.data import IMAGEFOLDER_PREFIX
+        from marginscope.engine.data import IMAGEFOLDER_PREFIX
 
         if value.startswith(IMAGEFOLDER_PREFIX):
             if not value[len(IMAGEFOLDER_PREFIX):].strip():
@@ -167,7 +167,7 @@ class TrainConfig(BaseModel):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from engine.models import check_model_name
+        from marginscope.engine.models import check_model_name
 
         if value != "auto":
             check_model_name(value)  # a registered name, or a Wide ResNet within the size caps
@@ -176,7 +176,7 @@ class TrainConfig(BaseModel):
     @field_validator("selector")
     @classmethod
     def _known_selector(cls, value: str) -> str:
-        from engine.selection import list_selectors
+        from marginscope.engine.selection import list_selectors
 
         if value not in list_selectors():
             raise ValueError(f"unknown selector {value!r}; choose one of {', '.join(list_selectors())}")
@@ -185,13 +185,13 @@ class TrainConfig(BaseModel):
     @field_validator("regime")
     @classmethod
     def _known_regime(cls, value: RegimeSpec) -> RegimeSpec:
-        from engine.regimes import validate_regime
+        from marginscope.engine.regimes import validate_regime
 
         return validate_regime(value)
 
     @model_validator(mode="after")
     def _batch_fits(self) -> TrainConfig:
-        from engine.selection import make_selector
+        from marginscope.engine.selection import make_selector
 
         try:  # reject unknown or out-of-range selector options now, not at the first step
             selector = make_selector(self.selector, **{"chunk": self.score_chunk, **self.selector_options})
@@ -211,7 +211,7 @@ class TrainConfig(BaseModel):
 @cache
 def dataset_names() -> tuple[str, ...]:
     """The datasets the engine loads by name (`imagefolder:<path>` aside); the same in every data dir."""
-    from engine.data import IMAGEFOLDER_PREFIX, list_datasets
+    from marginscope.engine.data import IMAGEFOLDER_PREFIX, list_datasets
 
     return tuple(d["name"] for d in list_datasets() if not d["name"].startswith(IMAGEFOLDER_PREFIX))
 

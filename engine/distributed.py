@@ -50,8 +50,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from engine.events import Callback, Event, StopTraining
-from engine.monitoring import Monitor, StepRecord
+from marginscope.engine.events import Callback, Event, StopTraining
+from marginscope.engine.monitoring import Monitor, StepRecord
 
 __all__ = ["DistributedMonitor", "Ranks", "env_rank", "env_world_size", "session",
            "torchrun_command"]

@@ -16,9 +16,9 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.data import DatasetBundle, Split
-from engine.events import QUANTILES, ClassSelection, Counters, Event, Histogram, StepMetrics
-from engine.selection import Selection, minimal_margin_scores
+from marginscope.engine.data import DatasetBundle, Split
+from marginscope.engine.events import QUANTILES, ClassSelection, Counters, Event, Histogram, StepMetrics
+from marginscope.engine.selection import Selection, minimal_margin_scores
 
 __all__ = ["Monitor", "StepClock", "StepRecord", "WorkTimes", "evaluate", "histogram_edges",
            "histogram_event"]

@@ -39,9 +39,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from engine.events import Counters, SampleSnapshot
-from engine.monitoring import StepRecord
-from engine.selection import minimal_margin_scores
+from marginscope.engine.events import Counters, SampleSnapshot
+from marginscope.engine.monitoring import StepRecord
+from marginscope.engine.selection import minimal_margin_scores
 
 __all__ = ["EMA_WEIGHT", "SUSPECT_RULE", "SUSPECTS_KEPT", "SampleTracker"]
 

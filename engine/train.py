@@ -42,20 +42,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from engine.batchnorm import PoolStatistics
-from engine.config import TrainConfig
-from engine.data import DatasetBundle, flip_labels, load_dataset
-from engine.distributed import Ranks, session
-from engine.events import (
+from marginscope.engine.batchnorm import PoolStatistics
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.data import DatasetBundle, flip_labels, load_dataset
+from marginscope.engine.distributed import Ranks, session
+from marginscope.engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
     RunStarted, StopTraining,
 )
-from engine.models import create_model, default_model_for
-from engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
-from engine.regimes import drop_steps, lr_at
-from engine.samples import SampleTracker
-from engine.sampler import PassSampler
-from engine.selection import Selector, make_selector
+from marginscope.engine.models import create_model, default_model_for
+from marginscope.engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
+from marginscope.engine.regimes import drop_steps, lr_at
+from marginscope.engine.samples import SampleTracker
+from marginscope.engine.sampler import PassSampler
+from marginscope.engine.selection import Selector, make_selector
 
 
 @dataclass

@@ -39,7 +39,7 @@ def train_once(nproc: int, threads: int, steps: int) -> dict[str, Any]:
         if nproc > 1:
             args.append(f"--nproc={nproc}")
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "engine.cli", "train", *args, f"--out={tmp}"], cwd=ROOT,
+        subprocess.run([sys.executable, "-m", "marginscope.engine.cli", "train", *args, f"--out={tmp}"], cwd=ROOT,
                        check=True, stdout=subprocess.DEVNULL, timeout=900)
         elapsed = time.perf_counter() - started
         summary = json.loads((Path(tmp) / "summary.json").read_text())

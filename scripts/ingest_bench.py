@@ -11,7 +11,7 @@ measured, not the training: per step a StepMetrics, and every 5 steps the two MM
 
 1. throughput: `--events` events emitted as fast as possible by one client; the time from the
    first event to the dashboard's acknowledgement of the last (the reporter's close). Events/s,
-   and rows/s: the rows the store wrote for them (`backend.recording.to_batch` counts them).
+   and rows/s: the rows the store wrote for them (`marginscope.backend.recording.to_batch` counts them).
 2. latency: a paced run (a step every 20 ms, 400 steps) whose steps also carry a Scalars event
    {"bench/created": time of creation}; a websocket client of /ws/runs/{id} notes when each
    arrives. Median and p95 of arrival - creation: what a viewer of a remote run waits (the
@@ -48,11 +48,11 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.recording import to_batch  # noqa: E402
-from backend.store.db import upgrade  # noqa: E402
-from backend.store.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.events import (  # noqa: E402
+from marginscope.backend.recording import to_batch  # noqa: E402
+from marginscope.backend.store.db import upgrade  # noqa: E402
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore  # noqa: E402
+from marginscope.engine.config import TrainConfig  # noqa: E402
+from marginscope.engine.events import (  # noqa: E402
     ClassSelection,
     Counters,
     Event,
@@ -61,7 +61,7 @@ from engine.events import (  # noqa: E402
     Scalars,
     StepMetrics,
 )
-from engine.remote import HttpReporter  # noqa: E402
+from marginscope.engine.remote import HttpReporter  # noqa: E402
 
 BINS = 60
 CONFIG = TrainConfig(dataset="digits", selector="mms", candidates=640, batch_size=64, steps=100_000)
@@ -108,7 +108,7 @@ class Dashboard:
 
     def start(self) -> None:
         log = (self.data_dir / "server.log").open("ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(self.port),
+        self.proc = subprocess.Popen([sys.executable, "-m", "marginscope.backend.cli", "serve", "--port", str(self.port),
                                       "--data-dir", str(self.data_dir)], cwd=ROOT, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90

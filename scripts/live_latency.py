@@ -37,12 +37,12 @@ from websockets.sync.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.recording import record_run
-from backend.settings import Settings
-from backend.store import AbstractStore, MetricPoint, RunBatch, open_store
-from backend.store.db import upgrade
-from engine.config import TrainConfig
-from engine.events import Event, StepMetrics
+from marginscope.backend.recording import record_run
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import AbstractStore, MetricPoint, RunBatch, open_store
+from marginscope.backend.store.db import upgrade
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import Event, StepMetrics
 
 
 class TimedStore:
@@ -82,7 +82,7 @@ def main() -> None:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
-    server = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "marginscope.backend.cli", "serve", "--port", str(port),
                                "--data-dir", str(data_dir)], env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL)
     try:
@@ -120,7 +120,7 @@ def main() -> None:
             if isinstance(event, StepMetrics):
                 emitted[event.counters.step] = time.time()
 
-        from engine.train import train
+        from marginscope.engine.train import train
 
         timed = cast(AbstractStore, TimedStore(store, committed))
         # marked running at once: the server's launcher starts the queued runs it sees

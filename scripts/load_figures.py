@@ -31,11 +31,11 @@ from websockets.sync.client import connect
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from backend.recording import record_run  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from backend.store import MetricPoint, Position, RunBatch, open_store  # noqa: E402
-from backend.store.db import upgrade  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
+from marginscope.backend.recording import record_run  # noqa: E402
+from marginscope.backend.settings import Settings  # noqa: E402
+from marginscope.backend.store import MetricPoint, Position, RunBatch, open_store  # noqa: E402
+from marginscope.backend.store.db import upgrade  # noqa: E402
+from marginscope.engine.config import TrainConfig  # noqa: E402
 
 
 def proc(pid: int) -> dict[str, float]:
@@ -53,7 +53,7 @@ def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
         port = s.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
     env["PYTHONPATH"] = str(ROOT)
-    server = subprocess.Popen([sys.executable, "-m", "backend.cli", "serve", "--port", str(port),
+    server = subprocess.Popen([sys.executable, "-m", "marginscope.backend.cli", "serve", "--port", str(port),
                                "--data-dir", str(data_dir)], env=env, cwd=ROOT,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while True:
@@ -65,7 +65,7 @@ def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def viewers(clients: int, steps: int, settings: Settings) -> None:
-    from engine.train import train
+    from marginscope.engine.train import train
 
     server, port = serve(settings.data_dir)
     try:

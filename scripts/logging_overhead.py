@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from backend.recording import record_run  # noqa: E402
-from backend.settings import Settings  # noqa: E402
-from backend.store import open_store  # noqa: E402
-from backend.store.db import upgrade  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.train import train  # noqa: E402
+from marginscope.backend.recording import record_run  # noqa: E402
+from marginscope.backend.settings import Settings  # noqa: E402
+from marginscope.backend.store import open_store  # noqa: E402
+from marginscope.backend.store.db import upgrade  # noqa: E402
+from marginscope.engine.config import TrainConfig  # noqa: E402
+from marginscope.engine.train import train  # noqa: E402
 
 
 def main() -> None:

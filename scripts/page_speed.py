@@ -5,7 +5,7 @@
 Records the runs into a temporary data dir through the project's own recording layer (the same
 synthetic event streams the browser tests use: step metrics, MMS histograms and selection
 statistics every 10 steps, validation every 100), serves them with `uvicorn
-backend.main:create_app` on a free loopback port, and opens
+marginscope.backend.main:create_app` on a free loopback port, and opens
 /compare?runs=...&group=selector in headless Chromium (Playwright, the system's chromium).
 
 Timed: navigation start → every plot of the page drawn (`window.__compareLoadMs`, set by
@@ -37,12 +37,12 @@ sys.path.insert(0, str(REPO / "tests" / "frontend"))  # the browser tests' serve
 from dashboard_helpers import CHROMIUM_ARGS, Server, chromium_path  # noqa: E402
 from recorded_runs import record  # noqa: E402
 
-from backend.routes.pages import plotly_bundle  # noqa: E402
+from marginscope.backend.routes.pages import plotly_bundle  # noqa: E402
 
 
 def record_runs(server: Server, runs: int, steps: int) -> list[int]:
-    from backend.settings import Settings
-    from backend.store import open_store
+    from marginscope.backend.settings import Settings
+    from marginscope.backend.store import open_store
 
     store = open_store(Settings(data_dir=server.data_dir, db_url=""))
     try:

@@ -29,14 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.bench.machine import machine_info  # noqa: E402
-from engine.callbacks import Recorder  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.events import Counters, SampleSnapshot  # noqa: E402
-from engine.monitoring import StepRecord  # noqa: E402
-from engine.samples import SampleTracker  # noqa: E402
-from engine.selection import Selection  # noqa: E402
-from engine.train import train  # noqa: E402
+from marginscope.engine.bench.machine import machine_info  # noqa: E402
+from marginscope.engine.callbacks import Recorder  # noqa: E402
+from marginscope.engine.config import TrainConfig  # noqa: E402
+from marginscope.engine.events import Counters, SampleSnapshot  # noqa: E402
+from marginscope.engine.monitoring import StepRecord  # noqa: E402
+from marginscope.engine.samples import SampleTracker  # noqa: E402
+from marginscope.engine.selection import Selection  # noqa: E402
+from marginscope.engine.train import train  # noqa: E402
 
 
 def tracker_seconds_per_step(steps: int, every: int, k: int, n: int = 50_000, pool: int = 640,

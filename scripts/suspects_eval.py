@@ -31,14 +31,14 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.bench.machine import machine_info  # noqa: E402
-from engine.callbacks import Recorder  # noqa: E402
-from engine.config import TrainConfig  # noqa: E402
-from engine.data import flip_labels, load_dataset  # noqa: E402
-from engine.events import SampleSnapshot  # noqa: E402
-from engine.models import create_model  # noqa: E402
-from engine.selection import head_weight, minimal_margin_scores  # noqa: E402
-from engine.train import train  # noqa: E402
+from marginscope.engine.bench.machine import machine_info  # noqa: E402
+from marginscope.engine.callbacks import Recorder  # noqa: E402
+from marginscope.engine.config import TrainConfig  # noqa: E402
+from marginscope.engine.data import flip_labels, load_dataset  # noqa: E402
+from marginscope.engine.events import SampleSnapshot  # noqa: E402
+from marginscope.engine.models import create_model  # noqa: E402
+from marginscope.engine.selection import head_weight, minimal_margin_scores  # noqa: E402
+from marginscope.engine.train import train  # noqa: E402
 
 TOPS = (100, 500)
 

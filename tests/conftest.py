@@ -77,7 +77,7 @@ def postgres_migrated_template(postgres_server: str) -> Iterator[str]:
     """The name of a database at the Alembic head that nobody connects to: a template."""
     from sqlalchemy.engine import make_url
 
-    from backend.store.db import upgrade
+    from marginscope.backend.store.db import upgrade
 
     url = create_database(postgres_server, prefix="migrated")
     upgrade(url)  # its engine is disposed after: the template has no connection left
@@ -109,7 +109,7 @@ def fresh_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest
 @pytest.fixture
 def migrated_db_url(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     if db_backend != POSTGRES:
-        from backend.store.db import upgrade
+        from marginscope.backend.store.db import upgrade
 
         url = _sqlite_url(tmp_path)
         upgrade(url)

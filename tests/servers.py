@@ -1,6 +1,6 @@
 """Real dashboards for the tests, on loopback only: a free port, a bounded wait, a server subprocess.
 
-`DashboardProcess(data_dir, env)` runs `python -m backend.cli serve` on 127.0.0.1 and a free port,
+`DashboardProcess(data_dir, env)` runs `python -m marginscope.backend.cli serve` on 127.0.0.1 and a free port,
 with its own data folder and an environment holding none of the caller's MARGINSCOPE_* variables
 (only `env`'s), its whole output appended to <data_dir>/server.log. `start()` returns once
 GET /api/session (never behind the token) answers 200, and fails with the log's tail if the process
@@ -73,7 +73,7 @@ class DashboardProcess:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "backend.cli", "serve", "--host", HOST, "--port", str(self.port),
+        return [sys.executable, "-m", "marginscope.backend.cli", "serve", "--host", HOST, "--port", str(self.port),
                 "--data-dir", str(self.data_dir)]
 
     def log_tail(self) -> str:

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from doc_sections import section
 
-from engine.bench import BenchSettings, suite_settings
-from engine.bench.docs import BLOCK, render
+from marginscope.engine.bench import BenchSettings, suite_settings
+from marginscope.engine.bench.docs import BLOCK, render
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "docs" / "benchmarks"

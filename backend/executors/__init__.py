@@ -1,10 +1,10 @@
 """Executors: where the launcher's queued runs train.
 
 - `local` (the default, `LocalExecutor`): one worker process per run on the dashboard's machine
-  (`python -m backend.worker <id>`), written straight into the store; the launcher supervises its
+  (`python -m marginscope.backend.worker <id>`), written straight into the store; the launcher supervises its
   process (pid, signals, exit code).
 - `dask` (`DaskExecutor`, MARGINSCOPE_EXECUTOR=dask): each run is a task on an existing Dask
-  cluster (MARGINSCOPE_DASK_SCHEDULER) that calls `engine.remote.train_remote(claim=<run id>)`:
+  cluster (MARGINSCOPE_DASK_SCHEDULER) that calls `marginscope.engine.remote.train_remote(claim=<run id>)`:
   it takes the queued run over through the ingest API and reports back over HTTP like any remote
   run, so the launcher watches it by its heartbeat and cancels it through the stop flag.
 
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
 
-    from backend.settings import Settings
-    from backend.store import Run
+    from marginscope.backend.settings import Settings
+    from marginscope.backend.store import Run
 
 
 class ExecutorError(RuntimeError):
@@ -52,9 +52,9 @@ class Executor(Protocol):
 def make_executor(settings: Settings) -> Executor:
     """The executor `settings.executor` names (the Dask one connects to its scheduler first)."""
     if settings.executor == "dask":
-        from backend.executors.dask import DaskExecutor
+        from marginscope.backend.executors.dask import DaskExecutor
 
         return DaskExecutor(settings)
-    from backend.executors.local import LocalExecutor
+    from marginscope.backend.executors.local import LocalExecutor
 
     return LocalExecutor(settings)

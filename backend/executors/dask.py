@@ -1,6 +1,6 @@
 """The Dask executor: each queued run becomes a task on an existing Dask cluster.
 
-The task is `engine.remote.train_remote(None, server=<this dashboard>, token=..., claim=<run id>)`:
+The task is `marginscope.engine.remote.train_remote(None, server=<this dashboard>, token=..., claim=<run id>)`:
 on whichever Dask worker runs it, it takes the queued run over through the ingest API (the run
 becomes a remote run: running, with that worker's host and pid) and trains it there, reporting
 back over HTTP. From then on the launcher treats it like any remote run: it watches its heartbeat
@@ -23,9 +23,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from backend.executors import ExecutorError
-from backend.settings import Settings
-from backend.store import Run
+from marginscope.backend.executors import ExecutorError
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ class DaskExecutor:
         return self._client
 
     def start(self, run: Run, run_dir: Path, *, resume: bool) -> None:
-        from engine.remote import train_remote
+        from marginscope.engine.remote import train_remote
 
         gpus = self.settings.dask_gpus_per_run
         client = self._connect()

@@ -1,6 +1,6 @@
 """The local executor: one worker process per run on this machine, and what it takes to watch one.
 
-Each worker is `python -m backend.worker <run-id> [--resume]` in its own session
+Each worker is `python -m marginscope.backend.worker <run-id> [--resume]` in its own session
 (`start_new_session=True`): Ctrl-C or a restart of the dashboard does not reach it, and its process
 group id equals its pid, so signals go to the whole group. Output goes to
 `<data_dir>/runs/<id>/worker.log`. The launcher supervises the process it gets back (exit code,
@@ -17,27 +17,26 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from backend.executors import ExecutorError
-from backend.settings import Settings
-from backend.store import Run
+from marginscope.backend.executors import ExecutorError
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run
 
 log = logging.getLogger(__name__)
 
 WORKER_LOG = "worker.log"
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 WorkerCommand = Callable[[int, bool], Sequence[str]]
 
 
 def worker_command(run_id: int, resume: bool) -> list[str]:
     """The command line of a run's worker process."""
-    return [sys.executable, "-m", "backend.worker", str(run_id), *(["--resume"] if resume else [])]
+    return [sys.executable, "-m", "marginscope.backend.worker", str(run_id), *(["--resume"] if resume else [])]
 
 
 def worker_marker(run_id: int) -> str:
     """Text in the command line of run `run_id`'s worker (/proc cmdline, NULs read as spaces):
-    `... backend.worker <id> ...`, with the space after the id so run 5 does not match run 55."""
-    return f"backend.worker {run_id} "
+    `... marginscope.backend.worker <id> ...`, with the space after the id so run 5 does not match run 55."""
+    return f"marginscope.backend.worker {run_id} "
 
 
 def pid_alive(pid: int, *, expect: str | None = None) -> bool:
@@ -106,7 +105,6 @@ class LocalExecutor:
             "MARGINSCOPE_DB_URL": self.settings.db_url,
             "MARGINSCOPE_DATA_DIR": str(self.settings.data_dir),
             "MARGINSCOPE_HEARTBEAT_INTERVAL": str(self.settings.heartbeat_interval),
-            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH")) if p),
             "PYTHONUNBUFFERED": "1",
         })
         env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
@@ -117,7 +115,7 @@ class LocalExecutor:
         try:
             with out:
                 return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                        start_new_session=True, env=env, cwd=str(REPO_ROOT))
+                                        start_new_session=True, env=env, cwd=str(run_dir))
         except OSError as exc:
             raise ExecutorError(f"cannot start worker: {exc}") from exc
 

@@ -12,15 +12,15 @@ The worker, the `marginscope bench` store option and the measurement scripts all
 `record_run`; nothing else writes "running" or a trainer's final status.
 """
 
-from backend.recording.lifecycle import (
+from marginscope.backend.recording.lifecycle import (
     END_MAY_REPLACE,
     Recorder,
     record_end,
     record_run,
     store_tracker,
 )
-from backend.recording.mapping import to_batch
-from backend.recording.writer import BatchedWriter, write_events
+from marginscope.backend.recording.mapping import to_batch
+from marginscope.backend.recording.writer import BatchedWriter, write_events
 
 __all__ = ["END_MAY_REPLACE", "BatchedWriter", "Recorder", "record_end", "record_run", "store_tracker",
            "to_batch", "write_events"]

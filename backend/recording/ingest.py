@@ -1,6 +1,6 @@
 """Events reported over HTTP by a run that trains elsewhere, written exactly once.
 
-    trainer (engine.remote.HttpReporter) → POST /api/ingest/runs/{id}/events {seq, events}
+    trainer (marginscope.engine.remote.HttpReporter) → POST /api/ingest/runs/{id}/events {seq, events}
         → `EventIn` (each event checked by the pydantic model of its class, which the OpenAPI
           document shows) → `parse_events` → `ingest_events` → store
 
@@ -31,12 +31,12 @@ from typing import Annotated, Any, Literal, Union, get_type_hints
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
 
-from backend.recording.lifecycle import record_end
-from backend.recording.mapping import needs_best, to_batch
-from backend.recording.writer import stored_best
-from backend.store import AbstractStore, Conflict, MAX_INT32, Run, RunStatus
-from backend.store.exceptions import SeqMismatch
-from engine.events import EVENT_TYPES, Counters, Event, RunFailed, RunFinished, event_from_dict
+from marginscope.backend.recording.lifecycle import record_end
+from marginscope.backend.recording.mapping import needs_best, to_batch
+from marginscope.backend.recording.writer import stored_best
+from marginscope.backend.store import AbstractStore, Conflict, MAX_INT32, Run, RunStatus
+from marginscope.backend.store.exceptions import SeqMismatch
+from marginscope.engine.events import EVENT_TYPES, Counters, Event, RunFailed, RunFinished, event_from_dict
 
 log = logging.getLogger(__name__)
 

@@ -33,13 +33,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from backend.recording.writer import BatchedWriter
-from backend.settings import Settings
-from backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus
-from engine.events import Event, RunFinished
+from marginscope.backend.recording.writer import BatchedWriter
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus
+from marginscope.engine.events import Event, RunFinished
 
 if TYPE_CHECKING:
-    from engine.bench import TrackRun
+    from marginscope.engine.bench import TrackRun
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float =
 
 
 def store_tracker(store: AbstractStore, *, heartbeat_interval: float = HEARTBEAT_INTERVAL) -> TrackRun:
-    """The benchmark's tracker (engine.bench.TrackRun) for this store: each training becomes a
+    """The benchmark's tracker (marginscope.engine.bench.TrackRun) for this store: each training becomes a
     run, created (queued) with the benchmark's name, config and tags, then `record_run`."""
 
     @contextmanager

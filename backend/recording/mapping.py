@@ -26,7 +26,7 @@ import logging
 import math
 from collections.abc import Sequence
 
-from backend.store.entities import (
+from marginscope.backend.store.entities import (
     LOG_LEVELS,
     HistogramPoint,
     LogEntry,
@@ -36,7 +36,7 @@ from backend.store.entities import (
     SamplePoint,
     SelectionPoint,
 )
-from engine.events import (
+from marginscope.engine.events import (
     POPULATIONS,
     CheckpointSaved,
     ClassSelection,

@@ -17,9 +17,9 @@ import time
 from collections.abc import Sequence
 from typing import Self
 
-from backend.recording.mapping import BEST_VAL_ACCURACY, needs_best, to_batch
-from backend.store.abstract_store import AbstractStore
-from engine.events import CheckpointSaved, Event
+from marginscope.backend.recording.mapping import BEST_VAL_ACCURACY, needs_best, to_batch
+from marginscope.backend.store.abstract_store import AbstractStore
+from marginscope.engine.events import CheckpointSaved, Event
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ import math
 from fastapi import APIRouter, Query
 from fastapi.exceptions import RequestValidationError
 
-from backend.deps import StoreDep
-from backend.routes.metrics import split_keys
-from backend.schemas import (
+from marginscope.backend.deps import StoreDep
+from marginscope.backend.routes.metrics import split_keys
+from marginscope.backend.schemas import (
     ComparePublic,
     CompareRow,
     HistogramsPublic,
@@ -26,8 +26,8 @@ from backend.schemas import (
     XAxis,
     errors,
 )
-from backend.store import TargetReached
-from engine.events import COUNTER_KEYS
+from marginscope.backend.store import TargetReached
+from marginscope.engine.events import COUNTER_KEYS
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
 

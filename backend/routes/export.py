@@ -35,11 +35,11 @@ from typing import Any, Literal, get_type_hints
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from backend.deps import StoreDep
-from backend.schemas import errors, run_json
-from backend.store import AbstractStore, Run
-from backend.store.db import json_safe
-from engine.events import QUANTILE_KEYS, Counters
+from marginscope.backend.deps import StoreDep
+from marginscope.backend.schemas import errors, run_json
+from marginscope.backend.store import AbstractStore, Run
+from marginscope.backend.store.db import json_safe
+from marginscope.engine.events import QUANTILE_KEYS, Counters
 
 router = APIRouter(prefix="/api/runs", tags=["export"], responses=errors(404))
 

@@ -5,7 +5,7 @@
     POST /api/ingest/runs/{id}/events     {seq, events}: write what is new        → {next_seq, stop}
     POST /api/ingest/runs/{id}/heartbeat  {}: the run is alive                    → {stop, status}
 
-The client is `engine.remote` (HttpReporter, train_remote, remote_run, `marginscope sync`).
+The client is `marginscope.engine.remote` (HttpReporter, train_remote, remote_run, `marginscope sync`).
 Every route needs the token whenever the server has one, like launching (a server reachable from
 a network has one: backend/security.py refuses to serve without). The config of a new remote run
 is validated by TrainConfig as a launch's is; its paths are the trainer's, on its machine, and the
@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.deps import LauncherDep, StoreDep, TokenDep
-from backend.recording.ingest import (
+from marginscope.backend.deps import LauncherDep, StoreDep, TokenDep
+from marginscope.backend.recording.ingest import (
     EventIn,
     InvalidEvent,
     JsonInt,
@@ -35,11 +35,11 @@ from backend.recording.ingest import (
     revive,
     stop_asked,
 )
-from backend.routes.runs import body_errors, check_steps
-from backend.schemas import BODY_ERRORS, TOKEN_ERRORS, Message, RunPublic, Tag, _limit, _text, errors
-from backend.store import MAX_INT32, RunStatus
-from backend.store.exceptions import SeqMismatch
-from engine.config import TrainConfig
+from marginscope.backend.routes.runs import body_errors, check_steps
+from marginscope.backend.schemas import BODY_ERRORS, TOKEN_ERRORS, Message, RunPublic, Tag, _limit, _text, errors
+from marginscope.backend.store import MAX_INT32, RunStatus
+from marginscope.backend.store.exceptions import SeqMismatch
+from marginscope.engine.config import TrainConfig
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query, WebSocket, WebSocketException, status
 
-from backend.deps import websocket_token_ok
-from backend.live import LiveHub
+from marginscope.backend.deps import websocket_token_ok
+from marginscope.backend.live import LiveHub
 
 router = APIRouter(prefix="/ws", tags=["live"])
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Query
 
-from backend.deps import StoreDep
-from backend.schemas import (
+from marginscope.backend.deps import StoreDep
+from marginscope.backend.schemas import (
     HistogramsPublic,
     MetricsPublic,
     Population,

@@ -1,9 +1,9 @@
 """GET /api/options: everything the launch form is generated from, and the pages' vocabulary.
 
 Datasets, models, selectors and regimes come from the engine's registries; `fields` is
-`engine.config.field_specs()` (type, default, range, help of each TrainConfig field). Presets are
+`marginscope.engine.config.field_specs()` (type, default, range, help of each TrainConfig field). Presets are
 ready-made groups of runs, e.g. the paper's core comparison "MMS vs uniform" on MNIST.
-`vocabulary` hands the pages the names defined once in engine.events and the store (counters,
+`vocabulary` hands the pages the names defined once in marginscope.engine.events and the store (counters,
 x axes, populations, quantile keys, run statuses), so no page keeps its own list.
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from backend.deps import SettingsDep
-from backend.schemas import (
+from marginscope.backend.deps import SettingsDep
+from marginscope.backend.schemas import (
     DatasetOption,
     OptionsPublic,
     Preset,
@@ -22,9 +22,9 @@ from backend.schemas import (
     SelectorOption,
     Vocabulary,
 )
-from backend.store import X_AXES, RunStatus
-from engine.config import field_specs
-from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
+from marginscope.backend.store import X_AXES, RunStatus
+from marginscope.engine.config import field_specs
+from marginscope.engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
 
 router = APIRouter(prefix="/api/options", tags=["options"])
 
@@ -64,10 +64,10 @@ def presets() -> list[Preset]:
 @router.get("", response_model=OptionsPublic)
 def read_options(settings: SettingsDep) -> OptionsPublic:
     """The launch form's datasets, models, selectors, regimes, fields and presets; the vocabulary."""
-    from engine.data import list_datasets
-    from engine.models import list_models
-    from engine.regimes import list_regimes
-    from engine.selection import selector_help
+    from marginscope.engine.data import list_datasets
+    from marginscope.engine.models import list_models
+    from marginscope.engine.regimes import list_regimes
+    from marginscope.engine.selection import selector_help
 
     return OptionsPublic(
         datasets=[DatasetOption(**d) for d in list_datasets(settings.data_dir)],

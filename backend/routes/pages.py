@@ -26,9 +26,10 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from backend.store import RunNotFound
+from marginscope.backend.package_data import frontend_dir
+from marginscope.backend.store import RunNotFound
 
-FRONTEND_DIR = Path(__file__).resolve().parents[2] / "frontend"
+FRONTEND_DIR = frontend_dir()
 VENDOR_DIR = FRONTEND_DIR / "vendor"
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"

@@ -16,8 +16,8 @@ from typing import Any
 from fastapi import APIRouter, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 
-from backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
-from backend.schemas import (
+from marginscope.backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
+from marginscope.backend.schemas import (
     BODY_ERRORS,
     STATUS_LIST,
     TOKEN_ERRORS,
@@ -29,10 +29,10 @@ from backend.schemas import (
     RunUpdate,
     errors,
 )
-from backend.settings import Settings
-from backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
-from engine.config import TrainConfig
-from engine.data import IMAGEFOLDER_PREFIX
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.data import IMAGEFOLDER_PREFIX
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

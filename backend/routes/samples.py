@@ -17,9 +17,9 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Path, Query, Response
 from fastapi.exceptions import RequestValidationError
 
-from backend.deps import SettingsDep, StoreDep
-from backend.sample_images import DatasetUnavailable, SampleOutOfRange, sample_png
-from backend.samples_view import (
+from marginscope.backend.deps import SettingsDep, StoreDep
+from marginscope.backend.sample_images import DatasetUnavailable, SampleOutOfRange, sample_png
+from marginscope.backend.samples_view import (
     CompareSamplesPublic,
     HistoryPoint,
     SampleStory,
@@ -32,9 +32,9 @@ from backend.samples_view import (
     sample_item,
     samples_view,
 )
-from backend.schemas import errors
-from backend.store import MAX_INT32, Run
-from engine.samples import SUSPECT_RULE, SUSPECTS_KEPT
+from marginscope.backend.schemas import errors
+from marginscope.backend.store import MAX_INT32, Run
+from marginscope.engine.samples import SUSPECT_RULE, SUSPECTS_KEPT
 
 router = APIRouter(tags=["samples"])
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from backend.deps import SettingsDep
-from backend.schemas import BODY_ERRORS, errors
-from backend.security import SESSION_COOKIE, session_ok, session_value, token_matches
+from marginscope.backend.deps import SettingsDep
+from marginscope.backend.schemas import BODY_ERRORS, errors
+from marginscope.backend.security import SESSION_COOKIE, session_ok, session_value, token_matches
 
 router = APIRouter(prefix="/api/session", tags=["session"])
 

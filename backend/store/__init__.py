@@ -2,7 +2,7 @@
 
 Routes and the hub use `AbstractStore`; `open_store(settings)` builds the SQLAlchemy one (checking
 the schema is at the Alembic head). See abstract_store.py for the contract. Writers hand in
-entities (`RunBatch`, statuses); the store imports nothing from the engine: backend.recording turns
+entities (`RunBatch`, statuses); the store imports nothing from the engine: marginscope.backend.recording turns
 engine events into those entities.
 """
 
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
-from backend.store.entities import (
+from marginscope.backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
+from marginscope.backend.store.entities import (
     ACTIVE_STATUSES,
     LOG_LEVELS,
     X_AXES,
@@ -38,8 +38,8 @@ from backend.store.entities import (
     Series,
     TargetReached,
 )
-from backend.store.dbmodels import MAX_INT32, TEXT_LIMITS
-from backend.store.exceptions import (
+from marginscope.backend.store.dbmodels import MAX_INT32, TEXT_LIMITS
+from marginscope.backend.store.exceptions import (
     Conflict,
     InvalidArgument,
     RunNotFound,
@@ -49,13 +49,13 @@ from backend.store.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from backend.settings import Settings
+    from marginscope.backend.settings import Settings
 
 
 def open_store(settings: Settings, *, verify: bool = True, check_pages: bool = False) -> AbstractStore:
     """The SQLAlchemy store for these settings; raises SchemaOutOfDate unless migrated (verify),
     DatabaseDamaged when `check_pages` finds a damaged SQLite page (the server's start-up)."""
-    from backend.store.sqlalchemy_store import SqlAlchemyStore
+    from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
     return SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir, verify=verify,
                            check_pages=check_pages)

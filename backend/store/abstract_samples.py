@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from backend.store.entities import SampleHistory, SampleRecord, SampleSnapshotRow
+from marginscope.backend.store.entities import SampleHistory, SampleRecord, SampleSnapshotRow
 
 
 class AbstractSamplesStore(ABC):

@@ -17,8 +17,8 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from backend.store.abstract_samples import AbstractSamplesStore
-from backend.store.entities import (
+from marginscope.backend.store.abstract_samples import AbstractSamplesStore
+from marginscope.backend.store.entities import (
     Changes,
     HistogramRow,
     HistogramSeries,
@@ -153,7 +153,7 @@ class AbstractStore(AbstractSamplesStore, ABC):
         latest value of their key (by step; the last written wins a tie), and so does each counter
         of `batch.update.progress`. Edges are stored once per run and population (a resume sends
         them again). Rows are kept as given: what they mean (which keys, which log lines) is the
-        writer's business (backend.recording), and statuses are NOT changed here (`set_status`).
+        writer's business (marginscope.backend.recording), and statuses are NOT changed here (`set_status`).
         Text is kept except NUL (→ U+FFFD); non-finite floats are stored as NULL (read as NaN).
         Raises RunNotFound."""
 

@@ -10,15 +10,14 @@
   damaged pages (`PRAGMA quick_check`, a read of every page: about 7 s per GB, once per open).
   A damaged file is refused rather than served, since its reads would fail one by one later.
 - PostgreSQL (or any other URL) gets a plain engine; nothing here or in the store is SQLite-only.
-  The driver is an optional extra: `pip install -e '.[postgres]'` (psycopg 3), URL
+  The driver is an optional extra: `pip install 'marginscope[postgres]'` (psycopg 3), URL
   `postgresql+psycopg://user:password@host/dbname`. Tested by running tests/backend and tests/db
   with MARGINSCOPE_TEST_DB_URL set to such a URL (tests/conftest.py).
 - JSON columns are written with `json_dumps`: strict JSON, non-finite floats as null (PostgreSQL's
   json type rejects NaN; a diverged run's summary or per-class accuracy may hold one).
-- Migrations live in the repository's root `alembic/` folder, found relative to this file
-  (`<repo>/backend/store/db.py` → `<repo>/alembic`). That works from a checkout and from an editable
-  install (`pip install -e .`, what `make setup` does); a wheel install would need the folder
-  shipped as package data — not supported yet. `MARGINSCOPE_ALEMBIC_DIR` overrides the location.
+- Migrations are package data (`marginscope/migrations`, the repository's alembic/ folder), found
+  with importlib.resources from a checkout and from an installed wheel alike
+  (backend/package_data.py). `MARGINSCOPE_ALEMBIC_DIR` overrides the location.
 """
 
 from __future__ import annotations
@@ -36,7 +35,8 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from backend.store.exceptions import DatabaseDamaged, SchemaOutOfDate, SchemaTooNew, StoreError
+from marginscope.backend.package_data import migrations_dir
+from marginscope.backend.store.exceptions import DatabaseDamaged, SchemaOutOfDate, SchemaTooNew, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def alembic_dir() -> Path:
     override = os.environ.get("MARGINSCOPE_ALEMBIC_DIR")
     if override:
         return Path(override).resolve()
-    return Path(__file__).resolve().parents[2] / "alembic"
+    return migrations_dir()
 
 
 def is_sqlite(db_url: str) -> bool:
@@ -108,7 +108,7 @@ def make_engine(db_url: str, **kwargs: Any) -> Engine:
             return create_engine(_with_driver(db_url), pool_pre_ping=True, **kwargs)
         except ImportError as exc:
             raise StoreError(f"no database driver for {make_url(db_url).drivername!r} ({exc}); for "
-                             "PostgreSQL install the extra: pip install -e '.[postgres]' and use "
+                             "PostgreSQL install the extra: pip install 'marginscope[postgres]' and use "
                              "postgresql+psycopg://user:password@host/dbname") from exc
 
     connect_args = {"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}

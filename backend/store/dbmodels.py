@@ -31,7 +31,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
-from backend.store import entities as ent
+from marginscope.backend.store import entities as ent
 
 # the histogram quantile columns below (the engine's QUANTILE_KEYS; tests/backend/test_store.py ties them)
 QUANTILE_KEYS = ("p5", "p25", "p50", "p75", "p95")

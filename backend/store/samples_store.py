@@ -21,9 +21,9 @@ from typing import Any, Literal
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
-from backend.store import entities as ent
-from backend.store.dbmodels import MAX_INT32, SqlRunSample, SqlSampleSnapshot
-from backend.store.exceptions import InvalidArgument
+from marginscope.backend.store import entities as ent
+from marginscope.backend.store.dbmodels import MAX_INT32, SqlRunSample, SqlSampleSnapshot
+from marginscope.backend.store.exceptions import InvalidArgument
 
 _IN_CHUNK = 500  # ids per IN (...) list
 MAX_SAMPLES_LIMIT = 500  # the most samples one ranked read returns

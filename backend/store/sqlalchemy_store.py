@@ -2,7 +2,7 @@
 
 Kept as one module: it is the one implementation of every AbstractStore operation, as MLflow's is.
 It persists what it is given and knows nothing of training: rows and run updates arrive as
-entities (`log_batch`), written by backend.recording.
+entities (`log_batch`), written by marginscope.backend.recording.
 
 Design notes
 - Sessions (MLflow `db/utils.py`): `_session(write=...)` commits on success, rolls back on error and
@@ -36,10 +36,10 @@ from sqlalchemy import Select, delete, func, or_, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from backend.store import entities as ent
-from backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
-from backend.store.db import make_engine, verify_schema
-from backend.store.dbmodels import (
+from marginscope.backend.store import entities as ent
+from marginscope.backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
+from marginscope.backend.store.db import make_engine, verify_schema
+from marginscope.backend.store.dbmodels import (
     MAX_INT32,
     MAX_INT64,
     QUANTILE_KEYS,
@@ -56,9 +56,9 @@ from backend.store.dbmodels import (
     SqlSampleSnapshot,
     utcnow,
 )
-from backend.store.downsample import downsample_indices, thin_indices
-from backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, SeqMismatch, StoreError
-from backend.store.samples_store import SqlSamplesStore, apply_samples, snapshot_values, truncate_samples
+from marginscope.backend.store.downsample import downsample_indices, thin_indices
+from marginscope.backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, SeqMismatch, StoreError
+from marginscope.backend.store.samples_store import SqlSamplesStore, apply_samples, snapshot_values, truncate_samples
 
 _STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps

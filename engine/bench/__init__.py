@@ -36,15 +36,15 @@ The package, by job: `arms` (what to run, the named suites), `machine` (where, a
 id); the engine itself never imports the backend.
 """
 
-from engine.bench.arms import ALIASES, DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs, suite_settings
-from engine.bench.machine import chunk_sweep, load_average, machine_info
-from engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
-from engine.bench.report import (
+from marginscope.engine.bench.arms import ALIASES, DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs, suite_settings
+from marginscope.engine.bench.machine import chunk_sweep, load_average, machine_info
+from marginscope.engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
+from marginscope.engine.bench.report import (
     budget_markdown, draw, figure_html, noise_markdown, phases_markdown, results_markdown, summary_markdown,
     table_markdown, write_outputs,
 )
-from engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
-from engine.bench.suite import TrackRun, run_suite
+from marginscope.engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
+from marginscope.engine.bench.suite import TrackRun, run_suite
 
 __all__ = [
     "ALIASES", "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs", "suite_settings",

@@ -13,8 +13,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any
 
-from engine.config import TrainConfig
-from engine.regimes import PRESETS
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.regimes import PRESETS
 
 # Named arms: a readable label for an arm written in full.
 ALIASES = {
@@ -177,7 +177,7 @@ class BenchSettings:
 
 def steps_for_epochs(settings: BenchSettings, epochs: float) -> int:
     """Steps of `epochs` epochs (N/b steps each) of the settings' dataset."""
-    from engine.data import load_dataset
+    from marginscope.engine.data import load_dataset
 
     n = len(load_dataset(settings.dataset, settings.data_dir, seed=0).train)
     return max(1, round(epochs * math.ceil(n / settings.batch_size)))

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from engine.bench.report import (
+from marginscope.engine.bench.report import (
     budget_markdown, noise_markdown, phases_markdown, setting_lines, summary_markdown, table_markdown,
 )
-from engine.bench.stats import build_table
+from marginscope.engine.bench.stats import build_table
 
 BLOCK = re.compile(r"(<!-- bench:(?P<folder>[\w.-]+):(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
 
@@ -45,7 +45,7 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
 
 
 def _micro(results: dict[str, Any]) -> str:
-    from engine.bench.micro import micro_markdown
+    from marginscope.engine.bench.micro import micro_markdown
 
     text = micro_markdown(results, results.get("command"))
     return text.split("\n", 2)[2] if text.startswith("## ") else text  # the page gives its own heading

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 if TYPE_CHECKING:
-    from engine.bench.arms import BenchSettings
-    from engine.data import DatasetBundle
+    from marginscope.engine.bench.arms import BenchSettings
+    from marginscope.engine.data import DatasetBundle
 
 CHUNKS = (32, 64, 128, 256, 512, 0)  # 0 = the whole candidate batch at once
 
@@ -64,9 +64,9 @@ def timed(fn: Callable[[], Any], reps: int, warmup: int = 2) -> float:
 
 def bench_model_and_data(settings: BenchSettings) -> tuple[torch.device, DatasetBundle, torch.nn.Module]:
     """The settings' device, dataset and a freshly initialised model, laid out as training lays it."""
-    from engine.data import load_dataset
-    from engine.models import create_model
-    from engine.train import resolve_device
+    from marginscope.engine.data import load_dataset
+    from marginscope.engine.models import create_model
+    from marginscope.engine.train import resolve_device
 
     device = resolve_device(settings.device)
     data = load_dataset(settings.dataset, settings.data_dir, seed=0)
@@ -94,7 +94,7 @@ def chunk_sweep(model: torch.nn.Module, x: torch.Tensor, chunks: Sequence[int] =
     """Seconds per candidate batch of the eval-mode forward for each chunk size, interleaved in
     rounds (so a change of load hits every size alike): the median of `reps` calls per round, the
     best round per size; the best chunk is the fastest."""
-    from engine.selection import score_logits
+    from marginscope.engine.selection import score_logits
 
     times: dict[int, list[float]] = {c: [] for c in chunks}
     for c in chunks:  # warm-up

@@ -19,11 +19,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from engine.bench.arms import BenchSettings
-from engine.bench.machine import (
+from marginscope.engine.bench.arms import BenchSettings
+from marginscope.engine.bench.machine import (
     bench_model_and_data, candidate_batch, chunk_sweep, load_average, machine_info, timed,
 )
-from engine.config import TrainConfig
+from marginscope.engine.config import TrainConfig
 
 
 def naive_mms(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,7 @@ def naive_mms(logits: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def micro_mms_vs_naive(ks: Sequence[int] = (10, 100, 1000), d: int = 128) -> list[dict[str, Any]]:
-    from engine.selection import minimal_margin_scores
+    from marginscope.engine.selection import minimal_margin_scores
 
     rows = []
     for k in ks:
@@ -72,8 +72,8 @@ def _contiguous_copy(model: torch.nn.Module) -> torch.nn.Module | None:
 
 def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) -> dict[str, Any]:
     """Seconds of each part of one fresh-MMS step (B candidates, b trained) and of a uniform step."""
-    from engine.selection import head_weight, make_selector, minimal_margin_scores, score_logits
-    from engine.train import parameter_groups
+    from marginscope.engine.selection import head_weight, make_selector, minimal_margin_scores, score_logits
+    from marginscope.engine.train import parameter_groups
 
     device, data, model = bench_model_and_data(settings)
     opt = torch.optim.SGD(parameter_groups(model, 1e-4), lr=0.01, momentum=0.9)
@@ -128,7 +128,7 @@ def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) ->
 def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 200, rounds: int = 3) -> list[dict[str, Any]]:
     """Wall-clock of the same short run with histograms every step vs monitoring off,
     alternated `rounds` times (the minimum of each is kept, the least disturbed by load)."""
-    from engine.train import train
+    from marginscope.engine.train import train
 
     rows = []
     for selector in ("uniform", "mms"):
@@ -150,7 +150,7 @@ def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 200, roun
 def run_micro(settings: BenchSettings, out: Path | None = None, *, log: Callable[[str], None] = print,
               monitoring_steps: int = 200, command: str | None = None) -> dict[str, Any]:
     """All micro-benchmarks in one run (so their ratios share the machine's state)."""
-    from engine.selection import score_logits
+    from marginscope.engine.selection import score_logits
 
     load_before = load_average()
     log("MMS: vectorised vs naive loop ...")

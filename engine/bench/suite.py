@@ -22,11 +22,11 @@ from typing import Any
 import torch
 from rich.markup import escape
 
-from engine.bench.arms import BenchSettings
-from engine.bench.machine import bench_model_and_data, candidate_batch, chunk_sweep, load_average, machine_info
-from engine.bench.report import write_outputs
-from engine.bench.stats import build_table
-from engine.events import Callback, Evaluation, Event, RunFinished, RunStarted, StepMetrics
+from marginscope.engine.bench.arms import BenchSettings
+from marginscope.engine.bench.machine import bench_model_and_data, candidate_batch, chunk_sweep, load_average, machine_info
+from marginscope.engine.bench.report import write_outputs
+from marginscope.engine.bench.stats import build_table
+from marginscope.engine.events import Callback, Evaluation, Event, RunFinished, RunStarted, StepMetrics
 
 TrackRun = Callable[[str, dict[str, Any], Sequence[str]], AbstractContextManager[Callback]]
 """Something that follows each training of a suite, e.g. records it as a run in a store.
@@ -116,7 +116,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
     A suite takes hours: with `out`, the finished runs are saved after each one, and `resume`
     continues a suite that was stopped (its finished runs kept, its chunk size reused, the
     others run in their places of the rotation)."""
-    from engine.train import train
+    from marginscope.engine.train import train
 
     saved = _resumed(settings, out) if resume else None
     bench_id = saved["bench_id"] if saved else bench_id or \

@@ -37,9 +37,9 @@ Padding is black (0 before normalisation), as in torchvision's ``RandomCrop(32, 
 Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file layouts.
 """
 
-from engine.data.noise import MAX_LABEL_NOISE, flip_labels
-from engine.data.sources import IMAGEFOLDER_PREFIX, DatasetUnavailable, list_datasets, load_dataset
-from engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip
+from marginscope.engine.data.noise import MAX_LABEL_NOISE, flip_labels
+from marginscope.engine.data.sources import IMAGEFOLDER_PREFIX, DatasetUnavailable, list_datasets, load_dataset
+from marginscope.engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip
 
 __all__ = [
     "AUGMENTATIONS", "IMAGEFOLDER_PREFIX", "MAX_LABEL_NOISE", "DatasetBundle", "DatasetUnavailable",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from engine.data.splits import (
+from marginscope.engine.data.splits import (
     AUGMENTATIONS,
     DatasetBundle,
     Split,

@@ -1,6 +1,6 @@
 """Remote runs: train on any machine, watch the run in a MarginScope dashboard elsewhere.
 
-    from engine.remote import train_remote, remote_run, HttpReporter, sync
+    from marginscope.engine.remote import train_remote, remote_run, HttpReporter, sync
 
 - `HttpReporter`: an engine callback streaming events to the dashboard's ingest API (batched,
   retried, spooled to a local file first: nothing is lost while the dashboard is down);
@@ -12,10 +12,10 @@
 Only httpx and the engine: the engine never imports the backend.
 """
 
-from engine.remote.http import IngestClient, Refused, SeqGap, Unavailable
-from engine.remote.reporter import HttpReporter
-from engine.remote.run import RemoteRefused, RemoteRun, remote_run, sync, train_remote
-from engine.remote.spool import Spool, default_spool_dir
+from marginscope.engine.remote.http import IngestClient, Refused, SeqGap, Unavailable
+from marginscope.engine.remote.reporter import HttpReporter
+from marginscope.engine.remote.run import RemoteRefused, RemoteRun, remote_run, sync, train_remote
+from marginscope.engine.remote.spool import Spool, default_spool_dir
 
 __all__ = ["HttpReporter", "IngestClient", "Refused", "RemoteRefused", "RemoteRun", "SeqGap", "Spool",
            "Unavailable", "default_spool_dir", "remote_run", "sync", "train_remote"]

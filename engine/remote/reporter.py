@@ -31,9 +31,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from engine.events import Event, RunFailed, RunFinished
-from engine.remote.http import IngestClient, Refused, SeqGap, Unavailable, trainer
-from engine.remote.spool import Spool
+from marginscope.engine.events import Event, RunFailed, RunFinished
+from marginscope.engine.remote.http import IngestClient, Refused, SeqGap, Unavailable, trainer
+from marginscope.engine.remote.spool import Spool
 
 log = logging.getLogger(__name__)
 

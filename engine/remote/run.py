@@ -21,8 +21,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from engine.config import TrainConfig
-from engine.events import (
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import (
     Callback,
     Counters,
     Evaluation,
@@ -33,9 +33,9 @@ from engine.events import (
     RunStarted,
     Scalars,
 )
-from engine.remote.http import IngestClient, SeqGap
-from engine.remote.reporter import MAX_BATCH_BYTES, HttpReporter
-from engine.remote.spool import Spool
+from marginscope.engine.remote.http import IngestClient, SeqGap
+from marginscope.engine.remote.reporter import MAX_BATCH_BYTES, HttpReporter
+from marginscope.engine.remote.spool import Spool
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
     over and its stored config trained (unless `config` is given). A run without an out_dir keeps
     its checkpoints in its spool folder, so a cancel from the dashboard ends with one.
     `should_stop`: a stop of the caller's own (a signal), besides the dashboard's."""
-    from engine.train import train
+    from marginscope.engine.train import train
 
     options = dict(reporter_options or {})
     reporter = HttpReporter(server, token=token, claim=claim, spool_dir=spool_dir, name=name, tags=tags,
@@ -107,7 +107,7 @@ class RemoteRun:
         self.samples_forwarded = 0
         self.samples_backpropagated = 0
         self._start = time.perf_counter()
-        from engine.monitoring import histogram_edges
+        from marginscope.engine.monitoring import histogram_edges
 
         self.edges = histogram_edges(config.hist_bins)
 
@@ -149,7 +149,7 @@ class RemoteRun:
                   threshold: float | None = None) -> None:
         """The MMS histogram of `scores` (a tensor, e.g. `selection.scores` of an engine
         selector) on the run's fixed edges."""
-        from engine.monitoring import histogram_event
+        from marginscope.engine.monitoring import histogram_event
 
         self.emit(histogram_event(scores, self.edges, self.counters(step), population, threshold))
 

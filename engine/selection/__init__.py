@@ -9,14 +9,14 @@ Use a selector in your own loop:
         opt.zero_grad(); loss.backward(); opt.step()
 """
 
-from engine.selection.scores import (
+from marginscope.engine.selection.scores import (
     cross_entropy_scores,
     entropy_scores,
     minimal_margin_scores,
     pairwise_row_distances,
     score_logits,
 )
-from engine.selection.selectors import (
+from marginscope.engine.selection.selectors import (
     Selection,
     Selector,
     head_bias,
@@ -28,9 +28,9 @@ from engine.selection.selectors import (
     selector_help,
 )
 # registered after uniform and the mms variants, in this order: the baselines, the cheap mode, InfoBatch
-from engine.selection import baselines as _baselines  # noqa: F401
-from engine.selection import memory as _memory  # noqa: F401
-from engine.selection import infobatch as _infobatch  # noqa: F401
+from marginscope.engine.selection import baselines as _baselines  # noqa: F401
+from marginscope.engine.selection import memory as _memory  # noqa: F401
+from marginscope.engine.selection import infobatch as _infobatch  # noqa: F401
 
 __all__ = [
     "Selection",

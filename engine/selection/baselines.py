@@ -13,8 +13,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import cross_entropy_scores, entropy_scores, score_logits
-from engine.selection.selectors import (
+from marginscope.engine.selection.scores import cross_entropy_scores, entropy_scores, score_logits
+from marginscope.engine.selection.selectors import (
     Option, Selection, Selector, _at_least, _positive, _share, ranked, register_selector,
 )
 

@@ -30,8 +30,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import cross_entropy_scores
-from engine.selection.selectors import Option, Selection, Selector, _share, register_selector
+from marginscope.engine.selection.scores import cross_entropy_scores
+from marginscope.engine.selection.selectors import Option, Selection, Selector, _share, register_selector
 
 __all__ = ["InfoBatchSelector"]
 

@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import minimal_margin_scores
-from engine.selection.selectors import (
+from marginscope.engine.selection.scores import minimal_margin_scores
+from marginscope.engine.selection.selectors import (
     Option, Selection, Selector, _at_least, _positive, _share, head_weight, register_selector,
 )
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from engine.selection.scores import minimal_margin_scores, score_logits
+from marginscope.engine.selection.scores import minimal_margin_scores, score_logits
 
 __all__ = [
     "Option",

@@ -14,8 +14,8 @@ from api_helpers import TOKEN
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from backend.main import create_app
-from backend.settings import Settings
+from marginscope.backend.main import create_app
+from marginscope.backend.settings import Settings
 
 
 @pytest.fixture

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from backend.settings import Settings
-from backend.store import Run
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 TINY_CONFIG: dict[str, Any] = {
     "dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16, "steps": 30,

@@ -13,8 +13,8 @@ import threading
 import uvicorn
 from servers import HOST, STOP_TIMEOUT, answers, free_port, wait_for
 
-from backend.main import create_app
-from backend.settings import Settings
+from marginscope.backend.main import create_app
+from marginscope.backend.settings import Settings
 
 
 class ThreadServer:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from engine.events import (
+from marginscope.engine.events import (
     CheckpointSaved,
     ClassSelection,
     Counters,

@@ -7,9 +7,9 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run, run_started
 
-from backend.recording import write_events
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import Counters, Evaluation
+from marginscope.backend.recording import write_events
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import Counters, Evaluation
 
 pytest_plugins = ["api_fixtures"]
 

@@ -15,13 +15,13 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run, histogram, run_started, step_metrics
 
-from backend.recording import write_events
-from backend.routes import export
-from backend.routes.export import COLUMNS, export_chunks
-from backend.schemas import run_json
-from backend.store import Run
-from backend.store.db import json_safe
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.recording import write_events
+from marginscope.backend.routes import export
+from marginscope.backend.routes.export import COLUMNS, export_chunks
+from marginscope.backend.schemas import run_json
+from marginscope.backend.store import Run
+from marginscope.backend.store.db import json_safe
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 pytest_plugins = ["api_fixtures"]
 

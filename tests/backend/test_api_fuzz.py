@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from engine.config import TrainConfig
+from marginscope.engine.config import TrainConfig
 
 pytest_plugins = ["api_fixtures"]
 

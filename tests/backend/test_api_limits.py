@@ -12,9 +12,9 @@ import pytest
 from api_helpers import TINY, create
 from fastapi.testclient import TestClient
 
-from backend.limits import EXCERPT_CHARS, MESSAGE_CHARS
-from backend.main import create_app
-from backend.settings import Settings
+from marginscope.backend.limits import EXCERPT_CHARS, MESSAGE_CHARS
+from marginscope.backend.main import create_app
+from marginscope.backend.settings import Settings
 
 pytest_plugins = ["api_fixtures"]
 

@@ -6,8 +6,8 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from store_events import full_run, run_started, step_metrics
 
-from backend.recording import write_events
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.recording import write_events
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 pytest_plugins = ["api_fixtures"]
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from backend.store import RunStatus
-from engine.config import TrainConfig, field_specs
-from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
-from engine.selection import list_selectors
+from marginscope.backend.store import RunStatus
+from marginscope.engine.config import TrainConfig, field_specs
+from marginscope.engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
+from marginscope.engine.selection import list_selectors
 
 pytest_plugins = ["api_fixtures"]
 

@@ -7,7 +7,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.routes.pages import FRONTEND_DIR, plotly_bundle, plotly_js
+from marginscope.backend.routes.pages import FRONTEND_DIR, plotly_bundle, plotly_js
 
 pytest_plugins = ["api_fixtures"]
 

@@ -13,11 +13,11 @@ from api_helpers import TINY, TOKEN, create
 from fastapi.testclient import TestClient
 from store_events import counters, run_started, step_metrics
 
-from backend.recording import write_events
-from backend.settings import Settings
-from backend.store import RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import CheckpointSaved
+from marginscope.backend.recording import write_events
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import CheckpointSaved
 
 pytest_plugins = ["api_fixtures"]
 
@@ -177,7 +177,7 @@ def test_cancel_queued_is_immediate_and_cancel_again_is_409(client: TestClient) 
 def test_cancel_running_signals_the_worker_group(client: TestClient, store: SqlAlchemyStore) -> None:
     run = create(client)
     # a stand-in worker: its command line names the run like the real one's
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "backend.worker",
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "marginscope.backend.worker",
                              str(run["id"])], start_new_session=True)
     try:
         store.set_status(run["id"], RunStatus.RUNNING, pid=proc.pid, host=socket.gethostname())
@@ -211,7 +211,7 @@ def test_resume_waits_for_the_previous_worker_to_exit(client: TestClient, store:
                                                       tmp_path: Path) -> None:
     run = create(client)
     rid = run["id"]
-    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "backend.worker",
+    old = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", "marginscope.backend.worker",
                             str(rid)], start_new_session=True)
     try:
         store.set_status(rid, RunStatus.RUNNING, pid=old.pid, host=socket.gethostname())
@@ -299,8 +299,8 @@ def test_token_guards_mutations_not_reads(token_client: TestClient) -> None:
 def test_a_database_error_is_a_json_500(settings: Settings) -> None:
     from sqlalchemy import text
 
-    from backend.main import create_app
-    from backend.store.db import make_engine
+    from marginscope.backend.main import create_app
+    from marginscope.backend.store.db import make_engine
 
     with TestClient(create_app(settings, supervise=False), raise_server_exceptions=False) as c:
         rid = create(c)["id"]

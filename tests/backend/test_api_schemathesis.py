@@ -26,7 +26,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from backend.main import create_app
+from marginscope.backend.main import create_app
 
 pytest_plugins = ["api_fixtures"]
 

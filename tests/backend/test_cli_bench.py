@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.settings import Settings
-from backend.store import RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.cli import app
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 
 

@@ -1,7 +1,7 @@
 """The Dask executor on a real `distributed.LocalCluster` (loopback only, one worker process).
 
 A dashboard (`marginscope serve` with MARGINSCOPE_EXECUTOR=dask) submits each queued run to the
-cluster; the task trains it with `engine.remote.train_remote(claim=<id>)` and reports back over
+cluster; the task trains it with `marginscope.engine.remote.train_remote(claim=<id>)` and reports back over
 the ingest API. Checked: a launched run trains to the end with its steps arriving while it runs,
 a cancel from the dashboard ends it (the heartbeat's stop flag), and a killed Dask worker leaves
 its run crashed.
@@ -19,7 +19,7 @@ import pytest
 from servers import wait_for
 from test_two_dashboards import TINY, Dashboard
 
-from backend.store.db import upgrade
+from marginscope.backend.store.db import upgrade
 
 pytestmark = pytest.mark.slow
 
@@ -99,8 +99,8 @@ def test_a_killed_dask_worker_leaves_its_run_crashed(dashboard: Dashboard, clust
 
 
 def test_dask_needs_a_scheduler_address(tmp_path: Path) -> None:
-    from backend.executors import ExecutorError, make_executor
-    from backend.settings import Settings
+    from marginscope.backend.executors import ExecutorError, make_executor
+    from marginscope.backend.settings import Settings
 
     with pytest.raises(ExecutorError, match="MARGINSCOPE_DASK_SCHEDULER"):
         make_executor(Settings(data_dir=tmp_path, executor="dask"))

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.launcher import Launcher, pid_alive, worker_marker
-from backend.settings import Settings
-from backend.store import Run, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.launcher import Launcher, pid_alive, worker_marker
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run, RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 DDP = dict(nproc=2, candidates=64, batch_size=16, device="cpu", threads=1, hist_every=5, log_every=5)

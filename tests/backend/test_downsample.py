@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from backend.store.downsample import downsample_indices, thin_indices
+from marginscope.backend.store.downsample import downsample_indices, thin_indices
 
 finite = st.floats(allow_nan=False, allow_infinity=False, min_value=-1e6, max_value=1e6)
 

@@ -34,7 +34,7 @@ class Server(DashboardProcess):
         super().__init__(data_dir, {"MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"})
 
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "backend.cli", *args, "--data-dir", str(self.data_dir)],
+        return subprocess.run([sys.executable, "-m", "marginscope.backend.cli", *args, "--data-dir", str(self.data_dir)],
                               cwd=REPO, env=self.env, capture_output=True, text=True, timeout=120,
                               check=False)
 

@@ -15,10 +15,10 @@ import store_events as ev
 from fastapi.testclient import TestClient
 from ingest_server import ThreadServer
 
-from backend.main import create_app
-from backend.settings import Settings
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import CheckpointSaved, Event, LogMessage, RunFailed, RunFinished
+from marginscope.backend.main import create_app
+from marginscope.backend.settings import Settings
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import CheckpointSaved, Event, LogMessage, RunFailed, RunFinished
 
 TINY = {"dataset": "digits", "selector": "mms", "candidates": 64, "batch_size": 16, "steps": 30}
 TRAINER = {"host": "gpu-node-7", "pid": 4242}

@@ -20,12 +20,12 @@ import torch
 from ingest_server import ThreadServer
 from servers import DashboardProcess, free_port
 
-from backend.settings import Settings
-from backend.store.db import upgrade
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.callbacks import Recorder
-from engine.config import TrainConfig
-from engine.events import (
+from marginscope.backend.settings import Settings
+from marginscope.backend.store.db import upgrade
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import (
     ClassSelection,
     Evaluation,
     Event,
@@ -34,7 +34,7 @@ from engine.events import (
     RunFinished,
     StepMetrics,
 )
-from engine.remote import remote_run, train_remote
+from marginscope.engine.remote import remote_run, train_remote
 
 pytestmark = pytest.mark.slow
 
@@ -176,7 +176,7 @@ def test_sync_uploads_an_offline_run(tmp_path: Path, settings: Settings, store: 
     assert summary["run_id"] is None and summary["status"] == "finished"
     with ThreadServer(settings) as server:
         for _ in range(2):  # a second sync sends nothing twice
-            out = subprocess.run([sys.executable, "-m", "engine.cli", "sync", summary["spool"], "--server",
+            out = subprocess.run([sys.executable, "-m", "marginscope.engine.cli", "sync", summary["spool"], "--server",
                                   server.url], capture_output=True, text=True, timeout=120, check=False)
             assert out.returncode == 0, out.stderr
     runs, count = store.list_runs()
@@ -189,7 +189,7 @@ def test_the_train_command_streams_to_a_server(server: ThreadServer, store: SqlA
                                                tmp_path: Path) -> None:
     env = {"MARGINSCOPE_SERVER": server.url, "MARGINSCOPE_SPOOL_DIR": str(tmp_path / "spool"),
            "PATH": "/usr/bin:/bin"}
-    out = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--dataset", "digits", "--steps", "6",
+    out = subprocess.run([sys.executable, "-m", "marginscope.engine.cli", "train", "--dataset", "digits", "--steps", "6",
                           "--candidates", "32", "--batch-size", "8", "--eval-every", "3", "--threads", "1"],
                          capture_output=True, text=True, timeout=300, check=False, env=env)
     assert out.returncode == 0, out.stderr
@@ -200,7 +200,7 @@ def test_the_train_command_streams_to_a_server(server: ThreadServer, store: SqlA
 
 def test_a_users_own_loop(server: ThreadServer, store: SqlAlchemyStore, tmp_path: Path) -> None:
     """A plain PyTorch loop with the engine's selector, watched live through remote_run."""
-    from engine import create_model, load_dataset, make_selector
+    from marginscope.engine import create_model, load_dataset, make_selector
 
     torch.manual_seed(0)
     data = load_dataset("digits", "data", seed=0)

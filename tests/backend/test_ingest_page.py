@@ -11,7 +11,7 @@ import pytest
 import store_events as ev
 from ingest_server import ThreadServer
 
-from backend.settings import Settings
+from marginscope.backend.settings import Settings
 
 pytestmark = pytest.mark.browser
 

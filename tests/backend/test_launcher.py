@@ -1,7 +1,7 @@
 """The launcher's queue and supervisor with real child processes.
 
 The real worker is exercised end to end in test_e2e.py; here small stand-in processes (named
-`backend.worker <id>` on their command line, like the real one) make each supervision case quick
+`marginscope.backend.worker <id>` on their command line, like the real one) make each supervision case quick
 and deterministic: queue order and the concurrency limit, cancel (queued, just spawned, SIGTERM,
 SIGKILL after the grace period), a worker dying without a status (before or after it started its
 run), two workers of one run, and start-up reconciliation. Like the real worker, a stand-in marks
@@ -20,18 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from backend.recording import write_events
-from backend.launcher import HOST, Launcher, pid_alive
-from backend.settings import Settings
-from backend.store import Conflict, Run, RunStatus
-from backend.store.db import sqlite_path
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.recording import write_events
+from marginscope.backend.launcher import HOST, Launcher, pid_alive
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Conflict, Run, RunStatus
+from marginscope.backend.store.db import sqlite_path
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 # what record_run does first: running with this pid and host, only from queued (the store from
 # the MARGINSCOPE_* variables the launcher hands its workers; the run id from the command line)
 STARTS = ("import os, socket, sys\n"
-          "from backend.settings import Settings\n"
-          "from backend.store import open_store\n"
+          "from marginscope.backend.settings import Settings\n"
+          "from marginscope.backend.store import open_store\n"
           "open_store(Settings()).set_status(int(sys.argv[-1]), 'running', pid=os.getpid(),\n"
           "                                  host=socket.gethostname(), expect=('queued',))\n")
 SLEEP = STARTS + "import time; time.sleep(60)"
@@ -46,7 +46,7 @@ def make_run(store: SqlAlchemyStore) -> Run:
 
 
 def fake(code: str) -> Callable[[int, bool], Sequence[str]]:
-    return lambda run_id, resume: [sys.executable, "-c", code, "backend.worker", str(run_id)]
+    return lambda run_id, resume: [sys.executable, "-c", code, "marginscope.backend.worker", str(run_id)]
 
 
 @pytest.fixture
@@ -275,7 +275,7 @@ def test_reconcile(store: SqlAlchemyStore, settings: Settings, launchers: list[L
 def test_pid_alive_checks_the_command_line() -> None:
     proc = subprocess.Popen(fake(IDLE)(0, False))
     try:
-        assert pid_alive(proc.pid) and pid_alive(proc.pid, expect="backend.worker")
+        assert pid_alive(proc.pid) and pid_alive(proc.pid, expect="marginscope.backend.worker")
         assert not pid_alive(proc.pid, expect="something else")
     finally:
         proc.kill()
@@ -287,7 +287,7 @@ def test_resume_queues_and_passes_the_flag(store: SqlAlchemyStore, settings: Set
                                            launchers: list[Launcher], tmp_path: Path) -> None:
     from store_events import counters
 
-    from engine.events import CheckpointSaved
+    from marginscope.engine.events import CheckpointSaved
 
     seen: list[bool] = []
 

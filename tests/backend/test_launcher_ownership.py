@@ -10,15 +10,15 @@ import os
 import sys
 from collections.abc import Sequence
 
-from backend.launcher import Launcher
-from backend.settings import Settings
-from backend.store import RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.launcher import Launcher
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 
 def _sleeper(run_id: int, resume: bool) -> Sequence[str]:
-    # `backend.worker <id> ` on its command line, like a real worker; it never starts the run
-    return [sys.executable, "-c", "import time; time.sleep(30)", "backend.worker", str(run_id), ""]
+    # `marginscope.backend.worker <id> ` on its command line, like a real worker; it never starts the run
+    return [sys.executable, "-c", "import time; time.sleep(30)", "marginscope.backend.worker", str(run_id), ""]
 
 
 def _launcher(store: SqlAlchemyStore, settings: Settings, port: int) -> Launcher:

@@ -14,11 +14,11 @@ from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 from store_events import full_run, histogram, run_started, step_metrics
 
-from backend.live import LiveHub
-from backend.recording import write_events
-from backend.store import RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import COUNTER_KEYS
+from marginscope.backend.live import LiveHub
+from marginscope.backend.recording import write_events
+from marginscope.backend.store import RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import COUNTER_KEYS
 
 pytest_plugins = ["api_fixtures"]
 

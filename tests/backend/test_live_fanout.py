@@ -23,12 +23,12 @@ from fastapi.testclient import TestClient
 from store_events import run_started, step_metrics
 from websockets.sync.client import connect
 
-import backend.live
-from backend.live import LiveHub
-from backend.recording import write_events
-from backend.store import RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import LogMessage
+import marginscope.backend.live
+from marginscope.backend.live import LiveHub
+from marginscope.backend.recording import write_events
+from marginscope.backend.store import RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import LogMessage
 
 pytest_plugins = ["api_fixtures"]
 
@@ -66,12 +66,12 @@ def test_every_viewer_gets_the_same_bytes_from_one_read_per_tick(
     counting = CountingStore(hub.store)
     hub.store = counting  # type: ignore[assignment]
     serialised = Counter[str]()
-    real_dumps = getattr(backend.live, "_dumps", json.dumps)
+    real_dumps = getattr(marginscope.backend.live, "_dumps", json.dumps)
 
     def counting_dumps(message: dict[str, Any]) -> str:
         serialised[message["type"]] += 1
         return real_dumps(message)
-    monkeypatch.setattr(backend.live, "_dumps", counting_dumps, raising=False)
+    monkeypatch.setattr(marginscope.backend.live, "_dumps", counting_dumps, raising=False)
 
     with contextlib.ExitStack() as stack:
         sockets = [stack.enter_context(client.websocket_connect(f"/ws/runs/{rid}"))

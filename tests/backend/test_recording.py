@@ -12,10 +12,10 @@ from collections.abc import Callable
 import pytest
 from store_events import counters, full_run, step_metrics
 
-from backend.recording import record_run, store_tracker
-from backend.store import Conflict, Run, RunNotFound, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import RunFinished
+from marginscope.backend.recording import record_run, store_tracker
+from marginscope.backend.store import Conflict, Run, RunNotFound, RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import RunFinished
 
 MakeRun = Callable[..., Run]
 

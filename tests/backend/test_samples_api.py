@@ -16,12 +16,12 @@ from api_helpers import create
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from backend.recording import write_events
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.callbacks import Recorder
-from engine.config import TrainConfig
-from engine.events import Event, SampleSnapshot
-from engine.train import train
+from marginscope.backend.recording import write_events
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import Event, SampleSnapshot
+from marginscope.engine.train import train
 
 pytest_plugins = ["api_fixtures"]
 
@@ -111,7 +111,7 @@ def test_suspects_json_and_csv(client: TestClient, store: SqlAlchemyStore, event
 
 def test_image_is_a_png_of_the_training_sample(client: TestClient, store: SqlAlchemyStore,
                                                events: list[Event]) -> None:
-    from engine.data import load_dataset
+    from marginscope.engine.data import load_dataset
 
     rid = _recorded(client, store, events)
     r = client.get(f"/api/runs/{rid}/samples/5/image.png")
@@ -198,7 +198,7 @@ def test_resume_truncates_and_delete_removes(client: TestClient, store: SqlAlche
     assert client.delete(f"/api/runs/{rid}").status_code == 204
     from sqlalchemy import func, select
 
-    from backend.store.dbmodels import SqlRunSample, SqlSampleSnapshot
+    from marginscope.backend.store.dbmodels import SqlRunSample, SqlSampleSnapshot
     with store.engine.connect() as conn:
         for table in (SqlRunSample, SqlSampleSnapshot):
             assert conn.execute(select(func.count()).select_from(table)

@@ -25,9 +25,9 @@ from pydantic import ValidationError
 from servers import DashboardProcess, free_port
 from starlette.websockets import WebSocketDisconnect
 
-from backend.main import create_app
-from backend.security import SESSION_COOKIE, RefusedToServe, is_loopback
-from backend.settings import Settings
+from marginscope.backend.main import create_app
+from marginscope.backend.security import SESSION_COOKIE, RefusedToServe, is_loopback
+from marginscope.backend.settings import Settings
 
 pytest_plugins = ["api_fixtures"]
 
@@ -248,7 +248,7 @@ def _env(settings: Settings, **extra: str) -> dict[str, str]:
 
 
 def test_uvicorn_factory_refuses_an_unsafe_setup_in_one_line(settings: Settings) -> None:
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
+    cmd = [sys.executable, "-m", "uvicorn", "--factory", "marginscope.backend.main:create_app",
            "--host", "127.0.0.1", "--port", str(free_port())]
     for extra, expected in (({"MARGINSCOPE_HOST": "0.0.0.0"}, "without a token"),
                             ({"MARGINSCOPE_TOKEN": "short"}, "at least 16 characters")):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
+from marginscope.backend.cli import app
 
 runner = CliRunner()
 
@@ -37,8 +37,8 @@ def test_db_upgrade_then_runs_commands(tmp_path: Path) -> None:
     assert runner.invoke(app, ["db", "upgrade", *data]).exit_code == 0
     assert runner.invoke(app, ["db", "upgrade", *data]).exit_code == 0  # idempotent
 
-    from backend.settings import Settings
-    from backend.store import open_store
+    from marginscope.backend.settings import Settings
+    from marginscope.backend.store import open_store
 
     store = open_store(Settings(data_dir=tmp_path))
     run = store.create_run(name="cli-run", config={"dataset": "digits"})

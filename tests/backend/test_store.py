@@ -1,5 +1,5 @@
 """SqlAlchemyStore on a temporary SQLite file: runs CRUD and filters, writing (entity batches, and
-engine events through backend.recording), seq, reads; and that the store knows no engine."""
+engine events through marginscope.backend.recording), seq, reads; and that the store knows no engine."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from store_events import (
     step_metrics,
 )
 
-from backend.recording import write_events
-from backend.store import (
+from marginscope.backend.recording import write_events
+from marginscope.backend.store import (
     Conflict,
     HistogramPoint,
     InvalidArgument,
@@ -34,7 +34,7 @@ from backend.store import (
     RunStatus,
     RunUpdate,
 )
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 
@@ -152,9 +152,9 @@ def test_runs_changed_since(store: SqlAlchemyStore, make_run: MakeRun) -> None:
 # --------------------------------------------------------------------------- the store alone
 
 def test_the_store_imports_nothing_from_the_engine() -> None:
-    """Every module of backend.store imports with `engine` made unimportable."""
-    code = ("import pkgutil, sys; sys.modules['engine'] = None; import backend.store as pkg; "
-            "[__import__(f'backend.store.{m.name}') for m in pkgutil.iter_modules(pkg.__path__)]; "
+    """Every module of marginscope.backend.store imports with `engine` made unimportable."""
+    code = ("import pkgutil, sys; sys.modules['marginscope.engine'] = None; import marginscope.backend.store as pkg; "
+            "[__import__(f'marginscope.backend.store.{m.name}') for m in pkgutil.iter_modules(pkg.__path__)]; "
             "print(sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           cwd=Path(__file__).resolve().parents[2], check=False)
@@ -165,10 +165,10 @@ def test_the_store_imports_nothing_from_the_engine() -> None:
 def test_the_store_speaks_the_engines_vocabulary() -> None:
     """The store's schema lists axes, populations and quantiles itself (it may not import the
     engine); they must be the engine's."""
-    from backend.store import X_AXES
-    from backend.store.dbmodels import QUANTILE_KEYS as STORED_QUANTILES
-    from backend.store.sqlalchemy_store import POPULATIONS as STORED_POPULATIONS
-    from engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
+    from marginscope.backend.store import X_AXES
+    from marginscope.backend.store.dbmodels import QUANTILE_KEYS as STORED_QUANTILES
+    from marginscope.backend.store.sqlalchemy_store import POPULATIONS as STORED_POPULATIONS
+    from marginscope.engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
 
     assert X_AXES == COUNTER_KEYS
     assert STORED_POPULATIONS == POPULATIONS

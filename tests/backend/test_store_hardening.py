@@ -13,10 +13,10 @@ from collections.abc import Callable
 import pytest
 from store_events import run_started, step_metrics
 
-from backend.recording import write_events
-from backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
-from engine.events import Counters, LogMessage, RunFinished
+from marginscope.backend.recording import write_events
+from marginscope.backend.store import Conflict, InvalidArgument, Run, RunNotFound, RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.engine.events import Counters, LogMessage, RunFinished
 
 MakeRun = Callable[..., Run]
 

@@ -1,7 +1,7 @@
 """Supervision of a real worker process that freezes: a stale heartbeat on this host is a crash.
 
 The launcher runs with its own thread, as in the server, and spawns the real worker
-(`python -m backend.worker`) on a long digits run. The worker is stopped with SIGSTOP once it
+(`python -m marginscope.backend.worker`) on a long digits run. The worker is stopped with SIGSTOP once it
 trains: with `stale_after` = 3 s the launcher must SIGKILL its process group (so it can never
 write again) and mark the run crashed. The time from SIGSTOP to "crashed" is printed (run with
 -s to see it); it is bounded by the test, never asserted as a speed.
@@ -15,10 +15,10 @@ import signal
 import time
 from collections.abc import Callable
 
-from backend.launcher import Launcher, pid_alive
-from backend.settings import Settings
-from backend.store import Run, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.launcher import Launcher, pid_alive
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run, RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 STALE_AFTER = 3.0

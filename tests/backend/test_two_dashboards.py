@@ -22,8 +22,8 @@ import pytest
 from servers import DashboardProcess, wait_for
 from websockets.sync.client import connect
 
-from backend.store.db import upgrade
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.store.db import upgrade
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 pytestmark = pytest.mark.slow
 

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from backend.settings import Settings
-from backend.store import Run, RunStatus
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run, RunStatus
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 def _worker(settings: Settings, run_id: int, *extra: str) -> subprocess.Popen[str]:
     env = {**os.environ, "MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"}
     return subprocess.Popen(
-        [sys.executable, "-m", "backend.worker", str(run_id), "--db-url", settings.db_url,
+        [sys.executable, "-m", "marginscope.backend.worker", str(run_id), "--db-url", settings.db_url,
          "--data-dir", str(settings.data_dir), *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
@@ -107,7 +107,7 @@ def test_run_cancelled_before_start_is_left_alone(settings: Settings, store: Sql
 ])
 def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, make_run: MakeRun,
                                                       recorded: str, outcome: str, final: str) -> None:
-    from backend.recording import record_end
+    from marginscope.backend.recording import record_end
 
     run = make_run()
     store.set_status(run.id, "running", pid=1)

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 from store_events import evaluation, full_run, histogram, selection, step_metrics
 
-from backend.recording import BatchedWriter, write_events
-from backend.settings import Settings
-from backend.store import Run, RunNotFound
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.recording import BatchedWriter, write_events
+from marginscope.backend.settings import Settings
+from marginscope.backend.store import Run, RunNotFound
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from backend.cli import app
-from backend.store import StoreError
-from backend.store.db import upgrade, verify_schema
-from backend.store.exceptions import DatabaseDamaged, SchemaTooNew
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.cli import app
+from marginscope.backend.store import StoreError
+from marginscope.backend.store.db import upgrade, verify_schema
+from marginscope.backend.store.exceptions import DatabaseDamaged, SchemaTooNew
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 runner = CliRunner()
 FUTURE = "0099_from_a_newer_release"

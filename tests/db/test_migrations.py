@@ -11,7 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect
 
-from backend.store.db import (
+from marginscope.backend.store.db import (
     current_revision,
     head_revision,
     make_engine,
@@ -19,9 +19,9 @@ from backend.store.db import (
     upgrade,
     verify_schema,
 )
-from backend.store.dbmodels import Base
-from backend.store.exceptions import SchemaOutOfDate
-from backend.store.sqlalchemy_store import SqlAlchemyStore
+from marginscope.backend.store.dbmodels import Base
+from marginscope.backend.store.exceptions import SchemaOutOfDate
+from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 
 def test_migrated_schema_equals_models(fresh_db_url: str) -> None:

@@ -20,13 +20,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from engine.bench import (
+from marginscope.engine.bench import (
     Arm, BenchSettings, build_table, first_reach, micro_mms_vs_naive, naive_mms, results_markdown,
     run_suite, write_outputs,
 )
-from engine.config import TrainConfig
-from engine.events import Callback, Evaluation, Event, RunFailed, RunFinished, RunStarted, StepMetrics
-from engine.selection import minimal_margin_scores
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import Callback, Evaluation, Event, RunFailed, RunFinished, RunStarted, StepMetrics
+from marginscope.engine.selection import minimal_margin_scores
 
 
 def curve(accs: list[float], per_step_fwd: int, wall_per_step: float, every: int = 10) -> list[dict]:
@@ -96,7 +96,7 @@ def test_table_ratios_are_per_seed_and_not_reached_is_kept() -> None:
 
 
 def test_ratio_and_mean_intervals() -> None:
-    from engine.bench import mean_ci, ratio_ci
+    from marginscope.engine.bench import mean_ci, ratio_ci
 
     r = ratio_ci([0.5, 2.0])  # geometric mean 1, symmetric in log space
     assert r["mean"] == pytest.approx(1.0) and r["ci"][0] == pytest.approx(1 / r["ci"][1])
@@ -118,7 +118,7 @@ def test_arm_order_rotates_per_seed() -> None:
 
 
 def test_arms_with_run_settings_aliases_and_references() -> None:
-    from engine.bench import suite_settings
+    from marginscope.engine.bench import suite_settings
 
     bn = Arm.parse("mms-bn-batch")
     assert bn.label == "mms-bn-batch" and bn.config == (("bn_stats", "batch"),) and bn.reference == "uniform"
@@ -192,7 +192,7 @@ def test_tiny_suite_writes_json_markdown_and_offline_html(tmp_path: Path) -> Non
     assert re.findall(r"<script[^>]*\bsrc=\"([^\"]*)\"", html) == ["plotly.min.js"]
     assert (tmp_path / "plotly.min.js").stat().st_size > 1_000_000 and len(html) < 1_000_000
     # --redraw draws the same table and figure again from the stored results.json, training nothing
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     table = md
     (tmp_path / "results.md").unlink()
@@ -258,7 +258,7 @@ def test_cli_bench_quick(tmp_path: Path) -> None:
 
     Three arms keep CI inside its budget on 2 shared cores; the whole quick suite is the same code
     path with more arms (`marginscope bench --quick`)."""
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     arms = ["uniform", "mms", "mms-memory"]
     result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", ",".join(arms), "--threads", "1",
@@ -272,7 +272,7 @@ def test_cli_bench_quick(tmp_path: Path) -> None:
 
 
 def test_cli_bench_rejects_an_unknown_selector(tmp_path: Path) -> None:
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     result = CliRunner().invoke(app, ["bench", "--quick", "--selectors", "nope", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "nope" in result.output
@@ -318,7 +318,7 @@ def wrap_like_the_backend(engine_app: typer.Typer, tracker: Tracker) -> typer.Ty
     """How a command line that owns a store adds `--db-url` to the engine's `bench`: the same
     options plus one, which puts a tracker in the context object, then invokes the engine's command
     callback (typer runs its own copy of click: the wrapper must be a typer command too)."""
-    from engine.cli import bench as engine_bench
+    from marginscope.engine.cli import bench as engine_bench
 
     engine_command = typer.main.get_command(engine_app).commands["bench"]
 
@@ -337,7 +337,7 @@ def wrap_like_the_backend(engine_app: typer.Typer, tracker: Tracker) -> typer.Ty
 
 @pytest.mark.parametrize("invocation", ["context object", "wrapped command"])
 def test_a_tracker_follows_every_run_of_the_suite(tmp_path: Path, invocation: str) -> None:
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     tracker = Tracker()
     if invocation == "context object":
@@ -363,7 +363,7 @@ def test_a_tracker_follows_every_run_of_the_suite(tmp_path: Path, invocation: st
 
 
 def test_the_command_runs_without_a_tracker_when_wrapped(tmp_path: Path) -> None:
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     tracker = Tracker()
     result = CliRunner().invoke(wrap_like_the_backend(app, tracker), digits_bench_args(tmp_path)[1:])
@@ -399,13 +399,13 @@ def test_the_engine_never_imports_the_backend(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    import engine.bench
+    import marginscope.engine.bench
 
-    package = Path(engine.bench.__file__).parent
-    modules = [f"engine.bench.{p.stem}" for p in sorted(package.glob("*.py")) if p.stem != "__init__"]
-    code = ("import sys; sys.modules['backend'] = None\n"  # `import backend` now raises ImportError
-            f"import importlib; [importlib.import_module(m) for m in {modules + ['engine.cli']!r}]\n"
-            "from typer.testing import CliRunner; from engine.cli import app\n"
+    package = Path(marginscope.engine.bench.__file__).parent
+    modules = [f"marginscope.engine.bench.{p.stem}" for p in sorted(package.glob("*.py")) if p.stem != "__init__"]
+    code = ("import sys; sys.modules['marginscope.backend'] = None\n"  # importing the backend now raises
+            f"import importlib; [importlib.import_module(m) for m in {modules + ['marginscope.engine.cli']!r}]\n"
+            "from typer.testing import CliRunner; from marginscope.engine.cli import app\n"
             "r = CliRunner().invoke(app, ['bench', '--help']); assert r.exit_code == 0, r.output\n"
             "assert '--db-url' not in r.output")
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -413,13 +413,13 @@ def test_the_engine_never_imports_the_backend(tmp_path: Path) -> None:
         for node in ast.walk(ast.parse(path.read_text())):
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not [n for n in names if n.split(".")[0] == "backend"], f"{path} imports the backend"
+            assert not [n for n in names if n.startswith("marginscope.backend")], f"{path} imports the backend"
 
 
 def test_cli_bench_docs_rewrites_only_the_generated_tables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import shutil
 
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     root = Path(__file__).resolve().parents[2]
     (tmp_path / "docs").mkdir()
@@ -440,7 +440,7 @@ def test_cli_bench_docs_rewrites_only_the_generated_tables(tmp_path: Path, monke
 
 
 def test_docs_leave_a_suite_still_running_as_not_run(tmp_path: Path) -> None:
-    from engine.bench.docs import NOT_RUN, render
+    from marginscope.engine.bench.docs import NOT_RUN, render
 
     (tmp_path / "long").mkdir()  # a suite under way has only its results.partial.json
     (tmp_path / "long" / "results.partial.json").write_text("{}")
@@ -449,7 +449,7 @@ def test_docs_leave_a_suite_still_running_as_not_run(tmp_path: Path) -> None:
 
 
 def test_cli_bench_rejects_an_unknown_suite(tmp_path: Path) -> None:
-    from engine.cli import app
+    from marginscope.engine.cli import app
 
     result = CliRunner().invoke(app, ["bench", "--suite", "huge", "--out", str(tmp_path)])
     assert result.exit_code == 2 and "unknown suite" in result.output

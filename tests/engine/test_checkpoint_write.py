@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from engine.config import TrainConfig
-from engine.train import train
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.train import train
 
 
 def test_an_unwritable_checkpoint_names_the_file_and_the_cause(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
+from marginscope.engine.cli import app
 
 runner = CliRunner()
 
@@ -23,7 +23,7 @@ def test_help_lists_commands() -> None:
 
 
 def test_train_help_lists_every_config_field() -> None:
-    from engine.config import TrainConfig
+    from marginscope.engine.config import TrainConfig
 
     result = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
@@ -58,7 +58,7 @@ def test_train_writes_events_and_summary(tmp_path) -> None:
 ])
 def test_bad_options_exit_2_with_one_line(args: list[str], fragment: str) -> None:
     # a real process, so we see exactly what a user sees on stderr
-    proc = subprocess.run([sys.executable, "-m", "engine.cli", "train", "--steps", "1", *args],
+    proc = subprocess.run([sys.executable, "-m", "marginscope.engine.cli", "train", "--steps", "1", *args],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from engine.config import TrainConfig, dataset_names
-from engine.models import WRN_MAX_DEPTH, WRN_MAX_WIDTH, check_model_name, create_model
+from marginscope.engine.config import TrainConfig, dataset_names
+from marginscope.engine.models import WRN_MAX_DEPTH, WRN_MAX_WIDTH, check_model_name, create_model
 
 
 def test_dataset_names_are_the_engines() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from engine.data import (
+from marginscope.engine.data import (
     DatasetBundle,
     DatasetUnavailable,
     Split,

@@ -20,13 +20,13 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from pydantic import ValidationError
 
-from engine.callbacks import Recorder
-from engine.config import TrainConfig
-from engine.distributed import DistributedMonitor, Ranks
-from engine.events import StepMetrics, StopTraining
-from engine.monitoring import StepRecord, histogram_edges, histogram_event
-from engine.selection import Selection, minimal_margin_scores
-from engine.train import train
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.distributed import DistributedMonitor, Ranks
+from marginscope.engine.events import StepMetrics, StopTraining
+from marginscope.engine.monitoring import StepRecord, histogram_edges, histogram_event
+from marginscope.engine.selection import Selection, minimal_margin_scores
+from marginscope.engine.train import train
 
 B, b, STEPS = 64, 16, 120
 BASE = dict(dataset="digits", candidates=B, batch_size=b, steps=STEPS, eval_every=40, hist_every=10,
@@ -84,7 +84,7 @@ class StopAt:
 def _three_runs(rank: int, out: Path) -> dict[str, Any]:
     import importlib
 
-    loop = importlib.import_module("engine.train")  # the module (engine.train is also the function)
+    loop = importlib.import_module("marginscope.engine.train")  # the module (marginscope.engine.train is also the function)
     made: list[torch.nn.Module] = []  # each run's model, as the loop built it on this rank
     create = loop.create_model
     loop.create_model = lambda *a, **kw: made.append(create(*a, **kw)) or made[-1]
@@ -189,7 +189,7 @@ def _merge_report(rank: int, out: Path) -> dict[str, Any]:
                                  edges=edges, histograms=True)
     monitor.add(step)
     mms = minimal_margin_scores(logits, head)
-    from engine.events import Counters
+    from marginscope.engine.events import Counters
 
     c = Counters(step=1, epoch=0.0, samples_forwarded=0, samples_backpropagated=0, wall_time=0.0)
     own = {"candidates": histogram_event(mms, edges, c, "candidates", None).counts,
@@ -255,7 +255,7 @@ def test_train_nproc_runs_torchrun_for_the_user(tmp_path: Path) -> None:
 
     root = Path(__file__).resolve().parents[2]
     done = subprocess.run(
-        [sys.executable, "-m", "engine.cli", "train", "--nproc", "2", "--dataset", "digits", "--candidates", "64",
+        [sys.executable, "-m", "marginscope.engine.cli", "train", "--nproc", "2", "--dataset", "digits", "--candidates", "64",
          "--batch-size", "16", "--steps", "10", "--eval-every", "5", "--hist-every", "5", "--device", "cpu",
          "--threads", "1", "--out", str(tmp_path)],
         cwd=root, capture_output=True, text=True, timeout=SPAWN_TIMEOUT)

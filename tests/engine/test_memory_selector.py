@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from engine.config import TrainConfig
-from engine.selection import make_selector, minimal_margin_scores
-from engine.train import train
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.selection import make_selector, minimal_margin_scores
+from marginscope.engine.train import train
 
 
 class Linear(nn.Module):

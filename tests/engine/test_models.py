@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from engine.models import (
+from marginscope.engine.models import (
     BasicBlock,
     WideBasicBlock,
     create_model,

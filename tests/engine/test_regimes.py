@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from engine.regimes import PRESETS, drop_steps, list_regimes, lr_at, regime_drops, validate_regime
+from marginscope.engine.regimes import PRESETS, drop_steps, list_regimes, lr_at, regime_drops, validate_regime
 
 
 def lrs(regime, steps, *, total=400, per_epoch=10, warmup=0, base=0.1):  # type: ignore[no-untyped-def]
@@ -97,7 +97,7 @@ def test_validate_rejects(bad, message) -> None:  # type: ignore[no-untyped-def]
 def test_train_config_uses_validation() -> None:
     from pydantic import ValidationError
 
-    from engine.config import TrainConfig
+    from marginscope.engine.config import TrainConfig
 
     assert TrainConfig(regime=[[1, 0.1]]).regime == [(1.0, 0.1)]
     with pytest.raises(ValidationError, match="regime"):

@@ -7,8 +7,8 @@ import json
 import socket
 from pathlib import Path
 
-from engine.events import LogMessage
-from engine.remote import HttpReporter, Spool
+from marginscope.engine.events import LogMessage
+from marginscope.engine.remote import HttpReporter, Spool
 
 
 def nowhere() -> str:

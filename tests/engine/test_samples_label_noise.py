@@ -7,12 +7,12 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from engine.callbacks import Recorder
-from engine.config import TrainConfig
-from engine.data import flip_labels, load_dataset
-from engine.distributed import Ranks
-from engine.events import RunStarted
-from engine.train import _setup, train
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.data import flip_labels, load_dataset
+from marginscope.engine.distributed import Ranks
+from marginscope.engine.events import RunStarted
+from marginscope.engine.train import _setup, train
 
 
 def _labels(n: int = 1000, k: int = 10) -> torch.Tensor:

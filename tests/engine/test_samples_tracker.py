@@ -9,14 +9,14 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from engine.callbacks import Recorder
-from engine.config import TrainConfig
-from engine.events import SAMPLE_COLUMNS, SampleSnapshot, event_from_dict
-from engine.samples import SUSPECTS_KEPT
-from engine.selection import Selection, list_selectors
-from engine.selection import selectors as selector_registry
-from engine.selection.selectors import MMSSelector
-from engine.train import train
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import SAMPLE_COLUMNS, SampleSnapshot, event_from_dict
+from marginscope.engine.samples import SUSPECTS_KEPT
+from marginscope.engine.selection import Selection, list_selectors
+from marginscope.engine.selection import selectors as selector_registry
+from marginscope.engine.selection.selectors import MMSSelector
+from marginscope.engine.train import train
 
 BASE = dict(dataset="digits", candidates=32, batch_size=16, steps=60, eval_every=60, eval_samples=50, hist_every=0,
             log_every=10, regime="constant", lr=0.01, seed=3, device="cpu", samples_every=20,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from engine.selection import (
+from marginscope.engine.selection import (
     cross_entropy_scores,
     entropy_scores,
     minimal_margin_scores,

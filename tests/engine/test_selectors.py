@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from engine.selection import Selection, head_weight, list_selectors, make_selector, selector_help
+from marginscope.engine.selection import Selection, head_weight, list_selectors, make_selector, selector_help
 
 NAMES = ["uniform", "mms", "mms-runner-up", "mms-runner-up-nobias", "hard-negative", "entropy", "top-loss",
          "selective-backprop"]
@@ -75,7 +75,7 @@ def test_unknown_name_and_option() -> None:
 
 
 def test_duplicate_registration_raises() -> None:
-    from engine.selection.selectors import Selector, register_selector
+    from marginscope.engine.selection.selectors import Selector, register_selector
 
     class Again(Selector):
         name = "mms"

@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine import TrainConfig, train
-from engine.selection import make_selector, minimal_margin_scores
-from engine.selection import selectors as selectors_module
-from engine.selection.selectors import Selection, Selector
+from marginscope.engine import TrainConfig, train
+from marginscope.engine.selection import make_selector, minimal_margin_scores
+from marginscope.engine.selection import selectors as selectors_module
+from marginscope.engine.selection.selectors import Selection, Selector
 from tests.engine.test_selectors import Linear
 
 
@@ -135,7 +135,7 @@ BASE = dict(dataset="digits", batch_size=16, candidates=64, lr=0.05, eval_every=
 
 
 def test_loop_applies_per_sample_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = importlib.import_module("engine.train")  # the module (engine.train is also the function)
+    loop = importlib.import_module("marginscope.engine.train")  # the module (marginscope.engine.train is also the function)
     seen = {}
     original = loop._setup
 
@@ -153,7 +153,7 @@ def test_loop_applies_per_sample_weights(monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_sampler_rewind_puts_the_tail_back() -> None:
-    from engine.sampler import PassSampler
+    from marginscope.engine.sampler import PassSampler
 
     a, b = PassSampler(100, seed=1), PassSampler(100, seed=1)
     first = a.draw(30)

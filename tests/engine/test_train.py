@@ -9,16 +9,16 @@ from typing import Any, ClassVar
 import pytest
 import torch
 
-from engine.callbacks import JsonlWriter, Recorder
-from engine.config import TrainConfig
-from engine.events import (
+from marginscope.engine.callbacks import JsonlWriter, Recorder
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import (
     ClassSelection, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics, StopTraining,
     event_from_dict,
 )
-from engine.selection import Selection, Selector, list_selectors
-from engine.selection import selectors as selector_registry
-from engine.sampler import PassSampler
-from engine.train import train
+from marginscope.engine.selection import Selection, Selector, list_selectors
+from marginscope.engine.selection import selectors as selector_registry
+from marginscope.engine.sampler import PassSampler
+from marginscope.engine.train import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=120, eval_every=40, hist_every=10,
             log_every=10, regime="constant", lr=0.01, seed=3)

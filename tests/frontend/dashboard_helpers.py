@@ -32,7 +32,7 @@ def chromium_path() -> str | None:
 
 
 class Server(DashboardProcess):
-    """`uvicorn --factory backend.main:create_app` (the app as a deployment may serve it) on its own
+    """`uvicorn --factory marginscope.backend.main:create_app` (the app as a deployment may serve it) on its own
     data dir, with no token and at most two runs training at once."""
 
     def __init__(self, data_dir: Path) -> None:
@@ -40,7 +40,7 @@ class Server(DashboardProcess):
                                     "MARGINSCOPE_MAX_CONCURRENT_RUNS": "2", "MARGINSCOPE_TOKEN": ""})
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "uvicorn", "--factory", "backend.main:create_app",
+        return [sys.executable, "-m", "uvicorn", "--factory", "marginscope.backend.main:create_app",
                 "--host", HOST, "--port", str(self.port), "--log-level", "warning"]
 
     @property
@@ -49,8 +49,8 @@ class Server(DashboardProcess):
 
     def migrate(self) -> None:
         """Create the SQLite file at the Alembic head (in-process: saves a Python start-up)."""
-        from backend.settings import Settings
-        from backend.store.db import upgrade
+        from marginscope.backend.settings import Settings
+        from marginscope.backend.store.db import upgrade
 
         upgrade(Settings(data_dir=self.data_dir, db_url="").db_url)
 

@@ -9,11 +9,11 @@ import math
 import random
 from typing import Any
 
-from backend.recording import write_events
-from backend.store import AbstractStore
-from engine.config import TrainConfig
-from engine.events import ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics
-from engine.monitoring import histogram_edges
+from marginscope.backend.recording import write_events
+from marginscope.backend.store import AbstractStore
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics
+from marginscope.engine.monitoring import histogram_edges
 
 STEPS, EVERY, EVAL_EVERY, BINS, B, b = 2000, 10, 100, 60, 640, 64
 

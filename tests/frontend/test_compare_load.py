@@ -25,8 +25,8 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def recorded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, list[int]]]:
-    from backend.settings import Settings
-    from backend.store import open_store
+    from marginscope.backend.settings import Settings
+    from marginscope.backend.store import open_store
 
     srv = Server(tmp_path_factory.mktemp("recorded"))
     srv.migrate()

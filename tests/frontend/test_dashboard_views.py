@@ -20,9 +20,9 @@ import pytest
 from dashboard_helpers import Server, wait_ready
 from recorded_runs import B, b, recorded_run, record
 
-from backend.recording import write_events
-from engine.config import TrainConfig
-from engine.events import RunStarted
+from marginscope.backend.recording import write_events
+from marginscope.engine.config import TrainConfig
+from marginscope.engine.events import RunStarted
 
 pytestmark = pytest.mark.browser
 
@@ -32,8 +32,8 @@ PHONE = {"width": 390, "height": 844}
 
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, Any]]]:
-    from backend.settings import Settings
-    from backend.store import open_store
+    from marginscope.backend.settings import Settings
+    from marginscope.backend.store import open_store
 
     srv = Server(tmp_path_factory.mktemp("views"))
     srv.env["MARGINSCOPE_STALE_AFTER"] = "3600"  # the recorded running run has no worker

@@ -1,0 +1,53 @@
+"""MarginScope: train image classifiers with selective sampling by Minimal Margin Score, and watch
+and compare the runs in a live dashboard.
+
+The one import package. In the repository its parts keep their own folders (pyproject.toml maps
+them): `marginscope.engine` (engine/, pure PyTorch), `marginscope.backend` (backend/, the FastAPI
+server), and, as package data, the migrations (alembic/) and the pages (frontend/).
+
+The public names below load on first use, so `import marginscope` (and the dashboard server, which
+imports this package) never pays for torch; `marginscope.train` does.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
+
+try:
+    __version__ = version("marginscope")
+except PackageNotFoundError:  # a source tree that was never installed
+    __version__ = "0+unknown"
+
+# public name -> the module that defines it
+_PUBLIC = {
+    "TrainConfig": "marginscope.engine.config",
+    "train": "marginscope.engine.train",
+    "TrainResult": "marginscope.engine.train",
+    "make_selector": "marginscope.engine.selection",
+    "list_selectors": "marginscope.engine.selection",
+    "minimal_margin_scores": "marginscope.engine.selection",
+    "load_dataset": "marginscope.engine.data",
+    "create_model": "marginscope.engine.models",
+    "remote_run": "marginscope.engine.remote",
+    "train_remote": "marginscope.engine.remote",
+}
+
+__all__ = ["__version__", *_PUBLIC]
+
+if TYPE_CHECKING:
+    from marginscope.engine.config import TrainConfig
+    from marginscope.engine.data import load_dataset
+    from marginscope.engine.models import create_model
+    from marginscope.engine.remote import remote_run, train_remote
+    from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
+    from marginscope.engine.train import TrainResult, train
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'marginscope' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
