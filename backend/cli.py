@@ -215,6 +215,7 @@ def runs_export(
     data_dir: Path | None = DataDir,
 ) -> None:
     """Write a run's scalars, histograms and selection counts to a file."""
+    from marginscope.backend.extras import MissingExtra
     from marginscope.backend.routes.export import export_chunks
     from marginscope.backend.store import RunNotFound
 
@@ -224,10 +225,13 @@ def runs_export(
     path = out or Path(f"run-{run_id}.{format}")
     try:
         run = store.get_run(run_id)
+        chunks = export_chunks(store, run, format)  # type: ignore[arg-type]
         with path.open("wb") as file:
-            size = sum(file.write(chunk) for chunk in export_chunks(store, run, format))  # type: ignore[arg-type]
+            size = sum(file.write(chunk) for chunk in chunks)
     except RunNotFound as exc:
         _fail(str(exc), code=1)
+    except MissingExtra as exc:
+        _fail(str(exc))
     finally:
         store.close()
     typer.echo(f"wrote {path} ({size:,} bytes)")

@@ -93,7 +93,7 @@ def _run(store: AbstractStore, run_id: int, settings: Settings, *, resume: bool)
 def _follow(ranks: Ranks) -> int:
     """A rank other than 0: train the config rank 0 sends (None: nothing to train), record nothing."""
     from marginscope.engine.config import TrainConfig
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     for signum in (signal.SIGTERM, signal.SIGINT):  # rank 0 decides when all ranks stop
         signal.signal(signum, lambda *_: log.info("signal: rank %d stops when rank 0 does", ranks.rank))
@@ -147,7 +147,7 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
         # The step comes from the checkpoint file itself, not from the store: a kill can land
         # after the file was written but before its CheckpointSaved event was flushed, and
         # truncating at the older recorded step would leave a gap in every series.
-        from marginscope.engine.train import checkpoint_step
+        from marginscope.engine.loop import checkpoint_step
 
         store.truncate_after_step(run.id, checkpoint_step(run.checkpoint_path))
     run_dir = Path(store.run_dir(run.id))
@@ -158,7 +158,7 @@ def _train(store: AbstractStore, recorder: Recorder, settings: Settings, *, resu
         cause = (exc.strerror or str(exc)).lower()
         raise OSError(f"cannot create the run folder {run_dir}: {cause}") from exc
 
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     if ranks.enabled:
         ranks.tell_followers(config.model_dump())

@@ -1,7 +1,7 @@
 """MarginScope engine: selective sampling by Minimal Margin Score, in pure PyTorch.
 
 Public surface (everything else is an implementation detail):
-    TrainConfig, train, TrainResult          -- run a whole training (marginscope.engine.train)
+    TrainConfig, train, TrainResult          -- run a whole training (the loop: marginscope.engine.loop)
     make_selector, list_selectors,           -- use a selector inside your own loop
     minimal_margin_scores                    -- the score itself (marginscope.engine.selection)
     load_dataset, create_model               -- data and models by name
@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 # public name -> the module that defines it
 _PUBLIC = {
     "TrainConfig": "marginscope.engine.config",
-    "train": "marginscope.engine.train",
-    "TrainResult": "marginscope.engine.train",
+    "train": "marginscope.engine.loop",
+    "TrainResult": "marginscope.engine.loop",
     "make_selector": "marginscope.engine.selection",
     "list_selectors": "marginscope.engine.selection",
     "minimal_margin_scores": "marginscope.engine.selection",
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from marginscope.engine.data import load_dataset
     from marginscope.engine.models import create_model, list_models
     from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
-    from marginscope.engine.train import TrainResult, train
+    from marginscope.engine.loop import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

@@ -80,7 +80,7 @@ def run_training(config: TrainConfig, *, out: Optional[Path], label: str, quiet:
     from marginscope.engine.callbacks import JsonlWriter, ProgressBar
     from marginscope.engine.data import DatasetUnavailable
     from marginscope.engine.distributed import env_rank
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     main_rank = env_rank() == 0  # under torchrun only rank 0 reports (it alone calls callbacks)
     callbacks: list = [] if quiet or not main_rank else [ProgressBar(label)]
@@ -113,7 +113,7 @@ def run_remote_training(config: TrainConfig, *, server: str, token: Optional[str
     from marginscope.engine.callbacks import JsonlWriter, ProgressBar
     from marginscope.engine.data import DatasetUnavailable
     from marginscope.engine.remote import RemoteRefused, train_remote
-    from marginscope.engine.train import TrainResult
+    from marginscope.engine.loop import TrainResult
 
     callbacks: list = [ProgressBar(label)]
     if out is not None:

@@ -1,5 +1,5 @@
 """How the training loop measures what it trains: evaluation of a split, margin histograms, class
-counts and the averages of StepMetrics (engine/train.py emits them as events).
+counts and the averages of StepMetrics (engine/loop.py emits them as events).
 
 Measuring never changes the trajectory: it draws no random numbers, restores the model's mode and
 keeps its sums on the device (no sync per step).

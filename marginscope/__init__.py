@@ -23,8 +23,8 @@ except PackageNotFoundError:  # a source tree that was never installed
 # public name -> the module that defines it
 _PUBLIC = {
     "TrainConfig": "marginscope.engine.config",
-    "train": "marginscope.engine.train",
-    "TrainResult": "marginscope.engine.train",
+    "train": "marginscope.engine.loop",
+    "TrainResult": "marginscope.engine.loop",
     "make_selector": "marginscope.engine.selection",
     "list_selectors": "marginscope.engine.selection",
     "minimal_margin_scores": "marginscope.engine.selection",
@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from marginscope.engine.models import create_model
     from marginscope.engine.remote import remote_run, train_remote
     from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
-    from marginscope.engine.train import TrainResult, train
+    from marginscope.engine.loop import TrainResult, train
 
 
 def __getattr__(name: str) -> Any:

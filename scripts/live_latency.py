@@ -120,7 +120,7 @@ def main() -> None:
             if isinstance(event, StepMetrics):
                 emitted[event.counters.step] = time.time()
 
-        from marginscope.engine.train import train
+        from marginscope.engine.loop import train
 
         timed = cast(AbstractStore, TimedStore(store, committed))
         # marked running at once: the server's launcher starts the queued runs it sees

@@ -65,7 +65,7 @@ def serve(data_dir: Path) -> tuple[subprocess.Popen[bytes], int]:
 
 
 def viewers(clients: int, steps: int, settings: Settings) -> None:
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     server, port = serve(settings.data_dir)
     try:

@@ -27,7 +27,7 @@ from marginscope.backend.settings import Settings  # noqa: E402
 from marginscope.backend.store import open_store  # noqa: E402
 from marginscope.backend.store.db import upgrade  # noqa: E402
 from marginscope.engine.config import TrainConfig  # noqa: E402
-from marginscope.engine.train import train  # noqa: E402
+from marginscope.engine.loop import train  # noqa: E402
 
 
 def main() -> None:

@@ -36,7 +36,7 @@ from marginscope.engine.events import Counters, SampleSnapshot  # noqa: E402
 from marginscope.engine.monitoring import StepRecord  # noqa: E402
 from marginscope.engine.samples import SampleTracker  # noqa: E402
 from marginscope.engine.selection import Selection  # noqa: E402
-from marginscope.engine.train import train  # noqa: E402
+from marginscope.engine.loop import train  # noqa: E402
 
 
 def tracker_seconds_per_step(steps: int, every: int, k: int, n: int = 50_000, pool: int = 640,

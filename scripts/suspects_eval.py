@@ -38,7 +38,7 @@ from marginscope.engine.data import flip_labels, load_dataset  # noqa: E402
 from marginscope.engine.events import SampleSnapshot  # noqa: E402
 from marginscope.engine.models import create_model  # noqa: E402
 from marginscope.engine.selection import head_weight, minimal_margin_scores  # noqa: E402
-from marginscope.engine.train import train  # noqa: E402
+from marginscope.engine.loop import train  # noqa: E402
 
 TOPS = (100, 500)
 

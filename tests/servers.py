@@ -70,6 +70,7 @@ class DashboardProcess:
         self.log = data_dir / "server.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
         self.env.update(env or {})
+        self.cwd = REPO
         self.proc: subprocess.Popen[bytes] | None = None
 
     def command(self) -> list[str]:
@@ -82,7 +83,7 @@ class DashboardProcess:
 
     def start(self: D) -> D:
         with self.log.open("ab") as out:  # a restart appends: the log tells the whole story
-            self.proc = subprocess.Popen(self.command(), cwd=REPO, env=self.env, stdout=out,
+            self.proc = subprocess.Popen(self.command(), cwd=self.cwd, env=self.env, stdout=out,
                                          stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT
         while not answers(self.url):

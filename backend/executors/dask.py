@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from marginscope.backend.executors import ExecutorError
+from marginscope.backend.extras import MissingExtra, require
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import Run
 
@@ -46,6 +47,10 @@ class DaskExecutor:
         if not settings.dask_scheduler:
             raise ExecutorError("MARGINSCOPE_EXECUTOR=dask needs MARGINSCOPE_DASK_SCHEDULER, the "
                                 "scheduler's address (tcp://host:8786)")
+        try:  # at start-up, not at the first run: the server says at once what it lacks
+            require("distributed", "dask", "MARGINSCOPE_EXECUTOR=dask")
+        except MissingExtra as exc:
+            raise ExecutorError(str(exc)) from exc
         self.settings = settings
         self.server = settings.public_url
         self._client: Any = None  # connected on the first run: a command that only cancels never does

@@ -32,10 +32,11 @@ import json
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal, get_type_hints
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 from fastapi.responses import StreamingResponse
 
 from marginscope.backend.deps import StoreDep
+from marginscope.backend.extras import MissingExtra, require
 from marginscope.backend.schemas import errors, run_json
 from marginscope.backend.store import AbstractStore, Run
 from marginscope.backend.store.db import json_safe
@@ -238,8 +239,8 @@ class _Spool(io.RawIOBase):
 
 
 def parquet_chunks(rows: Iterable[dict[str, Any]]) -> Iterator[bytes]:
-    import pyarrow as pa  # type: ignore[import-untyped]
-    import pyarrow.parquet as pq  # type: ignore[import-untyped]
+    pa = require("pyarrow", "parquet", "exporting as Parquet")
+    pq = require("pyarrow.parquet", "parquet", "exporting as Parquet")
 
     arrow = {int: pa.int64(), float: pa.float64(), str: pa.string()}
     schema = pa.schema([(name, arrow[kind]) for name, kind in COLUMN_TYPES.items()])
@@ -263,7 +264,10 @@ Format = Literal["csv", "json", "parquet"]
 
 
 def export_chunks(store: AbstractStore, run: Run, format: Format) -> Iterator[bytes]:
-    """The export file of `run`, in chunks (the download and `marginscope runs export` alike)."""
+    """The export file of `run`, in chunks (the download and `marginscope runs export` alike).
+    Raises MissingExtra at once (not at the first chunk) when Parquet's extra is not installed."""
+    if format == "parquet":
+        require("pyarrow.parquet", "parquet", "exporting as Parquet")
     if format == "json":
         return text_chunks(json_pieces(store, run))
     if format == "csv":
@@ -277,5 +281,9 @@ def export_run(run_id: int, store: StoreDep, format: Format = "csv") -> Streamin
     """Download a run's scalars, histograms and selection counts."""
     run = store.get_run(run_id)  # 404 before the download starts
     filename = f"run-{run_id}.{format}"
-    return StreamingResponse(export_chunks(store, run, format), media_type=MEDIA[format],
+    try:
+        chunks = export_chunks(store, run, format)
+    except MissingExtra as exc:  # the server's installation, not the request, lacks it: say both
+        raise HTTPException(400, detail=f"{exc}; or ask for format=csv or format=json") from None
+    return StreamingResponse(chunks, media_type=MEDIA[format],
                              headers={"Content-Disposition": f'attachment; filename="{filename}"'})

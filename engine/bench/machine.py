@@ -66,7 +66,7 @@ def bench_model_and_data(settings: BenchSettings) -> tuple[torch.device, Dataset
     """The settings' device, dataset and a freshly initialised model, laid out as training lays it."""
     from marginscope.engine.data import load_dataset
     from marginscope.engine.models import create_model
-    from marginscope.engine.train import resolve_device
+    from marginscope.engine.loop import resolve_device
 
     device = resolve_device(settings.device)
     data = load_dataset(settings.dataset, settings.data_dir, seed=0)

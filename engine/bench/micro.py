@@ -73,7 +73,7 @@ def _contiguous_copy(model: torch.nn.Module) -> torch.nn.Module | None:
 def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) -> dict[str, Any]:
     """Seconds of each part of one fresh-MMS step (B candidates, b trained) and of a uniform step."""
     from marginscope.engine.selection import head_weight, make_selector, minimal_margin_scores, score_logits
-    from marginscope.engine.train import parameter_groups
+    from marginscope.engine.loop import parameter_groups
 
     device, data, model = bench_model_and_data(settings)
     opt = torch.optim.SGD(parameter_groups(model, 1e-4), lr=0.01, momentum=0.9)
@@ -128,7 +128,7 @@ def micro_step_breakdown(settings: BenchSettings, chunk: int, reps: int = 15) ->
 def micro_monitoring(settings: BenchSettings, chunk: int, steps: int = 200, rounds: int = 3) -> list[dict[str, Any]]:
     """Wall-clock of the same short run with histograms every step vs monitoring off,
     alternated `rounds` times (the minimum of each is kept, the least disturbed by load)."""
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     rows = []
     for selector in ("uniform", "mms"):

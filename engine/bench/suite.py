@@ -116,7 +116,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
     A suite takes hours: with `out`, the finished runs are saved after each one, and `resume`
     continues a suite that was stopped (its finished runs kept, its chunk size reused, the
     others run in their places of the rotation)."""
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     saved = _resumed(settings, out) if resume else None
     bench_id = saved["bench_id"] if saved else bench_id or \

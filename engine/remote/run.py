@@ -66,7 +66,7 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
     over and its stored config trained (unless `config` is given). A run without an out_dir keeps
     its checkpoints in its spool folder, so a cancel from the dashboard ends with one.
     `should_stop`: a stop of the caller's own (a signal), besides the dashboard's."""
-    from marginscope.engine.train import train
+    from marginscope.engine.loop import train
 
     options = dict(reporter_options or {})
     reporter = HttpReporter(server, token=token, claim=claim, spool_dir=spool_dir, name=name, tags=tags,

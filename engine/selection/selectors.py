@@ -157,7 +157,7 @@ def selector_help() -> list[dict[str, Any]]:
 class Selector:
     """Base class. Subclasses set `name`, `help`, `options` and implement `_select`.
 
-    Everything the training loop (engine/train.py) needs to know about a selector is declared
+    Everything the training loop (engine/loop.py) needs to know about a selector is declared
     here; the loop never looks at a selector's name. The defaults describe a selector that scores
     a fresh random pool every step (mms); a subclass overrides what differs:
 

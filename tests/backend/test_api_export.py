@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 import tracemalloc
 from collections.abc import Callable
 
@@ -162,3 +163,15 @@ def test_a_large_export_is_streamed_in_bounded_memory(store: SqlAlchemyStore, ma
             tracemalloc.stop()
         assert size > 200_000
         assert peak < 8_000_000, (fmt, peak, size)  # neither the whole file nor all its rows
+
+
+def test_parquet_without_its_extra_is_a_400_naming_the_extra(
+        client: TestClient, run_id: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server installed without `marginscope[parquet]` says which extra to install (and which
+    formats it can give) instead of failing the download half-way."""
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # importing it now raises ImportError
+    monkeypatch.setitem(sys.modules, "pyarrow.parquet", None)
+    r = client.get(f"/api/runs/{run_id}/export?format=parquet")
+    assert r.status_code == 400
+    assert "pip install 'marginscope[parquet]'" in r.json()["detail"] and "format=csv" in r.json()["detail"]
+    assert client.get(f"/api/runs/{run_id}/export?format=csv").status_code == 200

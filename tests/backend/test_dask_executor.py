@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -104,3 +105,13 @@ def test_dask_needs_a_scheduler_address(tmp_path: Path) -> None:
 
     with pytest.raises(ExecutorError, match="MARGINSCOPE_DASK_SCHEDULER"):
         make_executor(Settings(data_dir=tmp_path, executor="dask"))
+
+
+def test_dask_without_its_extra_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server says at start-up, in one line, which extra brings the Dask executor."""
+    from marginscope.backend.executors import ExecutorError, make_executor
+    from marginscope.backend.settings import Settings
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # importing it now raises ImportError
+    with pytest.raises(ExecutorError, match=r"pip install 'marginscope\[dask\]'"):
+        make_executor(Settings(data_dir=tmp_path, executor="dask", dask_scheduler="tcp://127.0.0.1:1"))

@@ -21,7 +21,7 @@ from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 from marginscope.engine.callbacks import Recorder
 from marginscope.engine.config import TrainConfig
 from marginscope.engine.events import Event, SampleSnapshot
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 pytest_plugins = ["api_fixtures"]
 

@@ -17,7 +17,7 @@ from marginscope.engine.batchnorm import PoolStatistics
 from marginscope.engine.config import TrainConfig
 from marginscope.engine.selection import score_logits
 from marginscope.engine.selection import selectors as selector_registry
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=40, eval_every=40, hist_every=0,
             log_every=10, regime="constant", lr=0.05, seed=5)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from marginscope.engine.config import TrainConfig
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 
 def test_an_unwritable_checkpoint_names_the_file_and_the_cause(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from marginscope.engine.distributed import DistributedMonitor, Ranks
 from marginscope.engine.events import StepMetrics, StopTraining
 from marginscope.engine.monitoring import StepRecord, histogram_edges, histogram_event
 from marginscope.engine.selection import Selection, minimal_margin_scores
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 B, b, STEPS = 64, 16, 120
 BASE = dict(dataset="digits", candidates=B, batch_size=b, steps=STEPS, eval_every=40, hist_every=10,
@@ -84,7 +84,7 @@ class StopAt:
 def _three_runs(rank: int, out: Path) -> dict[str, Any]:
     import importlib
 
-    loop = importlib.import_module("marginscope.engine.train")  # the module (marginscope.engine.train is also the function)
+    loop = importlib.import_module("marginscope.engine.loop")  # the training loop's module
     made: list[torch.nn.Module] = []  # each run's model, as the loop built it on this rank
     create = loop.create_model
     loop.create_model = lambda *a, **kw: made.append(create(*a, **kw)) or made[-1]

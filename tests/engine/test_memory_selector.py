@@ -11,7 +11,7 @@ from torch import nn
 
 from marginscope.engine.config import TrainConfig
 from marginscope.engine.selection import make_selector, minimal_margin_scores
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 
 class Linear(nn.Module):

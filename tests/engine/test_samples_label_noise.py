@@ -12,7 +12,7 @@ from marginscope.engine.config import TrainConfig
 from marginscope.engine.data import flip_labels, load_dataset
 from marginscope.engine.distributed import Ranks
 from marginscope.engine.events import RunStarted
-from marginscope.engine.train import _setup, train
+from marginscope.engine.loop import _setup, train
 
 
 def _labels(n: int = 1000, k: int = 10) -> torch.Tensor:

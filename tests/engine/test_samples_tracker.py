@@ -16,7 +16,7 @@ from marginscope.engine.samples import SUSPECTS_KEPT
 from marginscope.engine.selection import Selection, list_selectors
 from marginscope.engine.selection import selectors as selector_registry
 from marginscope.engine.selection.selectors import MMSSelector
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 BASE = dict(dataset="digits", candidates=32, batch_size=16, steps=60, eval_every=60, eval_samples=50, hist_every=0,
             log_every=10, regime="constant", lr=0.01, seed=3, device="cpu", samples_every=20,

@@ -135,7 +135,7 @@ BASE = dict(dataset="digits", batch_size=16, candidates=64, lr=0.05, eval_every=
 
 
 def test_loop_applies_per_sample_weights(monkeypatch: pytest.MonkeyPatch) -> None:
-    loop = importlib.import_module("marginscope.engine.train")  # the module (marginscope.engine.train is also the function)
+    loop = importlib.import_module("marginscope.engine.loop")  # the training loop's module
     seen = {}
     original = loop._setup
 

@@ -18,7 +18,7 @@ from marginscope.engine.events import (
 from marginscope.engine.selection import Selection, Selector, list_selectors
 from marginscope.engine.selection import selectors as selector_registry
 from marginscope.engine.sampler import PassSampler
-from marginscope.engine.train import train
+from marginscope.engine.loop import train
 
 BASE = dict(dataset="digits", candidates=64, batch_size=16, steps=120, eval_every=40, hist_every=10,
             log_every=10, regime="constant", lr=0.01, seed=3)
