@@ -14,8 +14,8 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# public name -> the module that defines it
-_PUBLIC = {
+# public name -> the module that defines it (marginscope/__init__.py offers them too)
+LAZY_NAMES = {
     "TrainConfig": "marginscope.engine.config",
     "train": "marginscope.engine.loop",
     "TrainResult": "marginscope.engine.loop",
@@ -27,7 +27,7 @@ _PUBLIC = {
     "list_models": "marginscope.engine.models",
 }
 
-__all__ = list(_PUBLIC)
+__all__ = list(LAZY_NAMES)
 
 if TYPE_CHECKING:
     from marginscope.engine.config import TrainConfig
@@ -38,8 +38,8 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
+    if name not in LAZY_NAMES:
         raise AttributeError(f"module 'marginscope.engine' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name]), name)
+    value = getattr(import_module(LAZY_NAMES[name]), name)
     globals()[name] = value
     return value

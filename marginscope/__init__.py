@@ -15,21 +15,16 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
+from marginscope.engine import LAZY_NAMES
+
 try:
     __version__ = version("marginscope")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-# public name -> the module that defines it
+# public name -> the module that defines it: the engine's names and the remote client's
 _PUBLIC = {
-    "TrainConfig": "marginscope.engine.config",
-    "train": "marginscope.engine.loop",
-    "TrainResult": "marginscope.engine.loop",
-    "make_selector": "marginscope.engine.selection",
-    "list_selectors": "marginscope.engine.selection",
-    "minimal_margin_scores": "marginscope.engine.selection",
-    "load_dataset": "marginscope.engine.data",
-    "create_model": "marginscope.engine.models",
+    **LAZY_NAMES,
     "remote_run": "marginscope.engine.remote",
     "train_remote": "marginscope.engine.remote",
 }
@@ -39,7 +34,7 @@ __all__ = ["__version__", *_PUBLIC]
 if TYPE_CHECKING:
     from marginscope.engine.config import TrainConfig
     from marginscope.engine.data import load_dataset
-    from marginscope.engine.models import create_model
+    from marginscope.engine.models import create_model, list_models
     from marginscope.engine.remote import remote_run, train_remote
     from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
     from marginscope.engine.loop import TrainResult, train
