@@ -37,7 +37,7 @@ from fastapi.responses import StreamingResponse
 
 from marginscope.backend.deps import StoreDep
 from marginscope.backend.extras import MissingExtra, require
-from marginscope.backend.schemas import errors, run_json
+from marginscope.backend.schemas import Message, errors, run_json
 from marginscope.backend.store import AbstractStore, Run
 from marginscope.backend.store.db import json_safe
 from marginscope.engine.events import QUANTILE_KEYS, Counters
@@ -276,7 +276,9 @@ def export_chunks(store: AbstractStore, run: Run, format: Format) -> Iterator[by
 
 
 @router.get("/{run_id}/export", response_class=StreamingResponse,
-            responses={200: {"content": {m: {} for m in MEDIA.values()}}})
+            responses={200: {"content": {m: {} for m in MEDIA.values()}}, **errors(404),
+                       400: {"model": Message, "description": "format=parquet on a server installed "
+                             "without the 'parquet' extra."}})
 def export_run(run_id: int, store: StoreDep, format: Format = "csv") -> StreamingResponse:
     """Download a run's scalars, histograms and selection counts."""
     run = store.get_run(run_id)  # 404 before the download starts
