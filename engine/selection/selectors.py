@@ -176,6 +176,10 @@ class Selector:
         vocabulary's declaration of that name (engine/vocabulary.py), written nowhere else."""
         super().__init_subclass__(**kwargs)
         if declared is not None:
+            written = sorted({"name", "help", "uses_candidates", "options"} & set(vars(cls)))
+            if written:
+                raise TypeError(f"{cls.__name__} is declared={declared!r}: its {', '.join(written)} "
+                                "are engine/vocabulary.py's, not the class's")
             d = SELECTORS[declared]
             cls.name, cls.help, cls.uses_candidates, cls.options = d.name, d.help, d.uses_candidates, d.options
 
