@@ -12,9 +12,16 @@ RSS read again. Whether the process mapped libtorch is read from /proc/<pid>/map
 answer to "did the server load torch". The server is stopped (SIGTERM, SIGKILL after 20 s) before
 the next repeat.
 
-Writes the JSON to --out (median, min and max of each figure, and every repeat's values; no machine
-paths). `render(before, after)` draws the table docs/server.md shows from two such files
-(tests/backend/test_server_footprint_doc.py ties them). Linux only (/proc).
+One start before the repeats is not recorded: it fills the bytecode cache (unless
+PYTHONDONTWRITEBYTECODE is set, which the JSON records) and the OS's file cache, as on a machine
+that has served before. Writes the JSON to --out (median, min and max of each figure, and every
+repeat's values; no machine paths). `render(before, after)` draws the table docs/server.md shows
+from two such files (tests/backend/test_server_footprint_doc.py ties them). Linux only (/proc).
+
+To measure another version of MarginScope with this same script, put its package first on
+PYTHONPATH (the server subprocess inherits it, and a package found on the path wins over the
+editable install): how docs/benchmarks/server/footprint_before.json measured the server before it
+was torch-free.
 """
 
 from __future__ import annotations
@@ -119,11 +126,13 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def measure(repeats: int, idle: float) -> dict[str, Any]:
+    one_start(idle)  # not recorded: fills the bytecode and file caches, as on a machine that served before
     runs = [one_start(idle) for _ in range(repeats)]
     results: dict[str, Any] = {
         "command": f"scripts/server_footprint.py --repeats {repeats} --idle {idle:g}",
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "note": "one 2-core machine shared with other work"},
+                    "note": "one 2-core machine shared with other work",
+                    "bytecode_cache": not os.environ.get("PYTHONDONTWRITEBYTECODE")},
         "repeats": repeats,
     }
     for figure in FIGURES:
