@@ -26,7 +26,7 @@ _PUBLIC = {
     "train": "marginscope.engine.train",
     "TrainResult": "marginscope.engine.train",
     "make_selector": "marginscope.engine.selection",
-    "list_selectors": "marginscope.engine.selection",
+    "list_selectors": "marginscope.engine.vocabulary",
     "minimal_margin_scores": "marginscope.engine.selection",
     "load_dataset": "marginscope.engine.data",
     "create_model": "marginscope.engine.models",
@@ -41,7 +41,8 @@ if TYPE_CHECKING:
     from marginscope.engine.data import load_dataset
     from marginscope.engine.models import create_model
     from marginscope.engine.remote import remote_run, train_remote
-    from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
+    from marginscope.engine.selection import make_selector, minimal_margin_scores
+    from marginscope.engine.vocabulary import list_selectors
     from marginscope.engine.train import TrainResult, train
 
 
