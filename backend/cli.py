@@ -1,5 +1,6 @@
 """The `marginscope` command: the engine's `train`, `demo` and `bench`, plus the server's commands.
 
+    marginscope --version
     marginscope serve [--host 127.0.0.1] [--port 8000] [--db-url URL] [--data-dir DIR]
     marginscope db upgrade
     marginscope runs list | show ID | cancel ID | export ID --format csv|json|parquet
@@ -13,6 +14,8 @@ with or without a server.
 `serve` refuses a non-loopback host unless MARGINSCOPE_TOKEN is set (the app factory's own check,
 backend/security.py), a token under 16 characters, and a database it cannot serve (out of date,
 naming `marginscope db upgrade`; from a newer MarginScope; damaged) in one line.
+`--help`, `--version`, `serve`, `db` and `runs` never import torch (tests/test_torch_free.py):
+the engine's commands import what trains inside themselves.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ try:
 except ImportError:  # the engine's CLI is optional for the server's commands
     app = typer.Typer(help="MarginScope", no_args_is_help=True, add_completion=False)
 
+import marginscope
 from marginscope.backend.settings import Settings
 from marginscope.engine.config import describe_validation_error
 
@@ -42,6 +46,18 @@ DbUrl = typer.Option(None, "--db-url", help="SQLAlchemy URL [default: MARGINSCOP
                      "<data dir>/marginscope.db]", show_default=False)
 DataDir = typer.Option(None, "--data-dir", help="Datasets, checkpoints, SQLite [default: "
                        "MARGINSCOPE_DATA_DIR or ./data]", show_default=False)
+
+
+def _print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"marginscope {marginscope.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                          help="Print the installed version and exit.")) -> None:
+    """The options of `marginscope` itself (the commands' are theirs)."""
 
 
 def _fail(message: str, code: int = 2) -> None:

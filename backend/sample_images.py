@@ -1,10 +1,12 @@
 """Training samples of a run's dataset as small PNG files, for the samples gallery.
 
-The images come from the engine's own loaders (`marginscope.engine.data.load_dataset`) with the arguments the
-training used (dataset, seed-0 hold-out, val_fraction, train_subset) and the server's data dir,
-so index i is the very sample the run's events call i — and nothing outside the run's dataset
-can be read. A loaded dataset is kept (the last few, in memory: MNIST is ~55 MB as uint8) and
-every encoded PNG is cached, so a gallery of 64 thumbnails loads the data once.
+The pixels come from the engine's torch-free reader (`marginscope.engine.data.arrays.training_images`)
+with the arguments the training used (dataset, seed-0 hold-out, val_fraction, train_subset) and
+the server's data dir: the engine's own loader reads and splits the files through the same
+functions, so index i is the very sample the run's events call i (tests/backend/test_sample_pixels.py
+compares the two), and nothing outside the run's dataset can be read. The server never loads
+torch for this. A training split is kept (the last few, in memory: MNIST's is ~40 MB as uint8) and
+every encoded PNG is cached, so a gallery of 64 thumbnails reads the files once.
 """
 
 from __future__ import annotations
@@ -16,14 +18,14 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from marginscope.engine.data import DatasetUnavailable, load_dataset
+from marginscope.engine.data.files import DatasetUnavailable
 
-__all__ = ["DatasetUnavailable", "SampleOutOfRange", "sample_png", "training_size"]
+__all__ = ["DatasetUnavailable", "SampleOutOfRange", "sample_png"]
 
 MIN_SIDE = 32  # smaller images (digits are 8x8) are scaled up by a whole factor, nearest neighbour
-_BUNDLES_KEPT = 2
+_SPLITS_KEPT = 2
 _lock = threading.Lock()
-_bundles: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_splits: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
 
 class SampleOutOfRange(ValueError):
@@ -35,22 +37,20 @@ def _key(config: dict[str, Any], data_dir: Path) -> tuple[Any, ...]:
             float(config.get("val_fraction", 0.1)), config.get("train_subset"))
 
 
-def _bundle(key: tuple[Any, ...]) -> Any:
-    with _lock:  # one load at a time: concurrent thumbnails of one run share it
-        if key in _bundles:
-            _bundles.move_to_end(key)
-            return _bundles[key]
+def _images(key: tuple[Any, ...]) -> Any:
+    """The training split's images [N, C, H, W] (numpy) of the run `key` describes."""
+    with _lock:  # one read at a time: concurrent thumbnails of one run share it
+        if key in _splits:
+            _splits.move_to_end(key)
+            return _splits[key]
+        from marginscope.engine.data.arrays import training_images  # numpy: loaded by the first thumbnail
+
         name, data_dir, val_fraction, train_subset = key
-        bundle = load_dataset(name, data_dir, download=False, seed=0, val_fraction=val_fraction,
-                              train_subset=train_subset)
-        _bundles[key] = bundle
-        while len(_bundles) > _BUNDLES_KEPT:
-            _bundles.popitem(last=False)
-        return bundle
-
-
-def training_size(config: dict[str, Any], data_dir: Path) -> int:
-    return len(_bundle(_key(config, data_dir)).train)
+        images = training_images(name, data_dir, seed=0, val_fraction=val_fraction, train_subset=train_subset)
+        _splits[key] = images
+        while len(_splits) > _SPLITS_KEPT:
+            _splits.popitem(last=False)
+        return images
 
 
 def sample_png(config: dict[str, Any], data_dir: Path, index: int) -> bytes:
@@ -61,22 +61,23 @@ def sample_png(config: dict[str, Any], data_dir: Path, index: int) -> bytes:
 
 @lru_cache(maxsize=4096)
 def _png(key: tuple[Any, ...], index: int) -> bytes:
+    import numpy as np
     from PIL import Image
 
-    images = _bundle(key).train.images
+    images = _images(key)
     if not 0 <= index < images.shape[0]:
         raise SampleOutOfRange(f"index {index} is not a training sample of this run "
                                f"(0..{images.shape[0] - 1})")
     x = images[index]
-    if x.dtype.is_floating_point:
-        x = (x.clamp(0, 1) * 255).round()
-    x = x.to("cpu").byte()
+    if x.dtype.kind == "f":  # digits: float32 in [0, 1]
+        x = np.rint(np.clip(x, 0, 1) * 255)
+    x = x.astype(np.uint8)
     c, h, w = x.shape
     scale = max(1, -(-MIN_SIDE // max(1, min(h, w))))
     if scale > 1:
-        x = x.repeat_interleave(scale, 1).repeat_interleave(scale, 2)
-    array = x.permute(1, 2, 0).numpy()
-    image = Image.fromarray(array[:, :, 0] if c == 1 else array[:, :, :3])  # L or RGB
+        x = x.repeat(scale, axis=1).repeat(scale, axis=2)
+    array = x.transpose(1, 2, 0)
+    image = Image.fromarray(np.ascontiguousarray(array[:, :, 0] if c == 1 else array[:, :, :3]))  # L or RGB
     out = io.BytesIO()
     image.save(out, format="PNG", optimize=True)
     return out.getvalue()

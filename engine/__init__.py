@@ -20,11 +20,11 @@ LAZY_NAMES = {
     "train": "marginscope.engine.loop",
     "TrainResult": "marginscope.engine.loop",
     "make_selector": "marginscope.engine.selection",
-    "list_selectors": "marginscope.engine.selection",
+    "list_selectors": "marginscope.engine.vocabulary",
     "minimal_margin_scores": "marginscope.engine.selection",
     "load_dataset": "marginscope.engine.data",
     "create_model": "marginscope.engine.models",
-    "list_models": "marginscope.engine.models",
+    "list_models": "marginscope.engine.vocabulary",
 }
 
 __all__ = list(LAZY_NAMES)
@@ -32,8 +32,9 @@ __all__ = list(LAZY_NAMES)
 if TYPE_CHECKING:
     from marginscope.engine.config import TrainConfig
     from marginscope.engine.data import load_dataset
-    from marginscope.engine.models import create_model, list_models
-    from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
+    from marginscope.engine.models import create_model
+    from marginscope.engine.selection import make_selector, minimal_margin_scores
+    from marginscope.engine.vocabulary import list_models, list_selectors
     from marginscope.engine.loop import TrainResult, train
 
 

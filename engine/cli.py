@@ -6,6 +6,10 @@ a bad value exits with status 2 and a one-line message naming the field. `train 
 trains here and streams the run to a dashboard (marginscope.engine.remote); `sync DIR` uploads a spooled run. The backend adds its
 own commands (serve, db, runs) to this app in backend/cli.py and gives `bench` its store option
 (a tracker handed in through the command's context); the engine never imports the backend.
+
+This module imports without torch (the config and the default arms are plain Python; everything
+that trains is imported inside the command that needs it), so `marginscope --help`, `runs`, `db`
+and `serve` never load it.
 """
 
 from __future__ import annotations
@@ -19,9 +23,8 @@ from typing import Any, Optional
 import typer
 from pydantic import ValidationError
 
-from marginscope.engine.bench import DEFAULT_ARMS
+from marginscope.engine.bench.arms import DEFAULT_ARMS
 from marginscope.engine.config import TrainConfig, describe_validation_error
-from marginscope.engine.distributed import env_rank, env_world_size
 
 app = typer.Typer(help="MarginScope: train image classifiers with Minimal-Margin-Score selective sampling.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -147,6 +150,8 @@ def run_remote_training(config: TrainConfig, *, server: str, token: Optional[str
 
 
 def _train_command(**kwargs: Any) -> None:
+    from marginscope.engine.distributed import env_rank, env_world_size
+
     config_file = kwargs.pop("config")
     out = kwargs.pop("out")
     server, token = kwargs.pop("server"), kwargs.pop("token")

@@ -3,13 +3,13 @@
 The CLI, the Python API and the backend's REST API all validate the very same pydantic model, so
 a bad value is rejected with the same message everywhere (the field name is in the error).
 Every field carries a type, a range and a help text: the dashboard's launch form is generated
-from `TrainConfig.model_json_schema()` / `field_specs()`.
+from `TrainConfig.model_json_schema()` / `field_specs()`. It imports without torch (names and rules
+are engine/vocabulary.py's): the dashboard server validates every launch with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -21,6 +21,9 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from marginscope.engine.regimes import validate_regime
+from marginscope.engine.vocabulary import check_dataset_name, check_model_name, selector_declaration
 
 # a JSON array is a drop here: the only field where a list stands for a tuple
 RegimeSpec = str | list[Annotated[tuple[float, float], Strict(False)]]
@@ -150,52 +153,39 @@ class TrainConfig(BaseModel):
         """A config from command-line text ("5", "true", "0.1" parsed as what their field holds)."""
         return cls.model_validate(dict(values), strict=False)
 
+    # The checks below are engine/vocabulary.py's: plain Python, so that the dashboard server
+    # validates a launch without importing torch.
+
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from marginscope.engine.data import IMAGEFOLDER_PREFIX
-
-        if value.startswith(IMAGEFOLDER_PREFIX):
-            if not value[len(IMAGEFOLDER_PREFIX):].strip():
-                raise ValueError(f"{IMAGEFOLDER_PREFIX} needs a folder, e.g. {IMAGEFOLDER_PREFIX}my-images")
-            return value
-        if value not in dataset_names():
-            raise ValueError(f"unknown dataset {value!r}; choose one of {', '.join(dataset_names())} "
-                             f"or {IMAGEFOLDER_PREFIX}<path>")
+        check_dataset_name(value)
         return value
 
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from marginscope.engine.models import check_model_name
-
         if value != "auto":
-            check_model_name(value)  # a registered name, or a Wide ResNet within the size caps
+            check_model_name(value)  # a listed name, or a Wide ResNet within the size caps
         return value
 
     @field_validator("selector")
     @classmethod
     def _known_selector(cls, value: str) -> str:
-        from marginscope.engine.selection import list_selectors
-
-        if value not in list_selectors():
-            raise ValueError(f"unknown selector {value!r}; choose one of {', '.join(list_selectors())}")
+        selector_declaration(value)  # raises for an unknown name, naming the choices
         return value
 
     @field_validator("regime")
     @classmethod
     def _known_regime(cls, value: RegimeSpec) -> RegimeSpec:
-        from marginscope.engine.regimes import validate_regime
-
         return validate_regime(value)
 
     @model_validator(mode="after")
     def _batch_fits(self) -> TrainConfig:
-        from marginscope.engine.selection import make_selector
-
+        selector = selector_declaration(self.selector)
         try:  # reject unknown or out-of-range selector options now, not at the first step
-            selector = make_selector(self.selector, **{"chunk": self.score_chunk, **self.selector_options})
-        except (TypeError, ValueError) as exc:
+            selector.resolve({"chunk": self.score_chunk, **self.selector_options})
+        except (TypeError, ValueError) as exc:  # a plug-in's check may raise either
             raise ValueError(f"selector_options: {exc}") from None
         if selector.uses_candidates and self.candidates < self.batch_size:
             raise ValueError(
@@ -206,14 +196,6 @@ class TrainConfig(BaseModel):
                 raise ValueError(f"{name} ({getattr(self, name)}) must be a multiple of nproc "
                                  f"({self.nproc}): each process draws and trains an equal share")
         return self
-
-
-@cache
-def dataset_names() -> tuple[str, ...]:
-    """The datasets the engine loads by name (`imagefolder:<path>` aside); the same in every data dir."""
-    from marginscope.engine.data import IMAGEFOLDER_PREFIX, list_datasets
-
-    return tuple(d["name"] for d in list_datasets() if not d["name"].startswith(IMAGEFOLDER_PREFIX))
 
 
 def field_specs() -> list[dict[str, Any]]:

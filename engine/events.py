@@ -93,6 +93,17 @@ class ClassSelection(Event):
     selected_misclassified: float  # share of selected samples the model got wrong when scoring them
 
 
+# The suspects of a snapshot: how many, and by what rule (defined here, with the event, so the
+# dashboard server quotes them without importing engine/samples.py and torch).
+SUSPECTS_KEPT = 500  # suspects in each snapshot (the API serves at most this many)
+EMA_WEIGHT = 0.3  # weight of the newest observation in a sample's suspect score
+SUSPECT_RULE = (
+    "Each time a sample is scored, its signed margin is +MMS when the model predicts another class "
+    "than its label and -MMS when it agrees; a sample's score is the moving average of its signed "
+    f"margins (weight {EMA_WEIGHT} on the newest). Suspects are the samples with a positive score "
+    "(on recent balance confidently predicted as another class), highest first.")
+
+
 @dataclass(frozen=True)
 class SampleSnapshot(Event):
     """Which training samples the run looks at, every `samples_every` steps (engine/samples.py).
@@ -104,8 +115,9 @@ class SampleSnapshot(Event):
     - `selected`: every sample selected since the previous snapshot — index, label, count (times
       selected since then), misclassified (of those times, how often the model's prediction when it
       was scored differed from its label), mms and prediction (at its latest scoring);
-    - `suspects`: the run's current likely-mislabelled samples, best first — index, label,
-      prediction, score, mean_mms, observed (times scored); see engine/samples.py for the rule;
+    - `suspects`: the run's current likely-mislabelled samples, best first (at most
+      SUSPECTS_KEPT) — index, label, prediction, score, mean_mms, observed (times scored); the rule
+      is SUSPECT_RULE (engine/samples.py computes it);
     - `flipped`: the training indices whose labels label_noise flipped (first snapshot of a run
       or a resume only; empty otherwise).
     """

@@ -7,7 +7,8 @@ last layer's weight W:
     head: nn.Linear(d, K)      (logits z = W h + b)
     forward(x) == head(features(x))
 
-Names (``list_models()``): ``small-cnn``; ``resnet20/32/44/56/110`` (CIFAR-style, depth 6n+2,
+Names (``list_models()``; declared, with the Wide ResNet rule, in engine/vocabulary.py so that a
+config is checked without torch): ``small-cnn``; ``resnet20/32/44/56/110`` (CIFAR-style, depth 6n+2,
 He et al. 2016 sec. 4.2); ``wrn-<depth>-<k>`` for any depth 6n+4 up to 64 and widening factor k
 up to 16 (Zagoruyko & Komodakis 2016), with a few common ones listed.
 
@@ -23,18 +24,26 @@ conv/BN/pool ops, so ``model.to(memory_format=torch.channels_last)`` works.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from marginscope.engine.vocabulary import (
+    MODEL_NAMES,
+    WRN_MAX_DEPTH,
+    WRN_MAX_WIDTH,
+    check_model_name,
+    list_models,
+    wide_resnet_size,
+)
+
+__all__ = ["MODEL_NAMES", "WRN_MAX_DEPTH", "WRN_MAX_WIDTH", "check_model_name", "create_model", "default_model_for",
+           "list_models", "register_model", "registered_models"]
+
 ModelBuilder = Callable[..., nn.Module]
 _model_registry: dict[str, ModelBuilder] = {}
-_WRN_PATTERN = re.compile(r"wrn-([0-9]+)-([0-9]+)")  # whole name, ASCII digits only
-# the largest Wide ResNet built by name (WRN-64-16: 242M parameters, ~1 GB in float32)
-WRN_MAX_DEPTH, WRN_MAX_WIDTH = 64, 16
 
 
 def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
@@ -49,8 +58,9 @@ def register_model(name: str) -> Callable[[ModelBuilder], ModelBuilder]:
     return add
 
 
-def list_models() -> list[str]:
-    """Registered model names (any ``wrn-<6n+4>-<k>`` is accepted too, not only those listed)."""
+def registered_models() -> list[str]:
+    """The names with a builder, in registration order: the vocabulary's `MODEL_NAMES` (checked by
+    tests/engine/test_vocabulary.py), then any registered from outside the engine."""
     return list(_model_registry)
 
 
@@ -64,30 +74,8 @@ def create_model(name: str, *, num_classes: int, input_shape: tuple[int, int, in
     check_model_name(name)
     if name in _model_registry:
         return _model_registry[name](num_classes=num_classes, input_shape=shape)
-    depth, width = _WRN_PATTERN.fullmatch(name).groups()  # type: ignore[union-attr]
-    return _create_wrn(int(depth), int(width), num_classes, shape)
-
-
-def check_model_name(name: str) -> None:
-    """ValueError (saying what is allowed) unless ``create_model`` builds ``name``.
-
-    Checked when a config is validated, so a bad name or an absurd size is refused at launch,
-    not in the worker: a registered name, or ``wrn-<depth>-<width>`` with depth 6n+4 in
-    10..WRN_MAX_DEPTH and width in 1..WRN_MAX_WIDTH.
-    """
-    if name in _model_registry:
-        return
-    match = _WRN_PATTERN.fullmatch(name)
-    if not match:
-        raise ValueError(
-            f"unknown model {name!r}; choose one of {', '.join(list_models())} (or wrn-<depth>-<width>)"
-        )
-    depth, width = int(match[1]), int(match[2])
-    if depth < 10 or (depth - 4) % 6 or depth > WRN_MAX_DEPTH:
-        raise ValueError(f"Wide ResNet depth must be 6n+4 between 10 and {WRN_MAX_DEPTH} "
-                         f"(10, 16, 22, 28, 40, ...), got {depth}")
-    if not 1 <= width <= WRN_MAX_WIDTH:
-        raise ValueError(f"Wide ResNet width must be between 1 and {WRN_MAX_WIDTH}, got {width}")
+    depth, width = wide_resnet_size(name)  # type: ignore[misc]  # checked above
+    return _create_wrn(depth, width, num_classes, shape)
 
 
 def default_model_for(dataset_name: str) -> str:

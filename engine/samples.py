@@ -39,19 +39,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from marginscope.engine.events import Counters, SampleSnapshot
+from marginscope.engine.events import EMA_WEIGHT, SUSPECT_RULE, SUSPECTS_KEPT, Counters, SampleSnapshot
 from marginscope.engine.monitoring import StepRecord
 from marginscope.engine.selection import minimal_margin_scores
 
-__all__ = ["EMA_WEIGHT", "SUSPECT_RULE", "SUSPECTS_KEPT", "SampleTracker"]
-
-SUSPECTS_KEPT = 500  # suspects in each snapshot (the API serves at most this many)
-EMA_WEIGHT = 0.3  # weight of the newest observation in a sample's suspect score
-SUSPECT_RULE = (
-    "Each time a sample is scored, its signed margin is +MMS when the model predicts another class "
-    "than its label and -MMS when it agrees; a sample's score is the moving average of its signed "
-    f"margins (weight {EMA_WEIGHT} on the newest). Suspects are the samples with a positive score "
-    "(on recent balance confidently predicted as another class), highest first.")
+__all__ = ["EMA_WEIGHT", "SUSPECT_RULE", "SUSPECTS_KEPT", "SampleTracker"]  # the constants: engine/events.py
 
 
 def _round(values: Tensor, digits: int = 5) -> list[float]:

@@ -34,9 +34,10 @@ __all__ = ["__version__", *_PUBLIC]
 if TYPE_CHECKING:
     from marginscope.engine.config import TrainConfig
     from marginscope.engine.data import load_dataset
-    from marginscope.engine.models import create_model, list_models
+    from marginscope.engine.models import create_model
     from marginscope.engine.remote import remote_run, train_remote
-    from marginscope.engine.selection import list_selectors, make_selector, minimal_margin_scores
+    from marginscope.engine.selection import make_selector, minimal_margin_scores
+    from marginscope.engine.vocabulary import list_models, list_selectors
     from marginscope.engine.loop import TrainResult, train
 
 

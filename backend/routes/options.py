@@ -1,6 +1,7 @@
 """GET /api/options: everything the launch form is generated from, and the pages' vocabulary.
 
-Datasets, models, selectors and regimes come from the engine's registries; `fields` is
+Datasets, models, selectors and regimes come from the engine's torch-free vocabulary
+(engine/vocabulary.py, engine/data/files.py, engine/regimes.py); `fields` is
 `marginscope.engine.config.field_specs()` (type, default, range, help of each TrainConfig field). Presets are
 ready-made groups of runs, e.g. the paper's core comparison "MMS vs uniform" on MNIST.
 `vocabulary` hands the pages the names defined once in marginscope.engine.events and the store (counters,
@@ -24,7 +25,10 @@ from marginscope.backend.schemas import (
 )
 from marginscope.backend.store import X_AXES, RunStatus
 from marginscope.engine.config import field_specs
+from marginscope.engine.data.files import list_datasets
 from marginscope.engine.events import COUNTER_KEYS, POPULATIONS, QUANTILE_KEYS
+from marginscope.engine.regimes import list_regimes
+from marginscope.engine.vocabulary import list_models, selector_help
 
 router = APIRouter(prefix="/api/options", tags=["options"])
 
@@ -64,11 +68,6 @@ def presets() -> list[Preset]:
 @router.get("", response_model=OptionsPublic)
 def read_options(settings: SettingsDep) -> OptionsPublic:
     """The launch form's datasets, models, selectors, regimes, fields and presets; the vocabulary."""
-    from marginscope.engine.data import list_datasets
-    from marginscope.engine.models import list_models
-    from marginscope.engine.regimes import list_regimes
-    from marginscope.engine.selection import selector_help
-
     return OptionsPublic(
         datasets=[DatasetOption(**d) for d in list_datasets(settings.data_dir)],
         models=list_models(),

@@ -32,7 +32,7 @@ from marginscope.backend.schemas import (
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
 from marginscope.engine.config import TrainConfig
-from marginscope.engine.data import IMAGEFOLDER_PREFIX
+from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 

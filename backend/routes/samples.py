@@ -34,7 +34,7 @@ from marginscope.backend.samples_view import (
 )
 from marginscope.backend.schemas import errors
 from marginscope.backend.store import MAX_INT32, Run
-from marginscope.engine.samples import SUSPECT_RULE, SUSPECTS_KEPT
+from marginscope.engine.events import SUSPECT_RULE, SUSPECTS_KEPT
 
 router = APIRouter(tags=["samples"])
 

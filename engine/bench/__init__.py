@@ -36,21 +36,42 @@ The package, by job: `arms` (what to run, the named suites), `machine` (where, a
 id); the engine itself never imports the backend.
 """
 
-from marginscope.engine.bench.arms import ALIASES, DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs, suite_settings
-from marginscope.engine.bench.machine import chunk_sweep, load_average, machine_info
-from marginscope.engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
-from marginscope.engine.bench.report import (
-    budget_markdown, draw, figure_html, noise_markdown, phases_markdown, results_markdown, summary_markdown,
-    table_markdown, write_outputs,
-)
-from marginscope.engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
-from marginscope.engine.bench.suite import TrackRun, run_suite
+from __future__ import annotations
 
-__all__ = [
-    "ALIASES", "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs", "suite_settings",
-    "TrackRun", "run_suite", "chunk_sweep", "machine_info", "load_average",
-    "MEASURES", "build_table", "first_reach", "mean_ci", "plateau", "ratio_ci",
-    "table_markdown", "summary_markdown", "budget_markdown", "phases_markdown", "noise_markdown",
-    "results_markdown", "figure_html", "write_outputs", "draw",
-    "run_micro", "micro_markdown", "micro_mms_vs_naive", "naive_mms",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module of this package that defines it. They load on first use, so the command
+# line can name the default arms (`arms`, torch-free) without loading torch.
+_PUBLIC = {
+    **dict.fromkeys(["ALIASES", "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs", "suite_settings"], "arms"),
+    **dict.fromkeys(["TrackRun", "run_suite"], "suite"),
+    **dict.fromkeys(["chunk_sweep", "machine_info", "load_average"], "machine"),
+    **dict.fromkeys(["MEASURES", "build_table", "first_reach", "mean_ci", "plateau", "ratio_ci"], "stats"),
+    **dict.fromkeys(["table_markdown", "summary_markdown", "budget_markdown", "phases_markdown", "noise_markdown",
+                     "results_markdown", "figure_html", "write_outputs", "draw"], "report"),
+    **dict.fromkeys(["run_micro", "micro_markdown", "micro_mms_vs_naive", "naive_mms"], "micro"),
+}
+
+__all__ = list(_PUBLIC)
+
+if TYPE_CHECKING:
+    from marginscope.engine.bench.arms import (
+        ALIASES, DEFAULT_ARMS, Arm, BenchSettings, steps_for_epochs, suite_settings,
+    )
+    from marginscope.engine.bench.machine import chunk_sweep, load_average, machine_info
+    from marginscope.engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
+    from marginscope.engine.bench.report import (
+        budget_markdown, draw, figure_html, noise_markdown, phases_markdown, results_markdown, summary_markdown,
+        table_markdown, write_outputs,
+    )
+    from marginscope.engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
+    from marginscope.engine.bench.suite import TrackRun, run_suite
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'marginscope.engine.bench' has no attribute {name!r}")
+    value = getattr(import_module(f"marginscope.engine.bench.{_PUBLIC[name]}"), name)
+    globals()[name] = value
+    return value

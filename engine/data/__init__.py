@@ -1,7 +1,9 @@
 """Datasets by name, held in memory, yielding (index, image, label).
 
 `splits` holds the containers and the batched, augmented gather; `sources` reads each named
-dataset's files into them. Everything public is re-exported here.
+dataset's files into them, through `files` (where they are) and `arrays` (the readers and the seeded
+splits in numpy, which the dashboard server uses without torch to show a run's samples). Everything
+public is re-exported here.
 
 Why in memory: every dataset MarginScope trains on offline is small (MNIST is 55 MB as uint8), and
 selective sampling draws a fresh random candidate pool of B indices every step. Gathering a
@@ -37,11 +39,40 @@ Padding is black (0 before normalisation), as in torchvision's ``RandomCrop(32, 
 Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file layouts.
 """
 
-from marginscope.engine.data.noise import MAX_LABEL_NOISE, flip_labels
-from marginscope.engine.data.sources import IMAGEFOLDER_PREFIX, DatasetUnavailable, list_datasets, load_dataset
-from marginscope.engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip
+from __future__ import annotations
 
-__all__ = [
-    "AUGMENTATIONS", "IMAGEFOLDER_PREFIX", "MAX_LABEL_NOISE", "DatasetBundle", "DatasetUnavailable",
-    "Split", "flip_labels", "list_datasets", "load_dataset", "random_crop_flip",
-]
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# public name -> the module that defines it. They load on first use: `files` (where the files are),
+# `arrays` (the readers and the seeded splits, in numpy) and the names import without torch, so the
+# dashboard server lists datasets and reads a run's samples without loading torch; the rest is torch's.
+_PUBLIC = {
+    "AUGMENTATIONS": "marginscope.engine.data.splits",
+    "DatasetBundle": "marginscope.engine.data.splits",
+    "DatasetUnavailable": "marginscope.engine.data.files",
+    "IMAGEFOLDER_PREFIX": "marginscope.engine.vocabulary",
+    "MAX_LABEL_NOISE": "marginscope.engine.data.noise",
+    "Split": "marginscope.engine.data.splits",
+    "flip_labels": "marginscope.engine.data.noise",
+    "list_datasets": "marginscope.engine.data.files",
+    "load_dataset": "marginscope.engine.data.sources",
+    "random_crop_flip": "marginscope.engine.data.splits",
+}
+
+__all__ = list(_PUBLIC)
+
+if TYPE_CHECKING:
+    from marginscope.engine.data.files import DatasetUnavailable, list_datasets
+    from marginscope.engine.data.noise import MAX_LABEL_NOISE, flip_labels
+    from marginscope.engine.data.sources import load_dataset
+    from marginscope.engine.data.splits import AUGMENTATIONS, DatasetBundle, Split, random_crop_flip
+    from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'marginscope.engine.data' has no attribute {name!r}")
+    value = getattr(import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from marginscope.engine.data.arrays import holdout_indices
+
 AUGMENTATIONS = ("none", "crop", "crop-flip")
 
 
@@ -175,17 +177,11 @@ def _channel_view(values: tuple[float, ...], like: Tensor) -> Tensor:
     return torch.tensor(values, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)
 
 
-def seeded_perm(n: int, seed: int) -> Tensor:
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-
-
 def holdout(images: Tensor, labels: Tensor, fraction: float, seed: int) -> tuple[Split, Split]:
-    """Seeded hold-out: (rest, held-out fraction); both keep the original order of samples."""
-    n = images.shape[0]
-    n_out = max(1, round(n * fraction)) if n > 1 else 0
-    perm = seeded_perm(n, seed)
-    out_idx, keep_idx = perm[:n_out].sort().values, perm[n_out:].sort().values
-    return (Split(images[keep_idx], labels[keep_idx]), Split(images[out_idx], labels[out_idx]))
+    """Seeded hold-out: (rest, held-out fraction); both keep the original order of samples (the
+    indices are arrays.py's, which the dashboard server uses too)."""
+    keep, out = (torch.from_numpy(i) for i in holdout_indices(images.shape[0], fraction, seed))
+    return Split(images[keep], labels[keep]), Split(images[out], labels[out])
 
 
 def channel_stats(images: Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -8,35 +8,19 @@ kept.
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from marginscope.engine.selection.scores import cross_entropy_scores, entropy_scores, score_logits
-from marginscope.engine.selection.selectors import (
-    Option, Selection, Selector, _at_least, _positive, _share, ranked, register_selector,
-)
+from marginscope.engine.selection.selectors import Selection, Selector, ranked, register_selector
 
 __all__ = ["EntropySelector", "HardNegativeSelector", "SelectiveBackpropSelector", "TopLossSelector"]
 
 
 @register_selector
-class HardNegativeSelector(Selector):
-    name = "hard-negative"
-    help = ("Hard negative mining: train on the b candidates with the largest cross-entropy loss "
-            "(uses the labels).")
-    options: ClassVar[dict[str, Option]] = {
-        "ramp_epochs": Option(
-            0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
-            "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
-        "ramp_rate": Option(
-            0.0, "The reference code's ramp instead: hard share = min(1, (whole epochs done + 1) x "
-            "ramp_rate), e.g. 0.1 (0 = off).", _share),
-        "balanced": Option(
-            False, "Take the hard share class-balanced, as the reference code does: classes in a "
-            "random order, round-robin, each giving its largest remaining loss."),
-    }
+class HardNegativeSelector(Selector, declared="hard-negative"):
 
     ramp_epochs: float
     ramp_rate: float
@@ -100,9 +84,7 @@ class HardNegativeSelector(Selector):
 
 
 @register_selector
-class EntropySelector(Selector):
-    name = "entropy"
-    help = "Train on the b candidates whose softmax has the largest entropy (most uncertain)."
+class EntropySelector(Selector, declared="entropy"):
 
     def _select(
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
@@ -114,17 +96,7 @@ class EntropySelector(Selector):
 
 
 @register_selector
-class TopLossSelector(Selector):
-    name = "top-loss"
-    help = ("Forward all B candidates, keep each with probability (percentile of its loss among "
-            "recent losses)^beta, train on the b kept ones with the largest losses (then the others "
-            "by loss): close to hard-negative. Not Selective-Backprop, which streams (see there).")
-    options: ClassVar[dict[str, Option]] = {
-        "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
-                         _at_least(1)),
-        "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier).",
-                       _positive),
-    }
+class TopLossSelector(Selector, declared="top-loss"):
 
     window: int
     beta: float
@@ -199,22 +171,7 @@ class _LossHistory:
 
 
 @register_selector
-class SelectiveBackpropSelector(Selector):
-    name = "selective-backprop"
-    help = ("Selective-Backprop (Jiang et al. 2019): stream samples through a forward pass, keep each "
-            "with probability (percentile of its loss among recent losses)^beta, back-propagate once "
-            "b are kept. Only the forwards it runs are counted.")
-    uses_candidates = False  # it draws what its keep rate needs, not a pool of B
-    options: ClassVar[dict[str, Option]] = {
-        "window": Option(1024, "Number of recent losses the percentile is taken over.", _at_least(1)),
-        "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier; the "
-                       "expected keep rate is 1/(beta+1)).", _positive),
-        "stream_chunk": Option(16, "Samples forwarded together while streaming (the last chunk may "
-                               "keep more than b: the extra kept ones are not trained).", _at_least(1)),
-        "slack": Option(1.0, "Draw this much more than b / (running keep rate), so a step rarely "
-                        "runs out before b are kept; the loop puts the samples it did not reach back "
-                        "into the data order (they come next).", _at_least(0.0)),
-    }
+class SelectiveBackpropSelector(Selector, declared="selective-backprop"):
     window: int
     beta: float
     stream_chunk: int

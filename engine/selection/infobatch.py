@@ -25,13 +25,13 @@ scoring. Runs here are counted in steps (N/b per epoch), so InfoBatch's saving s
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from marginscope.engine.selection.scores import cross_entropy_scores
-from marginscope.engine.selection.selectors import Option, Selection, Selector, _share, register_selector
+from marginscope.engine.selection.selectors import Selection, Selector, register_selector
 
 __all__ = ["InfoBatchSelector"]
 
@@ -39,18 +39,8 @@ UNSEEN_LOSS = 3.0  # the public code's starting score: above any learned loss, b
 
 
 @register_selector
-class InfoBatchSelector(Selector):
-    name = "infobatch"
-    help = ("InfoBatch (Qin et al. 2024): skip samples whose stored training loss is below the mean "
-            "with probability prune, up-weight the kept ones by 1/(1-prune), prune nothing in the "
-            "last steps (anneal). No scoring forward; the batch is b on average.")
-    uses_candidates = False  # it draws what its keep rate needs
+class InfoBatchSelector(Selector, declared="infobatch"):
     forwards_candidates = False  # pruning reads the memory, not the model
-    options: ClassVar[dict[str, Option]] = {
-        "prune": Option(0.5, "Probability of skipping a well-learned (below-mean loss) sample.", _share),
-        "anneal": Option(0.875, "Share of the run after which nothing is pruned (delta).",
-                         lambda v: None if 0.0 < v <= 1.0 else "must be in (0, 1]"),
-    }
     prune: float
     anneal: float
 

@@ -26,44 +26,21 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from marginscope.engine.selection.scores import minimal_margin_scores
-from marginscope.engine.selection.selectors import (
-    Option, Selection, Selector, _at_least, _positive, _share, head_weight, register_selector,
-)
+from marginscope.engine.selection.selectors import Selection, Selector, head_weight, register_selector
 
 __all__ = ["ScoreMemorySelector"]
 
 
 @register_selector
-class ScoreMemorySelector(Selector):
-    name = "mms-memory"
-    help = ("Cheap MMS: rank a random pool of B by a per-sample score memory (unseen last), updated "
-            "for free from every training forward and refreshed over the whole training set about "
-            "once per epoch; a share of the batch is drawn uniformly. No candidate forward.")
+class ScoreMemorySelector(Selector, declared="mms-memory"):
     forwards_candidates = False  # the pool is ranked from memory, not forwarded
     threshold_is_mms = True  # the threshold is the largest stored MMS admitted by rank
-    options: ClassVar[dict[str, Option]] = {
-        "mix": Option(0.25, "Share of the batch drawn uniformly at random from the rest of the pool.",
-                      _share),
-        "refresh_epochs": Option(1.0, "Re-score the whole training set once every this many epochs "
-                                 "(rolling, in blocks).", _positive),
-        "block": Option(1024, "Samples re-scored together in one refresh (forwarded in chunks).",
-                        _at_least(1)),
-        "priority": Option(0.0, "Share of each refresh block taken from the lowest stored scores (the "
-                           "samples about to be selected, re-scored more often) instead of the rolling "
-                           "cursor; the whole split is then covered every refresh_epochs / (1 - "
-                           "priority) epochs.", _share),
-        "low_precision": Option(False, "Refresh forwards under bfloat16 autocast (a cheaper scoring "
-                                "forward where the device has fast bfloat16; the scores stay float32)."),
-        "unseen": Option("last", "Where never-scored samples rank: last (rank by the scores known so "
-                         "far; the unseen fill in) or first (explore them before any scored one).",
-                         lambda v: None if v in ("first", "last") else "must be first or last"),
-    }
     mix: float
     refresh_epochs: float
     block: int

@@ -12,8 +12,13 @@ Selectors here:
 - mms-runner-up: the reference code's score (runner-up class, bias folded into the weight norm);
   mms-runner-up-nobias: the same margin with the weight rows only (this project's former variant).
 The baselines they are compared with (hard-negative, entropy, top-loss, selective-backprop) are in
-baselines.py, InfoBatch in infobatch.py; the cheap score-memory mode (mms-memory) in memory.py. A new selector subclasses
-`Selector`, declares what the loop needs to know (see its docstring) and registers itself.
+baselines.py, InfoBatch in infobatch.py; the cheap score-memory mode (mms-memory) in memory.py.
+
+What a config needs to know about a selector (name, help, whether it draws a pool of B, its options)
+is declared in engine/vocabulary.py, without torch, so the dashboard server can validate a launch
+without loading this module; a class here names its declaration (`declared="mms"`). A selector from
+outside the engine subclasses `Selector`, sets `name`, `help` and `options` itself, declares what the
+loop needs to know (see its docstring) and registers itself.
 
 Everything random draws from the selector's own seeded CPU generator, saved in `state_dict`, so
 a resumed run makes the same choices as an uninterrupted one.
@@ -21,7 +26,6 @@ a resumed run makes the same choices as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -30,6 +34,14 @@ import torch
 from torch import Tensor, nn
 
 from marginscope.engine.selection.scores import minimal_margin_scores, score_logits
+from marginscope.engine.vocabulary import (
+    SELECTORS,
+    Option,
+    SelectorDeclaration,
+    list_selectors,
+    selector_declaration,
+    selector_help,
+)
 
 __all__ = [
     "Option",
@@ -41,6 +53,7 @@ __all__ = [
     "list_selectors",
     "make_selector",
     "register_selector",
+    "registered_declarations",
     "selector_help",
 ]
 
@@ -59,27 +72,6 @@ class Selection:
     # samples the selector actually forwarded to choose (None = all B if `forwards_candidates`);
     # Selective-Backprop stops forwarding once it has kept b
     forwarded: int | None = None
-
-
-@dataclass(frozen=True)
-class Option:
-    """One selector option: default, help text, and a check returning an error message or None."""
-
-    default: Any
-    help: str
-    check: Callable[[Any], str | None] | None = None
-
-
-def _at_least(low: float) -> Callable[[Any], str | None]:
-    return lambda v: None if v >= low else f"must be >= {low}"
-
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _share(v: Any) -> str | None:
-    return None if 0.0 <= v < 1.0 else "must be in [0, 1)"
 
 
 def head_layer(model: nn.Module) -> nn.Linear:
@@ -112,7 +104,7 @@ def head_bias(model: nn.Module) -> Tensor:
     return head.bias if head.bias is not None else head.weight.new_zeros(head.weight.shape[0])
 
 
-# --- registry
+# --- registry (the names and help: engine/vocabulary.py's `list_selectors` and `selector_help`)
 
 _SELECTORS: dict[str, type[Selector]] = {}
 
@@ -125,37 +117,26 @@ def register_selector(cls: type[Selector]) -> type[Selector]:
     return cls
 
 
-def list_selectors() -> list[str]:
-    """Registered selector names, in registration order (uniform first)."""
-    return list(_SELECTORS)
+def registered_declarations() -> dict[str, SelectorDeclaration]:
+    """The declaration of every registered class, in registration order: the vocabulary's for the
+    engine's own (tests/engine/test_vocabulary.py), and those of selectors from outside the engine."""
+    return {name: cls.declaration() for name, cls in _SELECTORS.items()}
 
 
 def make_selector(name: str, **options: Any) -> Selector:
     """Build a selector by name; an unknown name or option raises ValueError naming the choices."""
     if name not in _SELECTORS:
-        raise ValueError(f"unknown selector {name!r}; choose one of {', '.join(_SELECTORS)}")
+        selector_declaration(name)  # raises, naming the choices
     return _SELECTORS[name](**options)
-
-
-def selector_help() -> list[dict[str, Any]]:
-    """[{name, help, uses_candidates, options: {opt: {default, help}}}] for the API and the pages
-    (a selector that uses no candidate pool trains on b drawn samples: B does not apply)."""
-    return [
-        {
-            "name": cls.name,
-            "help": cls.help,
-            "uses_candidates": cls.uses_candidates,
-            "options": {k: {"default": o.default, "help": o.help} for k, o in cls.all_options().items()},
-        }
-        for cls in _SELECTORS.values()
-    ]
 
 
 # --- base class
 
 
 class Selector:
-    """Base class. Subclasses set `name`, `help`, `options` and implement `_select`.
+    """Base class. A subclass names its declaration (`declared="<name>"`, engine/vocabulary.py) or,
+    from outside the engine, sets `name`, `help`, `options` (and `uses_candidates`) itself; it
+    implements `_select`.
 
     Everything the training loop (engine/loop.py) needs to know about a selector is declared
     here; the loop never looks at a selector's name. The defaults describe a selector that scores
@@ -186,37 +167,34 @@ class Selector:
     forwards_candidates: ClassVar[bool] = True
     batchnorm_from_pool: ClassVar[bool] = True
     threshold_is_mms: ClassVar[bool] = False
-    options: ClassVar[dict[str, Option]] = {}
-    common_options: ClassVar[dict[str, Option]] = {
-        "chunk": Option(128, "Score candidates in chunks of this size (0 = one batch).", _at_least(0)),
-        "seed": Option(0, "Seed of the selector's own random generator.", _at_least(0)),
-    }
+    options: ClassVar[dict[str, Option]] = {}  # besides the vocabulary's COMMON_OPTIONS (chunk, seed)
     chunk: int  # option values are set as attributes by __init__
     seed: int
 
+    def __init_subclass__(cls, declared: str | None = None, **kwargs: Any) -> None:
+        """`class MMSSelector(Selector, declared="mms")`: name, help, pool and options are the
+        vocabulary's declaration of that name (engine/vocabulary.py), written nowhere else."""
+        super().__init_subclass__(**kwargs)
+        if declared is not None:
+            written = sorted({"name", "help", "uses_candidates", "options"} & set(vars(cls)))
+            if written:
+                raise TypeError(f"{cls.__name__} is declared={declared!r}: its {', '.join(written)} "
+                                "are engine/vocabulary.py's, not the class's")
+            d = SELECTORS[declared]
+            cls.name, cls.help, cls.uses_candidates, cls.options = d.name, d.help, d.uses_candidates, d.options
+
     @classmethod
-    def all_options(cls) -> dict[str, Option]:
-        return {**cls.common_options, **cls.options}
+    def declaration(cls) -> SelectorDeclaration:
+        return SelectorDeclaration(cls.name, cls.help, cls.uses_candidates, cls.options)
 
     def __init__(self, **options: Any) -> None:
-        known = self.all_options()
-        unknown = sorted(set(options) - set(known))
-        if unknown:
-            raise ValueError(
-                f"unknown option {', '.join(map(repr, unknown))} for selector {self.name!r}; "
-                f"options: {', '.join(known)}"
-            )
-        for key, spec in known.items():
-            value = options.get(key, spec.default)
-            value = _coerce(self.name, key, value, spec.default)
-            if spec.check is not None and (msg := spec.check(value)) is not None:
-                raise ValueError(f"option {key!r} of selector {self.name!r} {msg}, got {value!r}")
+        for key, value in self.declaration().resolve(options).items():
             setattr(self, key, value)
         self.generator = torch.Generator().manual_seed(int(self.seed))
         self.num_train = self.steps_per_epoch = self.total_steps = 0  # set by `begin`
 
     def __repr__(self) -> str:
-        opts = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.all_options())
+        opts = ", ".join(f"{k}={getattr(self, k)!r}" for k in self.declaration().all_options())
         return f"{type(self).__name__}({opts})"
 
     # The loop calls this once per step with a candidate batch of B samples.
@@ -275,30 +253,6 @@ class Selector:
         return torch.rand(n, generator=self.generator).to(device)
 
 
-def _coerce(selector: str, key: str, value: Any, default: Any) -> Any:
-    """Give an option the type of its default (JSON sends 0 for 0.0); reject what does not fit."""
-    kind = type(default)
-    try:
-        if kind is float and isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = float(value)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        if kind is bool and isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if kind is int and isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, kind) and not isinstance(value, bool):
-            return value
-    except ValueError:
-        pass
-    raise ValueError(
-        f"option {key!r} of selector {selector!r} must be a finite {kind.__name__}, got {value!r}"
-    )
-
-
 def ranked(scores: Tensor, k: int, *, largest: bool) -> tuple[Tensor, float | None]:
     """Positions of the k smallest (or largest) scores, best first, and the last score admitted
     (the selection threshold; None when k = 0)."""
@@ -312,10 +266,7 @@ def ranked(scores: Tensor, k: int, *, largest: bool) -> tuple[Tensor, float | No
 
 
 @register_selector
-class UniformSelector(Selector):
-    name = "uniform"
-    help = "Standard training: the batch is b samples drawn uniformly (no candidate pool, no scoring)."
-    uses_candidates = False
+class UniformSelector(Selector, declared="uniform"):
     forwards_candidates = False
 
     def _select(
@@ -326,18 +277,7 @@ class UniformSelector(Selector):
 
 
 @register_selector
-class MMSSelector(Selector):
-    name = "mms"
-    help = ("Minimal margin score (Weinstein et al. 2019): train on the b candidates closest to a "
-            "decision boundary of the final linear layer. Exact minimum over classes.")
-    options: ClassVar[dict[str, Option]] = {
-        "mix": Option(0.0, "Share of the batch drawn uniformly at random from the other candidates.",
-                      _share),
-        "warmup_epochs": Option(0.0, "Select uniformly (no scoring) before this epoch.", _at_least(0.0)),
-        "late_candidates": Option(0, "Candidates scored per step late in the run (0 = B throughout): "
-                                  "fewer fresh forwards once most samples are easy.", _at_least(0)),
-        "late_after": Option(0.5, "Share of the run after which late_candidates applies.", _share),
-    }
+class MMSSelector(Selector, declared="mms"):
     threshold_is_mms = True
     runner_up_only: ClassVar[bool] = False
     fold_bias: ClassVar[bool] = False  # the reference code's norm over [w; b] (see scores.py)
@@ -373,18 +313,11 @@ class MMSSelector(Selector):
 
 
 @register_selector
-class MMSRunnerUpSelector(MMSSelector):
-    name = "mms-runner-up"
-    help = ("MMS as in the paper's reference code: margin to the runner-up class only (second-largest "
-            "logit), the norm taken over the head's rows with the bias folded in, ||[w_i; b_i] - "
-            "[w_j; b_j]|| (the reference appends a constant 1 to the features).")
+class MMSRunnerUpSelector(MMSSelector, declared="mms-runner-up"):
     runner_up_only = True
     fold_bias = True
 
 
 @register_selector
-class MMSRunnerUpNoBiasSelector(MMSSelector):
-    name = "mms-runner-up-nobias"
-    help = ("Margin to the runner-up class only, over the weight rows alone ||w_i - w_j||: the "
-            "Euclidean distance to that one boundary (not the reference code's score).")
+class MMSRunnerUpNoBiasSelector(MMSSelector, declared="mms-runner-up-nobias"):
     runner_up_only = True
