@@ -15,21 +15,17 @@ from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING, Any
 
-from marginscope.engine import LAZY_NAMES
-
 try:
     __version__ = version("marginscope")
 except PackageNotFoundError:  # a source tree that was never installed
     __version__ = "0+unknown"
 
-# public name -> the module that defines it: the engine's names and the remote client's
-_PUBLIC = {
-    **LAZY_NAMES,
-    "remote_run": "marginscope.engine.remote",
-    "train_remote": "marginscope.engine.remote",
-}
-
-__all__ = ["__version__", *_PUBLIC]
+# the engine's public names (marginscope.engine.LAZY_NAMES) and the remote client's; the engine
+# package is imported only when one of them is asked for, so the store and the server, which live
+# in this package, load nothing of the engine they do not use
+_REMOTE = ("remote_run", "train_remote")
+__all__ = ["__version__", "TrainConfig", "TrainResult", "create_model", "list_models", "list_selectors",
+           "load_dataset", "make_selector", "minimal_margin_scores", "train", *_REMOTE]
 
 if TYPE_CHECKING:
     from marginscope.engine.config import TrainConfig
@@ -42,8 +38,11 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
+    if name in _REMOTE:
+        value = getattr(import_module("marginscope.engine.remote"), name)
+    elif name in __all__:
+        value = getattr(import_module("marginscope.engine"), name)
+    else:
         raise AttributeError(f"module 'marginscope' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value

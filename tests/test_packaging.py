@@ -68,3 +68,10 @@ def test_torch_and_torchvision_are_ranges_and_constraints_pin_them() -> None:
         assert pins[name] in SpecifierSet(deps[name][len(name):]), (name, pins[name], deps[name])
     extras = PYPROJECT["project"]["optional-dependencies"]
     assert {"dask", "postgres", "parquet"} <= set(extras)
+
+
+def test_the_package_offers_every_public_name_of_the_engine() -> None:
+    import marginscope
+    from marginscope.engine import LAZY_NAMES
+
+    assert set(LAZY_NAMES) <= set(marginscope.__all__)
