@@ -298,8 +298,9 @@ def bench(
     chunk: Optional[int] = typer.Option(None, min=0, help="Candidate chunk size (default: measured)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps (default: auto)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: data)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
-                                          "1 is far more robust on a machine shared with other work."),
+    threads: Optional[int] = typer.Option(None, min=0, help="Torch CPU threads (default: 1, which makes "
+                                          "CPU time a second clock and is far more robust on a machine "
+                                          "shared with other work; 0: all cores)."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the suite stopped in --out "
                                 "(its finished runs are kept in results.partial.json); give the same "
@@ -329,9 +330,13 @@ def bench(
         return
     if redraw:
         try:
-            stored = json.loads((out / "results.json").read_text())
+            from marginscope.engine.bench.results import read_results
+            from marginscope.engine.bench.stats import build_table
+
+            stored = read_results(out / "results.json")  # any format: the tables rebuilt from the runs
         except (OSError, ValueError) as exc:
             fail(f"--redraw needs a suite's results.json in {out}: {exc}")
+        stored["table"] = build_table(stored)
         draw(stored, out)
         typer.echo(f"wrote {out}/results.md, curves.html, plotly.min.js")
         return
@@ -342,6 +347,8 @@ def bench(
                  seeds=tuple(int(s) for s in seeds.split(",")) if seeds else None,
                  arms=tuple(a.strip() for a in selectors.split(",") if a.strip()) if selectors else None)
     given = {k: v for k, v in given.items() if v is not None}
+    if threads == 0:  # all cores: torch's default thread pool
+        given["threads"] = None
     try:
         settings = (suite_settings(suite, **given) if suite else
                     BenchSettings.quick_settings(**given) if quick else BenchSettings(**given))
