@@ -149,6 +149,7 @@ class BenchSettings:
     discard_cpu_share: float = 0.9  # threads = 1: a run with CPU / wall below this is run again
     discard_load: float | None = None  # ... or ending with a 1-min load average above this (None: cores + 1)
     max_reruns: int = 2  # runs again at most this often, then kept and flagged
+    min_judged_wall: float = 5.0  # shorter runs are not judged: their CPU / wall is mostly start-up
 
     def __post_init__(self) -> None:
         from marginscope.engine.bench.stats import ENDPOINTS

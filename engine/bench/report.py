@@ -190,7 +190,8 @@ def _v2_setting_lines(results: dict[str, Any]) -> list[str]:
         f"- Load rule (torch threads: {s.get('threads') or 'all cores'}): with one thread, a run with CPU time / "
         f"wall-clock below {s.get('discard_cpu_share', 0.9):.2f} or a 1-min load average above "
         f"{'cores + 1' if level is None else f'{level:g}'} at its end is discarded and run again, at most "
-        f"{s.get('max_reruns', 2)} times; the sample tracker is off",
+        f"{s.get('max_reruns', 2)} times (runs under {s.get('min_judged_wall', 5.0):g} s are not judged); "
+        "the sample tracker is off",
     ]
 
 

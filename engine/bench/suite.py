@@ -11,7 +11,9 @@ run's CPU time / wall-clock is the share of a core the training process got; a r
 ``discard_cpu_share`` (0.9), or that ends with a 1-minute load average above ``discard_load``
 (default: the machine's cores + 1), is discarded by the code, recorded under ``discarded`` with the
 reason, and run again, at most ``max_reruns`` times; a run still failing the rule then is kept and
-flagged (``load_flag``), never silently. With more threads the ratio says nothing (idle OpenMP
+flagged (``load_flag``), never silently. A run shorter than ``min_judged_wall`` (5 s) is not judged:
+its ratio is mostly start-up and timer noise (the named suites' shortest run, uniform at 25% of
+the short suite, trains for several times that). With more threads the ratio says nothing (idle OpenMP
 threads spin and count as CPU time), so no run is judged. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
 benchmark runs in its store without the engine knowing there is one.
 """
@@ -119,7 +121,7 @@ def _resumed(settings: BenchSettings, out: Path | None) -> dict[str, Any]:
 def load_verdict(settings: BenchSettings, *, cpu_time: float | None, wall_time: float | None,
                  load_after: Sequence[float] | None, cores: int | None = None) -> str | None:
     """Why the load rule discards a run (see the module docstring), or None to keep it."""
-    if settings.protocol < 2 or settings.threads != 1:
+    if settings.protocol < 2 or settings.threads != 1 or (wall_time or 0.0) < settings.min_judged_wall:
         return None
     if cpu_time is not None and wall_time and cpu_time / wall_time < settings.discard_cpu_share:
         return (f"CPU time / wall-clock {cpu_time / wall_time:.2f}, below {settings.discard_cpu_share:.2f}: "
