@@ -297,12 +297,17 @@ def figure_html(results: dict[str, Any]) -> str:
 
 
 def write_outputs(results: dict[str, Any], out: Path, command: str | None = None) -> None:
-    """results.json (format 2: evaluations by column, engine/bench/results.py), then `draw`."""
-    from marginscope.engine.bench.results import write_results
+    """results.json (format 2: evaluations by column, engine/bench/results.py), then `draw` from
+    what the file holds (its clocks to the microsecond, the tables rebuilt from them), so that
+    ``--redraw`` of the file draws the same results.md and curves.html."""
+    from marginscope.engine.bench.results import from_any_format, to_format2, write_results
+    from marginscope.engine.bench.stats import build_table
 
     out.mkdir(parents=True, exist_ok=True)
     write_results(results, out / "results.json")
-    draw(results, out, command)
+    stored = from_any_format(to_format2(results))
+    stored["table"] = build_table(stored)
+    draw(stored, out, command)
 
 
 def draw(results: dict[str, Any], out: Path, command: str | None = None) -> None:
