@@ -12,8 +12,8 @@ Format 2 (``"format": 2`` at the top of the file):
 - ``epoch`` is not stored: it is ``step / steps_per_epoch`` of the run, a function of ``step``;
 - the ``table`` is not stored: every table is rebuilt from the raw runs when the file is read
   (`read_results`), so a stored table could only drift from them;
-- the clock columns (`TIME_FIELDS`, seconds) are written to the microsecond (`TIME_DECIMALS`).
-  Every other number (counters, accuracies, losses, the run summaries) is written exactly.
+- the clock columns (`TIME_FIELDS`, seconds) are written to the microsecond (`TIME_DECIMALS`), and
+  so are the same clocks in each run's summary (its totals). Every other number (counters, accuracies, losses, the run summaries) is written exactly.
   A clock read to a microsecond is far finer than anything the tables resolve (a tenth of a second,
   two digits of a ratio) and than the run-to-run noise of a timing (milliseconds at the least);
   tests/engine/test_protocol_v2.py renders every table of every stored suite from the rounded
@@ -73,7 +73,20 @@ def to_rows(columns: dict[str, list] | list[dict[str, Any]]) -> list[dict[str, A
 def to_format2(results: dict[str, Any], time_decimals: int | None = TIME_DECIMALS) -> dict[str, Any]:
     """The on-disk form of `results` (any format): columns, no stored table, a format key."""
     out = {"format": FORMAT, **{k: v for k, v in results.items() if k not in ("table", "format")}}
-    out["runs"] = [{**r, "evaluations": to_columns(r["evaluations"], time_decimals)} for r in results["runs"]]
+    out["runs"] = [{**r, "summary": _round_clocks(r.get("summary"), time_decimals),
+                    "evaluations": to_columns(r["evaluations"], time_decimals)} for r in results["runs"]]
+    return out
+
+
+def _round_clocks(summary: Any, time_decimals: int | None) -> Any:
+    """A run summary with its clocks (totals and phase totals) to the same microsecond as the
+    columns: the last validation's time and the run's total then stay equal, as the loop wrote them
+    (an equal-budget table compares one with the other)."""
+    if not isinstance(summary, dict) or time_decimals is None:
+        return summary
+    out = {k: (round(v, time_decimals) if k in TIME_FIELDS and isinstance(v, float) else v) for k, v in summary.items()}
+    if isinstance(summary.get("phase_times"), dict):
+        out["phase_times"] = _round_clocks(summary["phase_times"], time_decimals)
     return out
 
 

@@ -45,7 +45,7 @@ def test_a_censored_seed_is_a_bound_never_dropped() -> None:
     run = {"evaluations": evals([0.5, 0.6, 0.7]), "summary": {"steps": 30, "wall_time": 3.5}}
     assert time_to(run, 0.95, "step") == (30, True)  # at least its whole run
     assert time_to(run, 0.95, "wall_time") == (3.5, True)  # the summary's total, not the last validation's
-    assert time_to(run, 0.55, "step") == (20, False)
+    assert time_to(run, 0.45, "step") == (10, False)  # the first of 3 in a row
     assert censored_ratio((20, False), (10, False)) == (2.0, EXACT)
     assert censored_ratio((30, True), (10, False)) == (3.0, LOWER)  # the arm never got there: >= 3x
     assert censored_ratio((20, False), (40, True)) == (0.5, UPPER)  # uniform never did: <= 0.5x
