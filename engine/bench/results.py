@@ -101,13 +101,29 @@ def from_any_format(data: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+INLINE_CHARS, INLINE_LIST = 1200, 10  # a part this small, with no list longer than this, is one line
+
+
+def _small(obj: Any) -> bool:
+    def short_lists(o: Any) -> bool:
+        if isinstance(o, dict):
+            return all(short_lists(v) for v in o.values())
+        if isinstance(o, (list, tuple)):
+            return len(o) <= INLINE_LIST and all(short_lists(v) for v in o)
+        return True
+    return short_lists(obj) and len(json.dumps(obj, default=str)) <= INLINE_CHARS
+
+
 def dumps(obj: Any, indent: int = 1, _level: int = 0) -> str:
-    """JSON with objects indented and every list of plain values on one line: a column is one
-    line of the file, so the file reads (and diffs) by field without the size of one value per line."""
+    """JSON with objects indented, every list of plain values on one line (a column is one line
+    of the file, so it reads and diffs by field) and every small part (a run's summary, the machine)
+    on one line too: the file keeps its shape without the size of one value per line."""
     pad, inner = " " * (indent * _level), " " * (indent * (_level + 1))
     if isinstance(obj, dict):
         if not obj:
             return "{}"
+        if _level > 0 and _small(obj):
+            return json.dumps(obj, separators=(", ", ": "), default=str)
         items = [f"{inner}{json.dumps(str(k))}: {dumps(v, indent, _level + 1)}" for k, v in obj.items()]
         return "{\n" + ",\n".join(items) + "\n" + pad + "}"
     if isinstance(obj, (list, tuple)):

@@ -223,8 +223,7 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
                                                      if config.label_noise else None),
                           "summary": result.summary, "evaluations": result.evaluations}
                 if settings.protocol >= 2:
-                    record.update(frontier=arm.length, reruns=reruns, cpu_per_wall=(
-                        result.cpu_time / result.wall_time if result.wall_time else None), load_flag=why)
+                    record.update(frontier=arm.length, reruns=reruns, load_flag=why)
                 runs.append(record)
                 save_partial()
     runs.sort(key=lambda r: (settings.seeds.index(r["seed"]), r["position"]))  # resumed runs in their places

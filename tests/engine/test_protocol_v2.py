@@ -234,7 +234,8 @@ def test_columns_round_trip_and_the_format_key() -> None:
         to_rows({"step": [1, 2], "accuracy": [0.5]})
     with pytest.raises(ValueError, match="newer than this reader"):
         from_any_format({"format": 9, "runs": []})
-    assert dumps({"a": [1, 2.5, None], "b": {"c": "x"}}) == '{\n "a": [1,2.5,null],\n "b": {\n  "c": "x"\n }\n}'
+    assert dumps({"a": [1, 2.5, None], "b": {"c": "x"}}) == '{\n "a": [1,2.5,null],\n "b": {"c": "x"}\n}'
+    assert dumps({"b": {"c": list(range(11))}}) == '{\n "b": {\n  "c": [0,1,2,3,4,5,6,7,8,9,10]\n }\n}'
 
 
 def _every_table(results: dict) -> dict[str, str]:
