@@ -315,3 +315,24 @@ def test_a_tiny_v2_suite_writes_columns_and_the_v2_tables(tmp_path: Path) -> Non
     assert redrawn.exit_code == 0, redrawn.output
     assert (tmp_path / "tiny" / "results.md").read_text() == md
     assert read_results(tmp_path / "tiny" / "results.json")["runs"][0]["evaluations"][0]["step"] == 5
+
+
+def test_the_written_protocol_states_the_code_s_constants() -> None:
+    """docs/benchmarks.md's "Protocol v2" says what the code does: the load rule's threshold and
+    level, the sustained streak, the frontier shares, each suite's primary endpoint and seeds."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from doc_sections import section
+
+    text = section((RESULTS.parent / "benchmarks.md").read_text(), "## Protocol v2")
+    s = BenchSettings()
+    assert f"below {s.discard_cpu_share:.2f}" in text and "cores + 1" in text and s.discard_load is None
+    assert "at most twice" in text and s.max_reruns == 2 and f"shorter than {s.min_judged_wall:g} s" in text
+    assert f"first of {s.sustain} validations in a row" in text
+    short = suite_settings("short")
+    assert all(f"`uniform@{f:.0%}`" in text for f in short.frontier)
+    assert f"Short and long:\n  `{short.primary}`" in text and suite_settings("long").primary == short.primary
+    assert f"Noise: `{suite_settings('noise').primary}`" in text
+    assert "At least 5 seeds in every suite" in text
+    assert "**Every table below is protocol v1**" in (RESULTS.parent / "benchmarks.md").read_text()
