@@ -312,6 +312,10 @@ def bench(
                                         "noise); other options override its settings."),
     label_noise: Optional[float] = typer.Option(None, "--label-noise", help="Share of training labels "
                                                 "flipped for every arm (default: 0)."),
+    frontier: Optional[str] = typer.Option(None, "--frontier", help="Comma-separated shares of the run "
+                                           "at which uniform also trains, its schedule scaled to each "
+                                           "length: uniform's frontier (short and long suites: "
+                                           "0.25,0.5,0.75; 'none' for none)."),
     docs: bool = typer.Option(False, "--docs", help="Train nothing: rewrite the generated tables of "
                               "docs/benchmarks.md and README.md from docs/benchmarks/*/results.json."),
 ) -> None:
@@ -349,6 +353,12 @@ def bench(
     given = {k: v for k, v in given.items() if v is not None}
     if threads == 0:  # all cores: torch's default thread pool
         given["threads"] = None
+    if frontier is not None:
+        try:
+            given["frontier"] = () if frontier.strip().lower() == "none" else tuple(
+                float(f) for f in frontier.split(",") if f.strip())
+        except ValueError:
+            fail(f"--frontier takes shares of the run, e.g. 0.25,0.5,0.75; got {frontier!r}")
     try:
         settings = (suite_settings(suite, **given) if suite else
                     BenchSettings.quick_settings(**given) if quick else BenchSettings(**given))

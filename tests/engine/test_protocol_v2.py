@@ -336,3 +336,18 @@ def test_the_written_protocol_states_the_code_s_constants() -> None:
     assert f"Noise: `{suite_settings('noise').primary}`" in text
     assert "At least 5 seeds in every suite" in text
     assert "**Every table below is protocol v1**" in (RESULTS.parent / "benchmarks.md").read_text()
+
+
+def test_cli_frontier_option_is_checked_before_training(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from marginscope.engine.cli import app
+
+    bad = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--frontier", "a,b", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "--frontier" in bad.output
+    outside = CliRunner().invoke(app, ["bench", "--dataset", "digits", "--frontier", "1.5", "--out", str(tmp_path)])
+    assert outside.exit_code == 2 and "strictly between 0 and 1" in outside.output
+    # a frontier-gap primary needs a frontier: the short suite without one is refused
+    none = CliRunner().invoke(app, ["bench", "--suite", "short", "--frontier", "none", "--out", str(tmp_path)])
+    assert none.exit_code == 2 and "needs a frontier" in none.output
+    assert not any(tmp_path.iterdir())
