@@ -305,9 +305,40 @@ def t_test_p(values: Sequence[float]) -> float | None:
     mean, sd = statistics.fmean(values), statistics.stdev(values)
     if sd == 0:
         return 1.0 if mean == 0 else 0.0
-    from scipy import stats as sstats
+    return student_t_two_sided(mean / (sd / math.sqrt(n)), n - 1)
 
-    return float(2 * sstats.t.sf(abs(mean / (sd / math.sqrt(n))), n - 1))
+
+def student_t_two_sided(t: float, df: int) -> float:
+    """P(|T| >= |t|) for Student's t with `df` degrees of freedom: the regularized incomplete beta
+    I_x(df/2, 1/2) at x = df / (df + t^2). Pure Python (no scipy in the engine's dependencies);
+    tests/engine/test_protocol_v2.py checks it against scipy and a closed form."""
+    x = df / (df + t * t)
+    return min(1.0, max(0.0, _betainc(df / 2, 0.5, x)))
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularized incomplete beta function I_x(a, b), by its continued fraction (Lentz)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
+    if x > (a + 1) / (a + b + 2):  # the fraction converges fast on this side only: use the symmetry
+        return 1.0 - _betainc(b, a, 1.0 - x)
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    f = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            f *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return front * f / a
 
 
 def holm(pvalues: dict[str, float | None]) -> dict[str, float | None]:

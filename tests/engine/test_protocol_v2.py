@@ -104,6 +104,13 @@ def test_paired_t_test_p_value() -> None:
     t = 2 * math.sqrt(3)
     assert t_test_p([1.0, 2.0, 3.0]) == pytest.approx(2 * (0.5 - t / (2 * math.sqrt(2 + t * t))), rel=1e-9)
     assert t_test_p([1.0]) is None and t_test_p([0.0, 0.0]) == 1.0 and t_test_p([1.0, 1.0]) == 0.0
+    from scipy import stats as sstats  # a test dependency only: the engine computes it itself
+
+    from marginscope.engine.bench.stats import student_t_two_sided
+
+    for df in (1, 2, 4, 9, 30, 200):
+        for t in (0.0, 0.3, 1.0, 2.0, 2.776, 5.0, 40.0):
+            assert student_t_two_sided(t, df) == pytest.approx(2 * sstats.t.sf(t, df), rel=1e-9, abs=1e-300)
 
 
 # --- the frontier --------------------------------------------------------------------------------
