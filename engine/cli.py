@@ -303,8 +303,9 @@ def bench(
     chunk: Optional[int] = typer.Option(None, min=0, help="Candidate chunk size (default: measured)."),
     device: Optional[str] = typer.Option(None, help="auto, cpu, cuda or mps (default: auto)."),
     data_dir: Optional[str] = typer.Option(None, help="Data folder (default: data)."),
-    threads: Optional[int] = typer.Option(None, min=1, help="Torch CPU threads (default: all cores); "
-                                          "1 is far more robust on a machine shared with other work."),
+    threads: Optional[int] = typer.Option(None, min=0, help="Torch CPU threads (default: 1, which makes "
+                                          "CPU time a second clock and is far more robust on a machine "
+                                          "shared with other work; 0: all cores)."),
     bench_id: Optional[str] = typer.Option(None, "--id", help="Benchmark id (default: bench-<time>)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the suite stopped in --out "
                                 "(its finished runs are kept in results.partial.json); give the same "
@@ -316,6 +317,10 @@ def bench(
                                         "noise); other options override its settings."),
     label_noise: Optional[float] = typer.Option(None, "--label-noise", help="Share of training labels "
                                                 "flipped for every arm (default: 0)."),
+    frontier: Optional[str] = typer.Option(None, "--frontier", help="Comma-separated shares of the run "
+                                           "at which uniform also trains, its schedule scaled to each "
+                                           "length: uniform's frontier (short and long suites: "
+                                           "0.25,0.5,0.75; 'none' for none)."),
     docs: bool = typer.Option(False, "--docs", help="Train nothing: rewrite the generated tables of "
                               "docs/benchmarks.md and README.md from docs/benchmarks/*/results.json."),
 ) -> None:
@@ -334,9 +339,13 @@ def bench(
         return
     if redraw:
         try:
-            stored = json.loads((out / "results.json").read_text())
+            from marginscope.engine.bench.results import read_results
+            from marginscope.engine.bench.stats import build_table
+
+            stored = read_results(out / "results.json")  # any format: the tables rebuilt from the runs
         except (OSError, ValueError) as exc:
             fail(f"--redraw needs a suite's results.json in {out}: {exc}")
+        stored["table"] = build_table(stored)
         draw(stored, out)
         typer.echo(f"wrote {out}/results.md, curves.html, plotly.min.js")
         return
@@ -347,6 +356,14 @@ def bench(
                  seeds=tuple(int(s) for s in seeds.split(",")) if seeds else None,
                  arms=tuple(a.strip() for a in selectors.split(",") if a.strip()) if selectors else None)
     given = {k: v for k, v in given.items() if v is not None}
+    if threads == 0:  # all cores: torch's default thread pool
+        given["threads"] = None
+    if frontier is not None:
+        try:
+            given["frontier"] = () if frontier.strip().lower() == "none" else tuple(
+                float(f) for f in frontier.split(",") if f.strip())
+        except ValueError:
+            fail(f"--frontier takes shares of the run, e.g. 0.25,0.5,0.75; got {frontier!r}")
     try:
         settings = (suite_settings(suite, **given) if suite else
                     BenchSettings.quick_settings(**given) if quick else BenchSettings(**given))

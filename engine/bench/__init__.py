@@ -10,7 +10,15 @@ forwarded, samples back-propagated, wall-clock and the process's CPU time to fir
 also as a paired ratio to uniform at the same seed with a 95% confidence interval, the best accuracy
 within equal time budgets, and where the time goes. A target not reached is shown as such.
 
-Fairness rules (docs/benchmarks.md, "How to read the table"):
+Protocol v2 (docs/benchmarks.md, "Protocol v2"; the default, ``protocol: 2`` in a suite's settings):
+uniform's frontier (``uniform@25%`` ... arms, each with its schedule fully decayed) and every arm's
+frontier gap, the primary comparison; sustained time to target (3 validations in a row), seeds that
+never reach a target kept as bounds; one primary endpoint named in the settings, Holm-adjusted
+p-values across arms; one torch thread, so CPU time is a second clock, and a load rule the runner
+applies itself (`suite.load_verdict`); the sample tracker off; results.json by column
+(`results`). Results of protocol v1 (the stored suites) still draw their v1 tables.
+
+Fairness rules (docs/benchmarks.md, "How the benchmark measures"):
 - wall-clock is the loop's own `wall_time` (training work only: candidate scoring, score-memory
   refreshes and the training step; validation is excluded for every arm alike);
 - one candidate chunk size for every arm, measured on this device before the suite (`chunk_sweep`);
@@ -30,7 +38,8 @@ instead (`run_micro`): vectorised MMS vs a naive loop, the share of a step spent
 cost of monitoring, and the candidate chunk sweep.
 
 The package, by job: `arms` (what to run, the named suites), `machine` (where, and how it is timed),
-`suite` (the runner), `stats` (the tables' arithmetic), `report` (Markdown, figure, files), `docs`
+`suite` (the runner), `stats` (the tables' arithmetic), `report` (Markdown, figure, files),
+`results` (results.json on disk: format 2 by column, and the reader of every format), `docs`
 (the generated tables of docs/benchmarks.md and the README), `micro` (the micro-benchmarks). Each training of a suite can be followed by a `TrackRun` (the backend's
 ``marginscope bench --db-url`` records every run in its store that way, tagged with the benchmark
 id); the engine itself never imports the backend.
@@ -45,11 +54,14 @@ from typing import TYPE_CHECKING, Any
 # line can name the default arms (`arms`, torch-free) without loading torch.
 _PUBLIC = {
     **dict.fromkeys(["ALIASES", "DEFAULT_ARMS", "Arm", "BenchSettings", "steps_for_epochs", "suite_settings"], "arms"),
-    **dict.fromkeys(["TrackRun", "run_suite"], "suite"),
+    **dict.fromkeys(["TrackRun", "load_verdict", "run_suite"], "suite"),
     **dict.fromkeys(["chunk_sweep", "machine_info", "load_average"], "machine"),
-    **dict.fromkeys(["MEASURES", "build_table", "first_reach", "mean_ci", "plateau", "ratio_ci"], "stats"),
+    **dict.fromkeys(["ENDPOINTS", "MEASURES", "bounded_summary", "build_table", "first_reach", "frontier_at", "holm",
+                     "mean_ci", "plateau", "ratio_ci", "sustained_reach"], "stats"),
+    **dict.fromkeys(["read_results", "write_results"], "results"),
     **dict.fromkeys(["table_markdown", "summary_markdown", "budget_markdown", "phases_markdown", "noise_markdown",
-                     "results_markdown", "figure_html", "write_outputs", "draw"], "report"),
+                     "endpoints_markdown", "frontier_markdown", "sustained_markdown", "results_markdown",
+                     "figure_html", "write_outputs", "draw"], "report"),
     **dict.fromkeys(["run_micro", "micro_markdown", "micro_mms_vs_naive", "naive_mms"], "micro"),
 }
 
@@ -62,11 +74,15 @@ if TYPE_CHECKING:
     from marginscope.engine.bench.machine import chunk_sweep, load_average, machine_info
     from marginscope.engine.bench.micro import micro_markdown, micro_mms_vs_naive, naive_mms, run_micro
     from marginscope.engine.bench.report import (
-        budget_markdown, draw, figure_html, noise_markdown, phases_markdown, results_markdown, summary_markdown,
-        table_markdown, write_outputs,
+        budget_markdown, draw, endpoints_markdown, figure_html, frontier_markdown, noise_markdown, phases_markdown,
+        results_markdown, summary_markdown, sustained_markdown, table_markdown, write_outputs,
     )
-    from marginscope.engine.bench.stats import MEASURES, build_table, first_reach, mean_ci, plateau, ratio_ci
-    from marginscope.engine.bench.suite import TrackRun, run_suite
+    from marginscope.engine.bench.results import read_results, write_results
+    from marginscope.engine.bench.stats import (
+        ENDPOINTS, MEASURES, bounded_summary, build_table, first_reach, frontier_at, holm, mean_ci, plateau, ratio_ci,
+        sustained_reach,
+    )
+    from marginscope.engine.bench.suite import TrackRun, load_verdict, run_suite
 
 
 def __getattr__(name: str) -> Any:

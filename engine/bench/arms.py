@@ -59,11 +59,20 @@ class Arm:
     options: tuple[tuple[str, Any], ...] = ()
     config: tuple[tuple[str, Any], ...] = ()  # TrainConfig fields of this arm (ARM_CONFIG_KEYS)
     alias: str | None = None
+    length: float | None = None  # a share of the suite's run length (a frontier arm, ``uniform@25%``)
 
     @classmethod
     def parse(cls, spec: str) -> Arm:
         spec = spec.strip()
         head, _, regime = spec.partition("@")
+        if regime.endswith("%"):  # a shortened run, uniform@25%: its schedule scaled to its own length
+            try:
+                share = float(regime[:-1]) / 100
+            except ValueError:
+                raise ValueError(f"arm {spec!r}: a run length is a percentage, e.g. uniform@25%") from None
+            if not 0 < share <= 1:
+                raise ValueError(f"arm {spec!r}: a run length is a share of the run, above 0% and at most 100%")
+            return replace(cls.parse(head), length=share)
         if head in ALIASES:
             return replace(cls.parse(ALIASES[head] + (f"@{regime}" if regime else "")), alias=spec)
         head, _, cfg = head.partition("{")
@@ -91,6 +100,8 @@ class Arm:
 
     @property
     def label(self) -> str:
+        if self.length is not None:
+            return f"{replace(self, length=None).label}@{self.length:.0%}"
         if self.alias:
             return self.alias
         opts = f"[{';'.join(f'{k}={v}' for k, v in self.options)}]" if self.options else ""
@@ -127,9 +138,30 @@ class BenchSettings:
     rotate: bool = True  # arm order rotated per seed (a Latin square over seeds): drift hits no position
     data_dir: str = "data"
     device: str = "auto"
-    threads: int | None = None  # torch CPU threads (None = torch's default, all cores)
+    threads: int | None = 1  # torch CPU threads: 1 makes CPU time a second clock (None = all cores)
     quick: bool = False
     suite: str | None = None  # the named suite these settings came from
+    # --- protocol v2 (docs/benchmarks.md, "Protocol v2"), fixed before a suite runs
+    protocol: int = 2
+    frontier: tuple[float, ...] = ()  # uniform also run at these shares of the run: the frontier
+    primary: str | None = None  # the primary endpoint (stats.ENDPOINTS); None: by the frontier
+    sustain: int = 3  # a target is reached at the first of this many validations in a row above it
+    discard_cpu_share: float = 0.9  # threads = 1: a run with CPU / wall below this is run again
+    discard_load: float | None = None  # ... or ending with a 1-min load average above this (None: cores + 1)
+    max_reruns: int = 2  # runs again at most this often, then kept and flagged
+    min_judged_wall: float = 5.0  # shorter runs are not judged: their CPU / wall is mostly start-up
+
+    def __post_init__(self) -> None:
+        from marginscope.engine.bench.stats import ENDPOINTS
+
+        if self.primary is None:
+            self.primary = "frontier-gap-wall" if self.frontier else "test-accuracy"
+        if self.primary not in ENDPOINTS:
+            raise ValueError(f"unknown primary endpoint {self.primary!r}; choose one of {', '.join(ENDPOINTS)}")
+        if self.primary.startswith("frontier-gap") and not self.frontier:
+            raise ValueError("a frontier-gap endpoint needs a frontier (shares of the run for uniform)")
+        if any(not 0 < f < 1 for f in self.frontier):
+            raise ValueError(f"frontier shares lie strictly between 0 and 1, got {list(self.frontier)}")
 
     @classmethod
     def quick_settings(cls, **overrides: Any) -> BenchSettings:
@@ -140,12 +172,22 @@ class BenchSettings:
         return cls(**{**base, **overrides})
 
     def arm_list(self) -> list[Arm]:
+        """The arms as given, each reference (uniform under the same data) first if missing, and
+        after each reference its frontier arms (``uniform@25%`` ...), when the settings have one."""
         arms = [Arm.parse(s) for s in self.arms]
         labels = {a.label for a in arms}
         for arm in list(arms):  # every ratio is to uniform under the same data
             if arm.reference not in labels:
                 arms.insert(0, Arm.parse(arm.reference))
                 labels.add(arm.reference)
+        for ref in [a for a in arms if a.label == a.reference and a.length is None]:
+            at = arms.index(ref) + 1
+            for share in sorted(self.frontier):
+                short = replace(ref, length=share)
+                if short.label not in labels:
+                    arms.insert(at, short)
+                    labels.add(short.label)
+                    at += 1
         return arms
 
     def order(self, arms: list[Arm], seed_position: int) -> list[Arm]:
@@ -156,6 +198,8 @@ class BenchSettings:
         return arms[k:] + arms[:k]
 
     def arm_steps(self, arm: Arm) -> int:
+        if arm.length is not None:
+            return max(1, round(self.steps * arm.length))
         if arm.regime in SHORT_REGIMES and SHORT_REGIMES[arm.regime][0] == self.regime:
             return max(1, round(self.steps * SHORT_REGIMES[arm.regime][1]))
         return self.steps
@@ -168,6 +212,7 @@ class BenchSettings:
             regime=arm.regime or self.regime, lr=self.lr, eval_every=self.eval_every,
             eval_samples=self.eval_samples, hist_every=self.hist_every, log_every=50, seed=seed,
             device=self.device, threads=self.threads,
+            samples_every=0,  # the sample tracker would run inside the timed loop: off in benchmarks
         )
         if self.label_noise:
             fields["label_noise"] = self.label_noise
@@ -192,15 +237,20 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
       5 seeds, validation every 25 steps on the whole validation split (10k).
     - ``long``: 10 epochs (7,813 steps) at b = 64 with a smaller pool (B = 256: the fresh selectors'
       cost is 1 + B/3b = 2.3x a uniform step instead of 4.3x), validation every 78 steps (1% of
-      the run), 3 seeds; uniform, mms, selective-backprop, InfoBatch and the score memory (about
-      two hours on 2 quiet cores at the short suite's measured step costs: docs/benchmarks.md).
+      the run), 5 seeds; uniform, mms, selective-backprop, InfoBatch and the score memory.
     - ``noise``: the short setting under 20% and 40% symmetric label noise (clean validation and
-      test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 3 seeds.
+      test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 5 seeds.
+
+    Every suite runs protocol v2 with one torch thread. Short and long add uniform's frontier
+    (uniform at 25, 50 and 75% of the run, beside uniform's whole run) and name the frontier gap in
+    wall-clock their primary endpoint; noise names the final clean test accuracy against uniform
+    (under the same noise) its primary endpoint.
     """
+    v2: dict[str, Any] = dict(protocol=2, threads=1, frontier=(0.25, 0.5, 0.75), primary="frontier-gap-wall")
     if name == "short":
-        base: dict[str, Any] = {}
+        base: dict[str, Any] = v2
     elif name == "long":
-        base = dict(steps=7813, candidates=256, seeds=(0, 1, 2), eval_every=78,
+        base = dict(v2, steps=7813, candidates=256, seeds=(0, 1, 2, 3, 4), eval_every=78,
                     arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory"))
     elif name == "noise":
         arms = []
@@ -208,7 +258,8 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
             arms += [f"uniform{{label_noise={share}}}", f"mms{{label_noise={share}}}",
                      f"hard-negative{{label_noise={share}}}", f"infobatch{{label_noise={share}}}",
                      f"mms-memory{{label_noise={share}}}"]
-        base = dict(seeds=(0, 1, 2), arms=tuple(arms), eval_every=50)
+        base = dict(protocol=2, threads=1, frontier=(), primary="test-accuracy", seeds=(0, 1, 2, 3, 4),
+                    arms=tuple(arms), eval_every=50)
     else:
         raise ValueError(f"unknown suite {name!r}; choose short, long or noise")
     return BenchSettings(**{**base, "suite": name, **overrides})

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from marginscope.engine.bench.report import (
-    budget_markdown, noise_markdown, phases_markdown, setting_lines, summary_markdown, table_markdown,
+    budget_markdown, endpoints_markdown, frontier_markdown, noise_markdown, phases_markdown, setting_lines,
+    summary_markdown, sustained_markdown, table_markdown,
 )
+from marginscope.engine.bench.results import read_results
 from marginscope.engine.bench.stats import build_table
 
 BLOCK = re.compile(r"(<!-- bench:(?P<folder>[\w.-]+):(?P<table>[\w-]+) -->\n)(?P<body>.*?)(<!-- /bench -->)", re.S)
@@ -40,6 +42,10 @@ TABLES: dict[str, Callable[[dict[str, Any]], str]] = {
     "budget-cpu": lambda r: budget_markdown(r, "cpu_time"),
     "phases": phases_markdown,
     "noise": noise_markdown,
+    # protocol v2 (results whose settings say protocol: 2)
+    "endpoints": endpoints_markdown,
+    "frontier": frontier_markdown,
+    "sustained": sustained_markdown,
     "micro": lambda r: _micro(r),  # a micro-benchmark folder (micro.json)
 }
 
@@ -52,10 +58,12 @@ def _micro(results: dict[str, Any]) -> str:
 
 
 def load_results(folder: Path) -> dict[str, Any]:
-    """A stored suite with its tables rebuilt from the raw runs (or a micro-benchmark's micro.json)."""
+    """A stored suite with its tables rebuilt from the raw runs (or a micro-benchmark's micro.json).
+    Any format of results.json: a protocol v1 file (evaluations as a list of dicts, the stored
+    docs/benchmarks/*/results.json) builds exactly the tables it built before format 2."""
     if not (folder / "results.json").exists() and (folder / "micro.json").exists():
         return json.loads((folder / "micro.json").read_text())
-    results = json.loads((folder / "results.json").read_text())
+    results = read_results(folder / "results.json")  # format 1 (list of dicts) or 2 (columns)
     results["table"] = build_table(results)
     return results
 

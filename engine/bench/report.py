@@ -168,7 +168,31 @@ def setting_lines(results: dict[str, Any]) -> list[str]:
         f"evaluations (at least 3), minus a tolerance of {plateau.get('tolerance', 0.001) * 100:.2f} points",
         "- Ratios: geometric mean over seeds of arm / uniform at the same seed, 95% Student-t interval "
         "on the log ratios; differences in points: mean of paired per-seed differences, 95% t-interval.",
-    ] + _history_lines(results)
+    ] + _v2_setting_lines(results) + _history_lines(results)
+
+
+def _v2_setting_lines(results: dict[str, Any]) -> list[str]:
+    s = results["settings"]
+    if s.get("protocol", 1) < 2:
+        return []
+    from marginscope.engine.bench.stats import ENDPOINTS
+
+    frontier = s.get("frontier") or []
+    level = s.get("discard_load")
+    return [
+        f"- Protocol v2: primary endpoint `{s['primary']}` ({ENDPOINTS[s['primary']][0]}), named before the "
+        "suite ran; the other endpoints' p-values Holm-adjusted across arms",
+        f"- A target is reached at the first of {s.get('sustain', 3)} validations in a row at or above it; a "
+        "seed that never reaches it is censored (a bound), never dropped",
+        ("- Uniform's frontier: uniform at " + ", ".join(f"{f:.0%}" for f in sorted(frontier))
+         + " and 100% of the run, each with its LR schedule scaled to its own length") if frontier
+        else "- No uniform frontier in this suite",
+        f"- Load rule (torch threads: {s.get('threads') or 'all cores'}): with one thread, a run with CPU time / "
+        f"wall-clock below {s.get('discard_cpu_share', 0.9):.2f} or a 1-min load average above "
+        f"{'cores + 1' if level is None else f'{level:g}'} at its end is discarded and run again, at most "
+        f"{s.get('max_reruns', 2)} times (runs under {s.get('min_judged_wall', 5.0):g} s are not judged); "
+        "the sample tracker is off",
+    ]
 
 
 def _history_lines(results: dict[str, Any]) -> list[str]:
@@ -176,9 +200,18 @@ def _history_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     if results.get("resumed"):
         lines.append(f"- Stopped and resumed {len(results['resumed'])} time(s) (`--resume`)")
-    if results.get("discarded"):
-        runs = ", ".join(f"{d['arm']} seed {d['seed']}" for d in results["discarded"])
-        lines.append(f"- Discarded and run again: {runs} ({results['discarded'][0]['why']})")
+    by_hand = [d for d in results.get("discarded") or [] if not d.get("rule")]
+    by_rule = [d for d in results.get("discarded") or [] if d.get("rule")]
+    if by_hand:
+        runs = ", ".join(f"{d['arm']} seed {d['seed']}" for d in by_hand)
+        lines.append(f"- Discarded and run again: {runs} ({by_hand[0]['why']})")
+    if by_rule:
+        lines.append("- Discarded by the load rule and run again: "
+                     + "; ".join(f"{d['arm']} seed {d['seed']} ({d['why']})" for d in by_rule))
+    flagged = [r for r in results.get("runs", []) if r.get("load_flag")]
+    if flagged:
+        lines.append("- Kept after the last re-run allowed, still failing the load rule: "
+                     + "; ".join(f"{r['arm']} seed {r['seed']} ({r['load_flag']})" for r in flagged))
     return lines
 
 
@@ -186,6 +219,15 @@ def results_markdown(results: dict[str, Any], command: str | None = None) -> str
     parts = [f"# Benchmark {results['bench_id']}", ""]
     if command:
         parts.append(f"- Command: `{command}`")
+    if _is_v2(results):
+        parts += setting_lines(results) + ["", "## Endpoints (protocol v2)", "", endpoints_markdown(results), "",
+                                           "## Uniform's frontier", "", frontier_markdown(results), "",
+                                           "## Sustained time to target (censored seeds as bounds)", "",
+                                           sustained_markdown(results), "",
+                                           "## Where the time goes", "", phases_markdown(results), ""]
+        if results["table"].get("noise"):
+            parts += ["## Label noise", "", noise_markdown(results), ""]
+        return "\n".join(parts)
     parts += setting_lines(results) + ["", "## Summary", "", summary_markdown(results), "",
                                        "## Every target", "", table_markdown(results), "",
                                        "## Equal wall-clock budgets (best validation accuracy)", "",
@@ -255,9 +297,17 @@ def figure_html(results: dict[str, Any]) -> str:
 
 
 def write_outputs(results: dict[str, Any], out: Path, command: str | None = None) -> None:
+    """results.json (format 2: evaluations by column, engine/bench/results.py), then `draw` from
+    what the file holds (its clocks to the microsecond, the tables rebuilt from them), so that
+    ``--redraw`` of the file draws the same results.md and curves.html."""
+    from marginscope.engine.bench.results import from_any_format, to_format2, write_results
+    from marginscope.engine.bench.stats import build_table
+
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=1, default=str))
-    draw(results, out, command)
+    write_results(results, out / "results.json")
+    stored = from_any_format(to_format2(results))
+    stored["table"] = build_table(stored)
+    draw(stored, out, command)
 
 
 def draw(results: dict[str, Any], out: Path, command: str | None = None) -> None:
@@ -267,3 +317,96 @@ def draw(results: dict[str, Any], out: Path, command: str | None = None) -> None
     (out / "results.md").write_text(results_markdown(results, command or results.get("command")))
     (out / "curves.html").write_text(figure_html(results))
     (out / PLOTLY_JS).write_text(get_plotlyjs())
+
+
+# --- protocol v2 tables ----------------------------------------------------------------------------
+
+def _fmt_bounded(stat: dict[str, Any] | None, kind: str) -> str:
+    """A summary over seeds that may hold censored ones: ``1.12× [1.01, 1.25]`` when every seed is
+    exact, ``≥ 1.12×`` / ``≤ +0.20`` when some are bounds of one direction, ``no bound (...)``."""
+    if not stat or not stat.get("n"):
+        return "—"
+    counts = stat.get("counts") or {}
+    if stat.get("bound") == "none":
+        why = (f"{counts['unknown']} seed(s) where neither reached" if counts.get("unknown")
+               else "bounds in both directions")
+        return f"no bound ({why})"
+    if kind == "ratio":
+        text = _fmt_ratio(stat["mean"], stat.get("ci") if stat.get("bound") == "exact" else None)
+    else:
+        text = _fmt_points({"mean": stat["mean"], "ci": stat.get("ci") if stat.get("bound") == "exact" else None})
+    return {"lower": "≥ ", "upper": "≤ "}.get(stat.get("bound"), "") + text
+
+
+def _fmt_p(p: float | None) -> str:
+    return "—" if p is None else ("< 0.001" if p < 0.001 else f"{p:.3f}")
+
+
+def _is_v2(results: dict[str, Any]) -> bool:
+    return "endpoints" in results["table"]
+
+
+def endpoints_markdown(results: dict[str, Any]) -> str:
+    """Protocol v2's summary: every endpoint per arm, the primary one first: estimate [95% CI]
+    (or its bound when seeds are censored), seeds, the paired t-test p-value, and Holm's adjusted
+    p-value across the arms tested on that endpoint (m of them)."""
+    if not _is_v2(results):
+        return "(protocol v1 results: no endpoints; see the tables of first reach)"
+    entries = sorted(results["table"]["endpoints"], key=lambda e: not e["primary"])
+    lines = ["| endpoint | arm | estimate [95% CI] | seeds (censored or bounded) | p (paired t) | Holm p (m) |",
+             "|---|---|---|---|---|---|"]
+    for e in entries:
+        bounded = e["n"] - e["counts"].get("exact", 0)
+        name = f"**{e['endpoint']}** (primary)" if e["primary"] else e["endpoint"]
+        lines.append(f"| {name} | {e['arm']} | {_fmt_bounded(e, e['kind'])} | {e['n']} ({bounded}) | "
+                     f"{_fmt_p(e['p'])} | {_fmt_p(e['p_holm'])} ({e['holm_m']}) |")
+    return "\n".join(lines)
+
+
+def frontier_markdown(results: dict[str, Any]) -> str:
+    """Uniform's frontier (mean training time and final test accuracy of each of its points), then
+    every arm's frontier gap on both clocks, in points [95% CI], with how many seeds lie past the
+    frontier's last point (their gap is an upper bound) or before its first (a lower bound)."""
+    table = results["table"]
+    if not table.get("frontier"):
+        return "(no uniform frontier in these results)"
+    by = {(r["arm"], r["seed"]): r for r in results["runs"]}
+    points = [a for a in table["arms"] if a in table["frontier_arms"] or
+              (table["test_accuracy"][a].get("reference") == a and any(
+                  r.get("frontier") and r.get("reference") == a for r in results["runs"]))]
+    lines = ["| frontier point | seeds | wall-clock s | CPU s | final test accuracy (mean ± sd) |", "|---|---|---|---|---|"]
+    for arm in sorted(points, key=lambda a: statistics.fmean(
+            [r["summary"].get("steps") or 0 for (x, _), r in by.items() if x == a])):
+        runs = [r for (x, _), r in by.items() if x == arm]
+        wall = [r["summary"]["wall_time"] for r in runs if r["summary"].get("wall_time") is not None]
+        cpu = [r["summary"]["cpu_time"] for r in runs if r["summary"].get("cpu_time") is not None]
+        lines.append(f"| {arm} | {len(runs)} | {statistics.fmean(wall) if wall else 0:.1f} | "
+                     f"{statistics.fmean(cpu) if cpu else 0:.1f} | {_fmt_acc(table['test_accuracy'][arm])} |")
+    gaps = {(f["clock"], f["arm"]): f for f in table["frontier"]}
+    lines += ["", "| arm | frontier gap at its wall-clock, points [95% CI] | past / before the frontier (wall) | "
+              "frontier gap at its CPU time, points [95% CI] | past / before (CPU) |", "|---|---|---|---|---|"]
+    for arm in table["arms"]:
+        if arm in points:
+            continue
+        cells = []
+        for clock in ("wall_time", "cpu_time"):
+            f = gaps.get((clock, arm))
+            where = f["where"] if f else []
+            cells += [_fmt_bounded(f, "points"), f"{where.count('after')} / {where.count('before')} of {len(where)}"]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sustained_markdown(results: dict[str, Any]) -> str:
+    """Every (target, arm) under protocol v2: seeds that reached it and held it (the first of 3
+    validations in a row at or above it), and the paired ratios to the reference in steps,
+    wall-clock and CPU time, censored seeds kept as bounds."""
+    table = results["table"]
+    if not _is_v2(results):
+        return "(protocol v1 results: see the tables of first reach)"
+    lines = [f"| target | arm | reached and held ({table['sustain']} in a row) | steps (×) | wall-clock (×) | CPU time (×) |",
+             "|---|---|---|---|---|---|"]
+    for row in table["sustained"]:
+        cells = [_fmt_bounded(row[m], "ratio") for m in ("step", "wall_time", "cpu_time")]
+        lines.append(f"| {row['target']} | {row['arm']} | {row['reached']}/{row['seeds']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

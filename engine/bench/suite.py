@@ -4,13 +4,24 @@ Runs go seed by seed, all arms of one seed back to back, the arm order rotated f
 next (arm k of n runs first for seed k, a Latin square over n seeds), so neither a slow drift of the
 machine's load nor the position in a seed's sequence favours an arm; the candidate chunk size is
 measured once, before the first run, and used by every arm. Each run records wall-clock and the
-process's CPU time (and its phases) beside the counters. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
+process's CPU time (and its phases) beside the counters.
+
+The load rule (protocol v2, fixed before any suite runs; `load_verdict`): with one torch thread a
+run's CPU time / wall-clock is the share of a core the training process got; a run below
+``discard_cpu_share`` (0.9), or that ends with a 1-minute load average above ``discard_load``
+(default: the machine's cores + 1), is discarded by the code, recorded under ``discarded`` with the
+reason, and run again, at most ``max_reruns`` times; a run still failing the rule then is kept and
+flagged (``load_flag``), never silently. A run shorter than ``min_judged_wall`` (5 s) is not judged:
+its ratio is mostly start-up and timer noise (the named suites' shortest run, uniform at 25% of
+the short suite, trains for several times that). With more threads the ratio says nothing (idle OpenMP
+threads spin and count as CPU time), so no run is judged. Each run can also be handed to a tracker (`TrackRun`): that is how the backend records
 benchmark runs in its store without the engine knowing there is one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -107,6 +118,20 @@ def _resumed(settings: BenchSettings, out: Path | None) -> dict[str, Any]:
     return saved
 
 
+def load_verdict(settings: BenchSettings, *, cpu_time: float | None, wall_time: float | None,
+                 load_after: Sequence[float] | None, cores: int | None = None) -> str | None:
+    """Why the load rule discards a run (see the module docstring), or None to keep it."""
+    if settings.protocol < 2 or settings.threads != 1 or (wall_time or 0.0) < settings.min_judged_wall:
+        return None
+    if cpu_time is not None and wall_time and cpu_time / wall_time < settings.discard_cpu_share:
+        return (f"CPU time / wall-clock {cpu_time / wall_time:.2f}, below {settings.discard_cpu_share:.2f}: "
+                "the process did not have its core")
+    level = settings.discard_load if settings.discard_load is not None else (cores or os.cpu_count() or 1) + 1
+    if load_after and load_after[0] > level:
+        return f"1-min load average {load_after[0]:.2f} at the end of the run, above {level:g}"
+    return None
+
+
 def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackRun | None = None,
               bench_id: str | None = None, progress: bool = True, resume: bool = False,
               command: str | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -165,26 +190,41 @@ def run_suite(settings: BenchSettings, out: Path | None = None, *, track: TrackR
                 if (arm.label, seed) in done:
                     continue
                 config = settings.config(arm, seed, chunk)
-                bars.start_run(f"{arm.label} seed {seed}")
-                tracking = (nullcontext(None) if track is None else
-                            track(f"{bench_id} {arm.label} seed {seed}", config.model_dump(),
-                                  ["benchmark", bench_id, f"arm:{arm.label}"]))
-                with tracking as tracker:
-                    result = train(config, [bars] if tracker is None else [bars, tracker])
-                line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
-                        f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
-                        f"{result.wall_time:.1f} s training ({result.cpu_time:.1f} s CPU), load {load_average()}")
-                if progress:  # rich reads [..] as markup: arm options are written that way
-                    bars.progress.console.print(line, markup=False)
-                else:
-                    log(line)
-                runs.append({"arm": arm.label, "selector": arm.selector, "reference": arm.reference,
-                             "regime": arm.regime or settings.regime, "seed": seed,
-                             "position": slot, "steps": config.steps,
-                             "label_noise": config.label_noise, "load_after": load_average(),
-                             "selected_flipped_share": (result.selected_flipped / result.samples_backpropagated
-                                                        if config.label_noise else None),
-                             "summary": result.summary, "evaluations": result.evaluations})
+                reruns = 0
+                while True:  # the load rule: a run judged unfit is run again, at most max_reruns times
+                    bars.start_run(f"{arm.label} seed {seed}")
+                    tracking = (nullcontext(None) if track is None else
+                                track(f"{bench_id} {arm.label} seed {seed}", config.model_dump(),
+                                      ["benchmark", bench_id, f"arm:{arm.label}"]))
+                    with tracking as tracker:
+                        result = train(config, [bars] if tracker is None else [bars, tracker])
+                    load_after = load_average()
+                    line = (f"{arm.label} seed {seed}: best val {result.best_val_accuracy:.2%} at step "
+                            f"{result.best_val_step}, test {result.test_accuracy:.2%}, "
+                            f"{result.wall_time:.1f} s training ({result.cpu_time:.1f} s CPU), load {load_after}")
+                    if progress:  # rich reads [..] as markup: arm options are written that way
+                        bars.progress.console.print(line, markup=False)
+                    else:
+                        log(line)
+                    why = load_verdict(settings, cpu_time=result.cpu_time, wall_time=result.wall_time,
+                                       load_after=load_after)
+                    if why is None or reruns >= settings.max_reruns:
+                        break
+                    reruns += 1
+                    discarded.append({"arm": arm.label, "seed": seed, "why": why, "rule": True,
+                                      "wall_time": result.wall_time, "cpu_time": result.cpu_time,
+                                      "load_after": load_after})
+                    log(f"{arm.label} seed {seed} discarded by the load rule ({why}); running it again")
+                record = {"arm": arm.label, "selector": arm.selector, "reference": arm.reference,
+                          "regime": arm.regime or settings.regime, "seed": seed,
+                          "position": slot, "steps": config.steps,
+                          "label_noise": config.label_noise, "load_after": load_after,
+                          "selected_flipped_share": (result.selected_flipped / result.samples_backpropagated
+                                                     if config.label_noise else None),
+                          "summary": result.summary, "evaluations": result.evaluations}
+                if settings.protocol >= 2:
+                    record.update(frontier=arm.length, reruns=reruns, load_flag=why)
+                runs.append(record)
                 save_partial()
     runs.sort(key=lambda r: (settings.seeds.index(r["seed"]), r["position"]))  # resumed runs in their places
     results = {

@@ -44,7 +44,9 @@ def fake_results() -> dict:
                      "summary": {"best_val_accuracy": 0.97, "test_accuracy": 0.96}})
     runs.append({"arm": "slow", "seed": 0, "evaluations": curve([0.1, 0.2, 0.3, 0.4], 16, 0.1),
                  "summary": {"best_val_accuracy": 0.4, "test_accuracy": 0.4}})
-    return {"bench_id": "t", "settings": {**BenchSettings(targets=(0.96,)).__dict__, "score_chunk_used": 128},
+    # a protocol v1 suite: the tables of first reach and equal budgets (v2: tests/engine/test_protocol_v2.py)
+    return {"bench_id": "t", "settings": {**BenchSettings(targets=(0.96,), protocol=1).__dict__,
+                                          "score_chunk_used": 128},
             "runs": runs, "machine": {"cpu": "x", "cores": 2, "torch": "t", "torch_threads": 2},
             "load_average": {"before": None, "after": None}, "duration_s": 1.0}
 
@@ -177,14 +179,21 @@ def test_tiny_suite_writes_json_markdown_and_offline_html(tmp_path: Path) -> Non
     assert [r["arm"] for r in res["runs"]] == ["uniform", "mms", "mms-memory", "mms@aggressive",
                                                "mms", "mms-memory", "mms@aggressive", "uniform"]
     assert [r["steps"] for r in res["runs"]][:4] == [30, 30, 30, 6]
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert {"settings", "machine", "runs", "table", "load_average", "bench_id"} <= set(data)
+    # format 2: evaluations by column, the table rebuilt from the runs (read_results reads any format)
+    from marginscope.engine.bench.results import read_results
+
+    stored = json.loads((tmp_path / "results.json").read_text())
+    assert stored["format"] == 2 and "table" not in stored
+    data = read_results(tmp_path / "results.json")
+    assert {"settings", "machine", "runs", "load_average", "bench_id"} <= set(data)
     assert all(len(r["evaluations"]) >= 1 and "wall_time" in r["evaluations"][0] for r in data["runs"])
     # CPU time of the process beside wall-clock, in every evaluation and summary, with the phases
     assert all(e["cpu_time"] > 0 for r in data["runs"] for e in r["evaluations"])
     assert all(r["summary"]["phase_times"]["score_wall_time"] >= 0 for r in data["runs"])
     md = (tmp_path / "results.md").read_text()
-    assert "mms@aggressive" in md and "CPU time (×)" in md and "Equal CPU-time budgets" in md
+    # protocol v2 (the default): endpoints, sustained targets on both clocks; no truncated budgets
+    assert "mms@aggressive" in md and "CPU time (×)" in md and "## Sustained time to target" in md
+    assert "Equal CPU-time budgets" not in md and "**test-accuracy** (primary)" in md
     assert md.count("| uniform's plateau | ") == 4 and md.count("| 50.0% | ") == 4
     html = (tmp_path / "curves.html").read_text()
     assert "<html" in html and "plotly" in html.lower()
@@ -287,7 +296,14 @@ def test_write_outputs_round_trip(tmp_path: Path) -> None:
     res = fake_results()
     res["table"] = build_table(res)
     write_outputs(res, tmp_path, "marginscope bench")
-    assert json.loads((tmp_path / "results.json").read_text())["table"]["arms"] == ["uniform", "mms", "slow"]
+    from marginscope.engine.bench.results import read_results
+
+    back = read_results(tmp_path / "results.json")  # format 2: no stored table, rebuilt from the runs
+    assert build_table(back)["arms"] == ["uniform", "mms", "slow"]
+    for mine, theirs in zip(back["runs"], res["runs"], strict=True):  # clocks kept to the microsecond
+        assert [e["accuracy"] for e in mine["evaluations"]] == [e["accuracy"] for e in theirs["evaluations"]]
+        assert [e["wall_time"] for e in mine["evaluations"]] == pytest.approx(
+            [e["wall_time"] for e in theirs["evaluations"]], abs=1e-6)
 
 
 def digits_bench_args(out: Path) -> list[str]:
@@ -358,7 +374,7 @@ def test_a_tracker_follows_every_run_of_the_suite(tmp_path: Path, invocation: st
         assert isinstance(events[0], RunStarted)
         assert isinstance(events[-1], RunFinished) and events[-1].status == "finished"
         vals = [e.accuracy for e in events if isinstance(e, Evaluation) and e.split == "val"]
-        assert vals == [e["accuracy"] for e in run["evaluations"]] and len(vals) == 2
+        assert vals == run["evaluations"]["accuracy"] and len(vals) == 2  # stored by column
         assert tracked["error"] is None
 
 
