@@ -4,6 +4,9 @@ band over seeds) and ``results.json`` (everything, raw curves included). The sam
 write the generated blocks of docs/benchmarks.md and the README (engine/bench/docs.py).
 
 The figure embeds plotly.js, so the page opens offline and a results folder is self-contained.
+
+Kept as one module: every table's Markdown shares the same formatters (counts, percentages, ratios
+with bounds and intervals), and the v1 tables go once the stored suites are re-run under v2.
 """
 
 from __future__ import annotations

@@ -32,6 +32,9 @@ Protocol v2 (docs/benchmarks.md, "Protocol v2"; computed for results whose setti
   worse); before its first point, a lower bound; never a silent extrapolation;
 - **endpoints** (`ENDPOINTS`): one primary endpoint named in the settings before the suite runs;
   every endpoint's per-arm paired t-test p-values are Holm-adjusted across the arms (`holm`).
+
+Kept as one module: both protocols' tables pair the same runs with the same primitives (t-intervals,
+ratios, reach), and v1 goes once the stored suites are re-run under v2; split then, by table.
 """
 
 from __future__ import annotations
