@@ -142,28 +142,33 @@ SELECTORS: dict[str, SelectorDeclaration] = {d.name: d for d in (
         "||w_i - w_j||: the Euclidean distance to that one boundary (not the reference code's score).",
         options=_MMS_OPTIONS),
     SelectorDeclaration(
-        "hard-negative", "Hard negative mining: train on the b candidates with the largest "
-        "cross-entropy loss (uses the labels).", options={
+        "hard-negative", "Hard negative mining as the reference code runs it (uses the labels): a hard "
+        "share of the batch, min(1, (whole epochs done + 1) x ramp_rate), is the largest cross-entropy "
+        "losses taken class-balanced; the rest is drawn class-balanced at random. Pure largest-loss "
+        "selection from step 0 is top-loss.", options={
             "ramp_epochs": Option(
-                0.0, "Ramp the hard share of the batch from 10% to 100% over this many epochs, filling "
-                "the rest class-balanced at random (0 = all hard from the start).", _at_least(0.0)),
+                0.0, "A smooth ramp instead (with ramp_rate=0): the hard share grows linearly from 10% to "
+                "100% over this many epochs (0 with ramp_rate=0: all hard from the start).", _at_least(0.0)),
             "ramp_rate": Option(
-                0.0, "The reference code's ramp instead: hard share = min(1, (whole epochs done + 1) x "
-                "ramp_rate), e.g. 0.1 (0 = off).", _share),
+                0.1, "The reference code's ramp: hard share = min(1, (whole epochs done + 1) x ramp_rate) "
+                "(0 = off: ramp_epochs decides).", _share),
             "balanced": Option(
-                False, "Take the hard share class-balanced, as the reference code does: classes in a "
-                "random order, round-robin, each giving its largest remaining loss."),
+                True, "Take the hard share class-balanced, as the reference code does: classes in a "
+                "random order, round-robin, each giving its largest remaining loss (false: the largest "
+                "losses whatever their class)."),
         }),
     SelectorDeclaration(
         "entropy", "Train on the b candidates whose softmax has the largest entropy (most uncertain)."),
     SelectorDeclaration(
-        "top-loss", "Forward all B candidates, keep each with probability (percentile of its loss "
-        "among recent losses)^beta, train on the b kept ones with the largest losses (then the others "
-        "by loss): close to hard-negative. Not Selective-Backprop, which streams (see there).", options={
-            "window": Option(1024, "Number of recent candidate losses the percentile is taken over.",
+        "top-loss", "Pure top-loss: train on the b candidates with the largest cross-entropy loss, from "
+        "step 0, no ramp, no class balance (what hard-negative meant here before it followed its "
+        "reference). With beta > 0, each candidate is first kept with probability (percentile of its "
+        "loss among recent losses)^beta and the kept ones with the largest losses come first (this "
+        "project's earlier selective-backprop; not Jiang et al.'s method).", options={
+            "window": Option(1024, "Number of recent candidate losses the percentile is taken over (beta > 0).",
                              _at_least(1)),
-            "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier).",
-                           _positive),
+            "beta": Option(0.0, "0 = pure top-loss; > 0: keep probability = percentile^beta before ranking "
+                           "(larger = pickier).", _at_least(0.0)),
         }),
     SelectorDeclaration(
         "selective-backprop", "Selective-Backprop (Jiang et al. 2019): stream samples through a forward "

@@ -21,7 +21,6 @@ ALIASES = {
     "mms-bn-batch": "mms{bn_stats=batch}",  # the paper's procedure: BatchNorm statistics of the trained batch
     "mms-memory-priority": "mms-memory[priority=0.5]",  # refresh half of each block by lowest margin
     "mms-late": "mms[late_candidates=192;late_after=0.5]",  # fewer fresh candidates in the second half
-    "hard-negative-reference": "hard-negative[ramp_rate=0.1;balanced=true]",
 }
 DEFAULT_ARMS = ("uniform", "uniform@aggressive", "mms", "mms-bn-batch", "mms@aggressive", "mms-runner-up",
                 "hard-negative", "selective-backprop", "infobatch", "mms-memory", "mms-memory-priority")

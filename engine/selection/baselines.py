@@ -126,6 +126,9 @@ class TopLossSelector(Selector, declared="top-loss"):
     ) -> Selection:
         logits = self._logits(model, inputs)
         losses = cross_entropy_scores(logits, labels)
+        if self.beta <= 0:  # pure top-loss: the b largest losses
+            index, threshold = ranked(losses, b, largest=True)
+            return Selection(index=index.to(inputs.device), scores=losses, logits=logits, threshold=threshold)
         self._push(losses)
         prob = self.keep_probability(losses)
         kept = self._rand(losses.numel(), losses.device) < prob

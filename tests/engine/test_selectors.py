@@ -150,9 +150,10 @@ def test_mms_mix_and_warmup() -> None:
     assert warm.select(model, x, y, None, batch_size=3, epoch=1.0).index.tolist() == [1, 5, 3]
 
 
-def test_hard_negative_keeps_largest_losses() -> None:
+@pytest.mark.parametrize("spec", [("top-loss", {}), ("hard-negative", {"ramp_rate": 0.0, "balanced": False})])
+def test_top_loss_keeps_largest_losses(spec: tuple[str, dict]) -> None:
     model, x, y = binary_batch()
-    sel = make_selector("hard-negative").select(model, x, y, None, batch_size=2)
+    sel = make_selector(spec[0], **spec[1]).select(model, x, y, None, batch_size=2)
     # x0 = -4 labelled 0 and x0 = 3 labelled 1 are the most confidently wrong.
     assert sel.index.tolist() == [4, 0]
     torch.testing.assert_close(sel.scores, F.cross_entropy(model.head(x), y, reduction="none").detach())
@@ -164,7 +165,7 @@ def test_hard_negative_ramp_fills_class_balanced() -> None:
     model = Linear(torch.randn(4, 3).tolist())
     x = torch.randn(400, 3)
     y = torch.arange(400) % 4
-    selector = make_selector("hard-negative", ramp_epochs=10.0)
+    selector = make_selector("hard-negative", ramp_epochs=10.0, ramp_rate=0.0, balanced=False)
     assert selector.hard_share(0.0) == pytest.approx(0.1)
     assert selector.hard_share(5.0) == pytest.approx(0.55)
     assert selector.hard_share(20.0) == 1.0
@@ -207,7 +208,7 @@ def test_top_loss_percentiles_and_fixed_batch() -> None:
     torch.manual_seed(0)
     big = Linear(torch.randn(5, 4).tolist())
     xs, ys = torch.randn(4000, 4), torch.randint(0, 5, (4000,))
-    sb = make_selector("top-loss", window=4000)
+    sb = make_selector("top-loss", window=4000, beta=1.0)
     losses = F.cross_entropy(big(xs), ys, reduction="none").detach()
     sb._push(losses)
     kept = (torch.rand(4000, generator=torch.Generator().manual_seed(0)) < sb.keep_probability(losses)).float()
@@ -218,19 +219,19 @@ def test_top_loss_state_round_trip() -> None:
     torch.manual_seed(0)
     model = Linear(torch.randn(5, 4).tolist())
     batches = [(torch.randn(32, 4), torch.randint(0, 5, (32,))) for _ in range(6)]
-    first = make_selector("top-loss", window=50, seed=7)
+    first = make_selector("top-loss", window=50, beta=1.0, seed=7)
     for x, y in batches[:3]:
         first.select(model, x, y, None, batch_size=8)
     state = first.state_dict()
-    resumed = make_selector("top-loss", window=50, seed=7)
+    resumed = make_selector("top-loss", window=50, beta=1.0, seed=7)
     resumed.load_state_dict(state)
-    fresh = make_selector("top-loss", window=50, seed=7)
+    fresh = make_selector("top-loss", window=50, beta=1.0, seed=7)
     runs = {key: [sel.select(model, x, y, None, batch_size=8).index.tolist() for x, y in batches[3:]]
             for key, sel in (("first", first), ("resumed", resumed), ("fresh", fresh))}
     assert runs["resumed"] == runs["first"]
     assert runs["fresh"] != runs["first"]  # the state matters: without it the choices differ
     with pytest.raises(ValueError, match="window"):
-        make_selector("top-loss", window=10).load_state_dict(state)
+        make_selector("top-loss", window=10, beta=1.0).load_state_dict(state)
 
 
 def test_mms_mix_state_round_trip() -> None:

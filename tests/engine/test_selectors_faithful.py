@@ -37,7 +37,7 @@ def test_mms_runner_up_folds_the_bias_into_the_norm() -> None:
 
 
 def test_hard_negative_reference_ramp_and_balanced_hard_share() -> None:
-    selector = make_selector("hard-negative", ramp_rate=0.1, balanced=True, seed=3)
+    selector = make_selector("hard-negative", seed=3)  # the reference's procedure is the default
     assert [selector.hard_share(e) for e in (0.0, 0.99, 1.0, 4.5, 9.0, 30.0)] == pytest.approx(
         [0.1, 0.1, 0.2, 0.5, 1.0, 1.0])
     torch.manual_seed(0)
@@ -52,7 +52,16 @@ def test_hard_negative_reference_ramp_and_balanced_hard_share() -> None:
         mine = (y == c).nonzero().squeeze(1)
         hardest = set(mine[sel.scores[mine].topk(10).indices].tolist())
         assert set(sel.index[y[sel.index] == c].tolist()) == hardest
-    unbalanced = make_selector("hard-negative").select(model, x, y, None, batch_size=40)
+    # epoch 0: 10% hard (4 of 40, one per class), the other 36 drawn class-balanced at random
+    early = selector.select(model, x, y, None, batch_size=40, epoch=0.5)
+    assert torch.bincount(y[early.index], minlength=4).tolist() == [10, 10, 10, 10]
+    hard = early.index[:4]
+    assert sorted(y[hard].tolist()) == [0, 1, 2, 3]
+    for c in range(4):  # the hard one of each class is its largest loss
+        mine = (y == c).nonzero().squeeze(1)
+        assert int(hard[y[hard] == c]) == int(mine[early.scores[mine].argmax()])
+    assert selector.select(model, x, y, None, batch_size=40, epoch=4.0).threshold is not None
+    unbalanced = make_selector("hard-negative", ramp_rate=0.0, balanced=False).select(model, x, y, None, batch_size=40)
     assert torch.bincount(y[unbalanced.index], minlength=4).tolist() != [10, 10, 10, 10]
 
 
