@@ -367,7 +367,8 @@ def _train_step(run: _Run) -> StepRecord:
         group["lr"] = lr
 
     pool = min(selector.pool_size(run.pool, config.batch_size, run.step), len(run.data.train))
-    indices = run.ranks.shard(run.sampler.draw(pool))  # this rank's B/N of the step's global pool
+    drawn = run.ranks.shard(run.sampler.draw(pool))  # this rank's B/N of the step's global pool
+    indices = torch.cat([selector.carried(), drawn])  # kept at an earlier step (Selective-Backprop's queue)
     x, y = run.data.batch(run.data.train, indices, augment=config.augment,
                           generator=run.aug_generator, device=run.device)
     if run.channels_last:
@@ -377,11 +378,11 @@ def _train_step(run: _Run) -> StepRecord:
         selection = selector.select(model, x, y, indices, batch_size=run.ranks.share(config.batch_size),
                                     epoch=run.step / run.steps_per_epoch)
     score_time = time.perf_counter() - t_score
-    if selection.forwarded is not None and not run.ranks.enabled:
+    if selection.unused and not run.ranks.enabled:
         # a streaming selector stopped early: the rest comes next. Under torchrun every rank draws the
         # same global pool and stops at a different place, so nothing is put back (the rest waits
         # for the next pass over the data)
-        run.sampler.rewind(len(indices) - selection.forwarded)
+        run.sampler.rewind(selection.unused)
     chosen = selection.index.to(run.device)
     xb, yb = x[chosen], y[chosen]
 

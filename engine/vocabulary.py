@@ -171,19 +171,24 @@ SELECTORS: dict[str, SelectorDeclaration] = {d.name: d for d in (
                            "(larger = pickier).", _at_least(0.0)),
         }),
     SelectorDeclaration(
-        "selective-backprop", "Selective-Backprop (Jiang et al. 2019): stream samples through a forward "
-        "pass, keep each with probability (percentile of its loss among recent losses)^beta, "
-        "back-propagate once b are kept. Only the forwards it runs are counted.",
+        "selective-backprop", "Selective-Backprop (Jiang et al. 2019) as its reference code runs it: the "
+        "first epoch trains on every drawn sample (priming); then each step forwards what it draws in "
+        "one scoring pass, keeps each sample with probability (percentile of its loss among recent "
+        "losses)^beta, and back-propagates the first b kept, the kept ones beyond b carried to the next "
+        "step. Only the forwards it runs are counted.",
         uses_candidates=False,  # it draws what its keep rate needs, not a pool of B
         options={
             "window": Option(1024, "Number of recent losses the percentile is taken over.", _at_least(1)),
             "beta": Option(1.0, "Selectivity: keep probability = percentile^beta (larger = pickier; the "
                            "expected keep rate is 1/(beta+1)).", _positive),
-            "stream_chunk": Option(16, "Samples forwarded together while streaming (the last chunk may "
-                                   "keep more than b: the extra kept ones are not trained).", _at_least(1)),
-            "slack": Option(1.0, "Draw this much more than b / (running keep rate), so a step rarely "
-                            "runs out before b are kept; the loop puts the samples it did not reach back "
-                            "into the data order (they come next).", _at_least(0.0)),
+            "prime_epochs": Option(1.0, "Train on every drawn sample, with no scoring forward, for this many "
+                                   "epochs first (the reference: 1; 0 = select from step 0).", _at_least(0.0)),
+            "stream_chunk": Option(0, "0 = forward the whole draw in one scoring pass (the reference's "
+                                   "cadence); k > 0 = stream it in chunks of k and stop once b are kept, "
+                                   "the samples not reached going back into the data order.", _at_least(0)),
+            "slack": Option(0.5, "Draw this much more than what the queue lacks / (running keep rate), so a "
+                            "step rarely runs short; the extra kept samples are carried, not lost.",
+                            _at_least(0.0)),
         }),
     SelectorDeclaration(
         "mms-memory", "Cheap MMS: rank a random pool of B by a per-sample score memory (unseen last), "

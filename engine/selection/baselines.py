@@ -1,8 +1,9 @@
-"""The selectors MMS is compared with: hard negatives (largest loss, optionally the reference
-code's ramp and class balance), largest softmax entropy, top-loss, and Selective-Backprop (Jiang et
-al. 2019, "Accelerating deep learning by focusing on the biggest losers"): stream samples, keep each
-with probability percentile(loss)^beta over a window of recent losses, back-propagate once b are
-kept.
+"""The selectors MMS is compared with, each by default as its reference runs it: hard negatives
+(the mms-select reference code's ramp and class balance), largest softmax entropy, pure top-loss
+(the b largest losses from step 0), and Selective-Backprop (Jiang et al. 2019, "Accelerating deep
+learning by focusing on the biggest losers": a first epoch on everything, then each forwarded sample
+kept with probability percentile(loss)^beta over a window of recent losses, the kept ones queued
+and back-propagated b at a time).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from marginscope.engine.selection.scores import cross_entropy_scores, entropy_scores, score_logits
+from marginscope.engine.selection.scores import cross_entropy_scores, entropy_scores
 from marginscope.engine.selection.selectors import Selection, Selector, ranked, register_selector
 
 __all__ = ["EntropySelector", "HardNegativeSelector", "SelectiveBackpropSelector", "TopLossSelector"]
@@ -175,8 +176,28 @@ class _LossHistory:
 
 @register_selector
 class SelectiveBackpropSelector(Selector, declared="selective-backprop"):
+    """Selective-Backprop as its reference code runs it (Jiang et al. 2019, angelajiang/SelectiveBackprop).
+
+    - **priming**: for the first `prime_epochs` epochs every drawn sample is back-propagated, with no
+      scoring forward and nothing written to the loss window (the reference trains its first epoch
+      on everything before it starts selecting);
+    - **selecting**: the samples the loop draws are forwarded together (one scoring pass over the draw;
+      the common `chunk` option only splits it for memory), each kept with probability
+      percentile(loss among the last `window` losses)^beta; kept samples join a queue, the oldest first;
+    - **carry-over**: a step trains on the first b of the queue, and kept samples beyond b wait in the
+      queue for the next step (`carried`), as the reference's back-prop queue does, so no kept sample
+      is forwarded for nothing. The queue holds at most b (a draw that keeps far more than asked drops
+      the newest); it is part of the state, so a resumed run trains the same batches.
+
+    The draw is sized from the running keep rate for what the queue lacks, with `slack` to spare, so a
+    step rarely runs short; if it does, the batch is completed with the largest losses not kept.
+    `stream_chunk` > 0 gives the earlier streaming variant: forward in chunks of that size and stop
+    once b are kept, the samples not reached going back into the data order.
+    """
+
     window: int
     beta: float
+    prime_epochs: float
     stream_chunk: int
     slack: float
 
@@ -184,43 +205,59 @@ class SelectiveBackpropSelector(Selector, declared="selective-backprop"):
         super().__init__(**options)
         self.history = _LossHistory(int(self.window))
         self.keep_rate = 1.0 / (1.0 + self.beta)  # E[U^beta] for a uniform percentile U
+        self.queue = torch.empty(0, dtype=torch.long)  # dataset indices kept, not yet trained (oldest first)
+
+    def priming(self, epoch: float) -> bool:
+        return epoch < self.prime_epochs
+
+    def carried(self) -> Tensor:
+        return self.queue
 
     def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
-        return math.ceil(batch_size * (1.0 + self.slack) / max(self.keep_rate, 0.02))
+        if self.priming(step / max(self.steps_per_epoch, 1)):
+            return batch_size
+        need = max(0, batch_size - self.queue.numel())
+        return max(1, math.ceil(need * (1.0 + self.slack) / max(self.keep_rate, 0.02)))
 
     def _select(
         self, model: nn.Module, inputs: Tensor, labels: Tensor, indices: Tensor, *, b: int, epoch: float
     ) -> Selection:
-        device, n = inputs.device, inputs.shape[0]
+        device, n, waiting = inputs.device, inputs.shape[0], self.queue.numel()
+        if self.priming(epoch):  # no queue yet: the candidates are the b drawn samples
+            return Selection(index=torch.arange(b, device=device), scores=None, logits=None, threshold=None,
+                             forwarded=0)
         losses = torch.full((n,), float("nan"), device=device)
-        kept: list[Tensor] = []
-        n_kept = forwarded = 0
-        while forwarded < n and n_kept < b:
-            end = min(n, forwarded + int(self.stream_chunk))
-            logits = score_logits(model, inputs[forwarded:end], chunk=0)
-            chunk_losses = cross_entropy_scores(logits, labels[forwarded:end])
-            self.history.push(chunk_losses)
-            keep = self._rand(end - forwarded, chunk_losses.device) < self.history.percentile(
-                chunk_losses).pow(self.beta)
-            losses[forwarded:end] = chunk_losses.to(device)
-            kept.append(keep.nonzero().squeeze(1).to(device) + forwarded)
-            n_kept += int(keep.sum())
-            forwarded = end
-        # the running keep rate sizes the next draw (an exponential average over steps)
-        self.keep_rate = 0.9 * self.keep_rate + 0.1 * (n_kept / forwarded)
-        index = torch.cat(kept)[:b]
-        if n_kept < b:  # the draw ran out first (losses falling faster than the window follows):
-            # the batch is completed with the largest losses not kept, so a step still trains on b
+        queue = [torch.arange(waiting, device=device)]  # the carried samples come first (the loop put them there)
+        n_queued, reached = waiting, waiting
+        step_size = int(self.stream_chunk) or n
+        while reached < n and n_queued < b:
+            end = min(n, reached + step_size)
+            logits = self._logits(model, inputs[reached:end])
+            part = cross_entropy_scores(logits, labels[reached:end].to(logits.device))
+            self.history.push(part)
+            keep = self._rand(end - reached, part.device) < self.history.percentile(part).pow(self.beta)
+            losses[reached:end] = part.to(device)
+            queue.append(keep.nonzero().squeeze(1).to(device) + reached)
+            n_queued += int(keep.sum())
+            reached = end
+        forwarded = reached - waiting
+        if forwarded:  # the running keep rate sizes the next draw (an exponential average over steps)
+            self.keep_rate = 0.9 * self.keep_rate + 0.1 * ((n_queued - waiting) / forwarded)
+        order = torch.cat(queue)
+        index, extra = order[:b], order[b:]
+        if index.numel() < b:  # the draw ran short: complete the batch with the largest losses not kept
             rest = torch.nan_to_num(losses, nan=-math.inf)
             rest[index] = -math.inf
-            fill = rest.topk(min(b - n_kept, forwarded - n_kept)).indices
-            index = torch.cat([index, fill])
-        return Selection(index=index, scores=losses, logits=None, threshold=None, forwarded=forwarded)
+            index = torch.cat([index, rest.topk(min(b - index.numel(), forwarded)).indices])
+        if indices is not None:
+            self.queue = indices[extra.cpu()][: b].detach().long().cpu().clone()
+        return Selection(index=index, scores=losses, logits=None, threshold=None, forwarded=forwarded,
+                         unused=n - reached)
 
     def state_dict(self) -> dict[str, Any]:
         h = self.history
         return {**super().state_dict(), "history": h.values.clone(), "filled": h.filled, "pos": h.pos,
-                "keep_rate": self.keep_rate}
+                "keep_rate": self.keep_rate, "queue": self.queue.clone()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
@@ -231,3 +268,4 @@ class SelectiveBackpropSelector(Selector, declared="selective-backprop"):
         self.history.values = values.clone()
         self.history.filled, self.history.pos = int(state["filled"]), int(state["pos"])
         self.keep_rate = float(state["keep_rate"])
+        self.queue = state.get("queue", torch.empty(0, dtype=torch.long)).detach().long().cpu().clone()

@@ -70,8 +70,11 @@ class Selection:
     # rescales the kept well-learned samples this way
     weights: Tensor | None = None
     # samples the selector actually forwarded to choose (None = all B if `forwards_candidates`);
-    # Selective-Backprop stops forwarding once it has kept b
+    # Selective-Backprop forwards only its fresh draw, and nothing while it primes
     forwarded: int | None = None
+    # drawn candidates at the tail the selector never reached (streaming Selective-Backprop stopped
+    # once b were kept): the loop puts them back into the data order, to be drawn next
+    unused: int = 0
 
 
 def head_layer(model: nn.Module) -> nn.Linear:
@@ -157,8 +160,11 @@ class Selector:
     - `begin`: told the run's size once before the first step (InfoBatch anneals near the end).
     - `pool_size`: how many samples the loop draws this step (default: B, or b without a pool);
       Selective-Backprop and InfoBatch size their draw from their running keep rate.
-    - `Selection.weights` / `Selection.forwarded`: per-sample loss weights, and the forwards the
-      selector really ran, when they differ from the plain mean and from B.
+    - `carried`: dataset indices the selector kept at an earlier step and trains at this one
+      (Selective-Backprop's queue); the loop puts them before the fresh draw in the candidates.
+    - `Selection.weights` / `Selection.forwarded` / `Selection.unused`: per-sample loss weights, the
+      forwards the selector really ran (when they differ from the plain mean and from B), and the
+      drawn samples it never reached (put back into the data order).
     """
 
     name: ClassVar[str] = ""
@@ -220,6 +226,11 @@ class Selector:
     def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
         """Samples the loop draws at `step`: B with a candidate pool, else b."""
         return candidates if self.uses_candidates else batch_size
+
+    def carried(self) -> Tensor:
+        """Dataset indices kept at an earlier step for this one's batch; the loop puts them first in
+        the candidates, before the samples it draws. Default: none."""
+        return torch.empty(0, dtype=torch.long)
 
     def observe(self, indices: Tensor, logits: Tensor, labels: Tensor) -> None:
         """Hook: the loop passes the training forward's detached logits. Default: nothing."""

@@ -1,5 +1,6 @@
 """The baselines as their papers define them: the reference code's runner-up score (bias folded in),
-hard-negative's ramp and class balance, Selective-Backprop's streaming and its forward count,
+hard-negative's ramp and class balance, Selective-Backprop's priming, one forward per draw and
+carried-over kept samples,
 InfoBatch's soft pruning, rescaling and annealing; and the loop honouring what they declare
 (per-sample loss weights, the forwards really run, the draw size)."""
 
@@ -65,15 +66,16 @@ def test_hard_negative_reference_ramp_and_balanced_hard_share() -> None:
     assert torch.bincount(y[unbalanced.index], minlength=4).tolist() != [10, 10, 10, 10]
 
 
-def test_selective_backprop_streams_until_b_are_kept() -> None:
+def test_selective_backprop_streaming_variant_stops_once_b_are_kept() -> None:
     torch.manual_seed(0)
     model = Linear(torch.randn(5, 4).tolist())
-    sb = make_selector("selective-backprop", beta=1.0, stream_chunk=8, seed=1)
+    sb = make_selector("selective-backprop", beta=1.0, stream_chunk=8, prime_epochs=0, slack=1.0, seed=1)
     assert sb.pool_size(640, 16, 0) == 64  # b x (1 + slack) / E[keep] = 16 x 2 x 2
     x, y = torch.randn(400, 4), torch.randint(0, 5, (400,))
-    sel = sb.select(model, x, y, None, batch_size=16)
+    sel = sb.select(model, x, y, torch.arange(400), batch_size=16)
     assert sel.index.shape == (16,) and len(set(sel.index.tolist())) == 16
     assert sel.forwarded % 8 == 0 and sel.forwarded < 400  # stopped once 16 were kept
+    assert sel.unused == 400 - sel.forwarded  # the loop puts the unreached tail back
     forwarded = torch.isfinite(sel.scores)
     assert int(forwarded.sum()) == sel.forwarded and bool(forwarded[:sel.forwarded].all())
     assert bool(forwarded[sel.index].all())  # only forwarded samples are trained
@@ -85,20 +87,95 @@ def test_selective_backprop_streams_until_b_are_kept() -> None:
                                torch.tensor([0.0, 0.25, 1.0]))
 
 
+class _CountingLinear(Linear):
+    """Linear that records the batch size of every forward."""
+
+    def __init__(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        self.calls: list[int] = []
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        self.calls.append(x.shape[0])
+        return super().forward(x)
+
+
+def test_selective_backprop_primes_the_first_epoch() -> None:
+    torch.manual_seed(0)
+    model = _CountingLinear(torch.randn(5, 4).tolist())
+    sb = make_selector("selective-backprop", seed=0)  # prime_epochs = 1, the reference's
+    sb.begin(num_train=160, steps_per_epoch=10, total_steps=30)
+    assert [sb.pool_size(640, 16, step) for step in (0, 9)] == [16, 16]  # the loop draws b
+    x, y = torch.randn(16, 4), torch.randint(0, 5, (16,))
+    sel = sb.select(model, x, y, torch.arange(16), batch_size=16, epoch=0.9)
+    assert sel.index.tolist() == list(range(16)) and sel.forwarded == 0  # every drawn sample, no forward
+    assert model.calls == [] and sb.history.filled == 0  # nothing scored, nothing in the window
+    assert sb.pool_size(640, 16, 10) > 16  # epoch 1: selecting, the draw sized by the keep rate
+
+
+def test_selective_backprop_forwards_the_draw_once_and_carries_the_extra_kept() -> None:
+    torch.manual_seed(0)
+    model = _CountingLinear(torch.randn(5, 4).tolist())
+    sb = make_selector("selective-backprop", beta=1.0, prime_epochs=0, chunk=0, seed=2)  # keeps ~half
+    x, y, idx = torch.randn(200, 4), torch.randint(0, 5, (200,)), torch.arange(1000, 1200)
+    sel = sb.select(model, x[:44], y[:44], idx[:44], batch_size=16)
+    assert model.calls == [44] and sel.forwarded == 44 and sel.unused == 0  # the whole draw, one forward
+    carried = sb.carried()
+    assert 0 < carried.numel() < 16  # kept beyond b wait for the next step (at most b)
+    assert not set(carried.tolist()) & set(idx[sel.index].tolist())  # not trained twice
+    # next step: the loop puts the carried samples first; they are trained, the fresh draw is forwarded
+    c = carried.numel()
+    nxt = torch.cat([carried - 1000, torch.arange(44, 44 + sb.pool_size(640, 16, 1))])
+    sel2 = sb.select(model, x[nxt], y[nxt], idx[nxt], batch_size=16)
+    assert model.calls[1:] == [nxt.numel() - c] and sel2.forwarded == nxt.numel() - c
+    assert sel2.index[:c].tolist() == list(range(c))  # the carried ones, oldest first
+    assert sel2.index.numel() == 16 and len(set(sel2.index.tolist())) == 16
+
+
 def test_selective_backprop_keep_rate_and_state() -> None:
     torch.manual_seed(0)
     model = Linear(torch.randn(5, 4).tolist())
-    batches = [(torch.randn(200, 4), torch.randint(0, 5, (200,))) for _ in range(40)]
-    sb = make_selector("selective-backprop", beta=1.0, seed=0)
-    for x, y in batches[:30]:
-        sb.select(model, x, y, None, batch_size=16)
+    batches = [(torch.randn(40, 4), torch.randint(0, 5, (40,))) for _ in range(40)]
+    sb = make_selector("selective-backprop", beta=1.0, prime_epochs=0, seed=0)
+    for i, (x, y) in enumerate(batches[:30]):
+        sb.select(model, x, y, torch.arange(40) + 40 * i, batch_size=16)
     assert 0.4 < sb.keep_rate < 0.6  # E[U^1] = 1/2
-    resumed = make_selector("selective-backprop", beta=1.0, seed=0)
+    resumed = make_selector("selective-backprop", beta=1.0, prime_epochs=0, seed=0)
     resumed.load_state_dict(sb.state_dict())
-    for x, y in batches[30:]:
-        a = sb.select(model, x, y, None, batch_size=16)
-        b = resumed.select(model, x, y, None, batch_size=16)
+    assert torch.equal(resumed.carried(), sb.carried())  # the queue is part of the state
+    for i, (x, y) in enumerate(batches[30:]):
+        a = sb.select(model, x, y, torch.arange(40) + 40 * i, batch_size=16)
+        b = resumed.select(model, x, y, torch.arange(40) + 40 * i, batch_size=16)
         assert a.index.tolist() == b.index.tolist() and a.forwarded == b.forwarded
+        assert torch.equal(resumed.carried(), sb.carried())
+
+
+def test_loop_trains_the_carried_samples_at_the_next_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marginscope.engine.selection.baselines import SelectiveBackpropSelector
+
+    steps = []
+    original = SelectiveBackpropSelector._select
+
+    def spy(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        waiting = self.queue.clone()
+        sel = original(self, model, inputs, labels, indices, b=b, epoch=epoch)
+        forwarded = None if self.priming(epoch) else sel.forwarded
+        steps.append((waiting, indices.clone(), indices[sel.index.cpu()], self.queue.clone(), forwarded))
+        return sel
+
+    monkeypatch.setattr(SelectiveBackpropSelector, "_select", spy)
+    result = train(TrainConfig(**{**BASE, "steps": 30}, selector="selective-backprop",
+                               selector_options={"prime_epochs": 0.1}))
+    assert result.samples_backpropagated == 30 * 16  # b every step, priming included
+    assert steps[0][1].numel() == 16 and steps[-1][4] is not None  # primed at first, selecting later
+    carried_any = False
+    for (_, _, _, left, _), (waiting, candidates, trained, _, forwarded) in zip(steps, steps[1:]):
+        assert torch.equal(waiting, left)  # what one step carries is the next step's queue
+        assert torch.equal(candidates[:left.numel()], left)  # ... put first in its candidates
+        assert set(left.tolist()) <= set(trained.tolist())  # ... and trained there
+        if forwarded is not None:  # only the fresh draw is forwarded
+            assert forwarded == candidates.numel() - left.numel()
+        carried_any |= left.numel() > 0
+    assert carried_any
 
 
 def test_infobatch_prunes_rescales_and_anneals() -> None:
@@ -175,7 +252,7 @@ def test_sampler_rewind_puts_the_tail_back() -> None:
 
 
 def test_loop_counts_the_forwards_selectors_really_run() -> None:
-    sb = train(TrainConfig(**BASE, selector="selective-backprop"))
+    sb = train(TrainConfig(**BASE, selector="selective-backprop", selector_options={"prime_epochs": 0}))
     assert sb.samples_backpropagated == 20 * 16
     # streamed forwards (B does not apply): more than b a step, about b / keep rate
     scoring = sb.samples_forwarded - sb.samples_backpropagated
