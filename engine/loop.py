@@ -11,7 +11,8 @@ Kept as one module: the loop is meant to be read top to bottom in one file (nano
 it calls lives beside it (sampler, monitoring, batchnorm, samples, selection).
 
 Counting follows the paper: one "epoch" is N/b training steps whatever the selector, so curves of
-selective and uniform runs line up step for step; the exact work is kept in `Counters`
+selective and uniform runs line up step for step (except for a selector that plans its passes,
+InfoBatch at matched epochs: its run is the same epochs, a pruned one in fewer steps; `_Run.clock`); the exact work is kept in `Counters`
 (samples forwarded = scoring forwards + selector refreshes + training forwards; samples
 back-propagated = b per step; wall time = the steps, monitoring included, without validation,
 test and checkpoints).
@@ -171,8 +172,22 @@ class _Run:
     times: WorkTimes = field(default_factory=WorkTimes)  # CPU time and the selector's phases
     selected_flipped: int = 0
 
+    def clock(self) -> float:
+        """Where the run stands on its schedule, in steps of b (N/b an epoch): the steps taken; for a
+        selector that plans its passes (InfoBatch at matched epochs), the passes done, each worth
+        N/b steps however few iterations it took. The LR schedule, the epoch of the curves and the
+        end of the run follow it, so a pruned epoch is shorter and the schedule spans the selector's
+        own iterations."""
+        if not self.selector.plans_passes:
+            return float(self.step)
+        passes, done, total = self.sampler.position(self.config.batch_size)
+        return passes * self.steps_per_epoch + done * self.steps_per_epoch / total
+
+    def finished(self) -> bool:
+        return self.clock() >= self.total_steps
+
     def counters(self) -> Counters:
-        return Counters(step=self.step, epoch=self.step / self.steps_per_epoch,
+        return Counters(step=self.step, epoch=self.clock() / self.steps_per_epoch,
                         samples_forwarded=self.forwarded, samples_backpropagated=self.backpropagated,
                         wall_time=self.wall)
 
@@ -248,6 +263,10 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> 
     total_steps = config.steps or max(1, round(config.epochs * steps_per_epoch))
     eval_every = config.eval_every or max(1, min(steps_per_epoch, total_steps // 10))
     selector.begin(num_train=n_train, steps_per_epoch=steps_per_epoch, total_steps=total_steps)
+    if selector.plans_passes and ranks.enabled:
+        raise ValueError(f"selector {config.selector!r} plans its passes over the data from its own "
+                         "memory, which each rank keeps apart: run it in one process (for InfoBatch, "
+                         "matched_epochs=false runs under torchrun)")
     return _Run(
         config=config, emit=emit, device=device, data=data, model_name=model_name, model=model,
         ranks=ranks, net=ranks.wrap(model),
@@ -255,7 +274,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> 
         scaler=scaler, selector=selector,
         bn_pool=PoolStatistics(model, samples=b,
                                enabled=config.bn_stats == "pool" and selector.batchnorm_from_pool),
-        sampler=PassSampler(n_train, config.seed),
+        sampler=PassSampler(n_train, config.seed, plan=selector.plan_pass if selector.plans_passes else None),
         aug_generator=torch.Generator().manual_seed(ranks.rank_seed(config.seed + 1)),
         pool=pool,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, eval_every=eval_every,
@@ -279,7 +298,8 @@ def _resume(run: _Run, path: str) -> None:
     own = state.get("ranks", [state])  # a DDP checkpoint keeps each rank's streams (engine/distributed.py)
     own = own[run.ranks.rank] if len(own) == run.ranks.world else state
     run.selector.load_state_dict(own["selector"])
-    run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"])
+    run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"],  # after the selector:
+                              plan=run.selector.plan_pass if run.selector.plans_passes else None)  # its plan
     run.aug_generator.set_state(own["aug_generator"])
     run.samples.load_state_dict(state.get("samples", {}))
     torch.set_rng_state(own["torch_rng"])
@@ -308,7 +328,8 @@ def _announce(run: _Run) -> None:
     run.emit(LogMessage(step=step, level="info", message=(
         f"{'resumed at step ' + str(step) if step else 'started'}: {data.name} "
         f"({len(data.train)} train), {run.model_name}, selector {config.selector}, "
-        f"B={run.pool} b={config.batch_size}, {run.total_steps} steps on {run.device}"
+        f"B={run.pool} b={config.batch_size}, {run.total_steps} steps"
+        f"{' of b (matched epochs: pruned ones take fewer)' if run.selector.plans_passes else ''} on {run.device}"
         f"{f' x {run.ranks.world} processes (DDP)' if run.ranks.enabled else ''}; "
         f"LR drops at steps {drops or 'none'}")))
 
@@ -325,7 +346,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
         run.times.cpu += lap[1]
 
     try:
-        while run.step < run.total_steps:
+        while not run.finished():
             if run.ranks.should_stop(should_stop):  # rank 0 decides for all ranks
                 raise StopTraining
             clock = StepClock(run.device)
@@ -334,7 +355,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
             if run.samples.enabled:  # under torchrun: every rank's candidates (a collective call)
                 seen = run.ranks.gather_step(step)
                 run.samples.observe(seen, seen.indices, run.model.head.weight.detach())
-            last = run.step == run.total_steps
+            last = run.finished()
             if run.samples.due(run.step, last):
                 run.emit(run.samples.snapshot(run.counters(), scored=step.scored))
             if config.hist_every and (run.step % config.hist_every == 0 or last):
@@ -350,7 +371,7 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
                     raise FloatingPointError(f"loss became {float(step.loss)} at step {run.step}; lower lr")
             if run.step % run.eval_every == 0 or last:
                 _validate(run)
-            if run.step % run.checkpoint_every == 0 and run.step < run.total_steps:
+            if run.step % run.checkpoint_every == 0 and not last:
                 _checkpoint(run)
     except StopTraining:
         run.emit(LogMessage(step=run.step, level="warning", message=f"stopped at step {run.step} on request"))
@@ -361,13 +382,14 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
 def _train_step(run: _Run) -> StepRecord:
     """Draw candidates, let the selector choose, then forward, backward and update on its choice."""
     config, model, selector = run.config, run.model, run.selector
-    lr = lr_at(run.step, base_lr=config.lr, regime=config.regime, total_steps=run.total_steps,
+    lr = lr_at(run.clock(), base_lr=config.lr, regime=config.regime, total_steps=run.total_steps,
                steps_per_epoch=run.steps_per_epoch, warmup_steps=run.warmup_steps)
     for group in run.optimizer.param_groups:
         group["lr"] = lr
 
     pool = min(selector.pool_size(run.pool, config.batch_size, run.step), len(run.data.train))
-    drawn = run.ranks.shard(run.sampler.draw(pool))  # this rank's B/N of the step's global pool
+    # this rank's B/N of the step's global pool; a planned pass ends with a short batch, as a loader's
+    drawn = run.ranks.shard(run.sampler.draw(pool, within_pass=selector.plans_passes))
     indices = torch.cat([selector.carried(), drawn])  # kept at an earlier step (Selective-Backprop's queue)
     x, y = run.data.batch(run.data.train, indices, augment=config.augment,
                           generator=run.aug_generator, device=run.device)

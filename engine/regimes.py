@@ -116,10 +116,11 @@ def drop_steps(regime: Regime, total_steps: int, steps_per_epoch: float) -> list
 
 
 def lr_at(
-    step: int, *, base_lr: float, regime: Regime, total_steps: int, steps_per_epoch: float,
+    step: float, *, base_lr: float, regime: Regime, total_steps: int, steps_per_epoch: float,
     warmup_steps: int = 0,
 ) -> float:
-    """Learning rate for optimizer step `step` (0-based).
+    """Learning rate for optimizer step `step` (0-based; a fraction where a run's clock is not its
+    step count: InfoBatch at matched epochs, engine/loop.py's `_Run.clock`).
 
     Linear warm-up base_lr * (step + 1) / warmup_steps for the first `warmup_steps` steps (so the
     first step is small but not 0), times the product of the factors of every drop reached.

@@ -211,14 +211,23 @@ SELECTORS: dict[str, SelectorDeclaration] = {d.name: d for d in (
                              lambda v: None if v in ("first", "last") else "must be first or last"),
         }),
     SelectorDeclaration(
-        "infobatch", "InfoBatch (Qin et al. 2024): skip samples whose stored training loss is below the "
-        "mean with probability prune, up-weight the kept ones by 1/(1-prune), prune nothing in the last "
-        "steps (anneal). No scoring forward; the batch is b on average.",
-        uses_candidates=False,  # it draws what its keep rate needs
+        "infobatch", "InfoBatch (Qin et al. 2024) as its reference code runs it, at matched epochs: at "
+        "each epoch's start, drop the share prune of the samples whose stored training loss is below the "
+        "mean, up-weight the kept ones of those by 1/(1-prune), and run the epoch on the rest (fewer "
+        "iterations; the LR schedule follows the epochs, so it spans InfoBatch's own iterations); the "
+        "epochs after the share anneal of the run are not pruned. No scoring forward.",
+        uses_candidates=False,  # it trains on what it draws
         options={
-            "prune": Option(0.5, "Probability of skipping a well-learned (below-mean loss) sample.", _share),
-            "anneal": Option(0.875, "Share of the run after which nothing is pruned (delta).",
+            "prune": Option(0.5, "Share of the well-learned (below-mean loss) samples dropped from an epoch.",
+                            _share),
+            "anneal": Option(0.875, "Share of the run's epochs that may be pruned (delta); an epoch ending "
+                             "later trains on everything.",
                              lambda v: None if 0.0 < v <= 1.0 else "must be in (0, 1]"),
+            "matched_epochs": Option(True, "true: the run is its epochs and a pruned epoch takes fewer "
+                                     "steps (the reference); false: step-matched, N/b steps an epoch, each "
+                                     "drawn well-learned sample pruned with probability prune, b per step on "
+                                     "average, annealing in the last (1 - anneal) share of the steps (this "
+                                     "project's earlier form; runs under torchrun)."),
         }),
 )}
 

@@ -160,6 +160,10 @@ class Selector:
     - `begin`: told the run's size once before the first step (InfoBatch anneals near the end).
     - `pool_size`: how many samples the loop draws this step (default: B, or b without a pool);
       Selective-Backprop and InfoBatch size their draw from their running keep rate.
+    - `plans_passes` / `plan_pass`: the run is counted in passes over the data (matched epochs), and
+      each pass is the samples `plan_pass` keeps of the pass's random order, drawn b at a time with
+      a short last batch: InfoBatch prunes an epoch so it takes fewer steps, and the LR schedule,
+      the curves' epoch and the run's end follow the passes (engine/loop.py's `_Run.clock`).
     - `carried`: dataset indices the selector kept at an earlier step and trains at this one
       (Selective-Backprop's queue); the loop puts them before the fresh draw in the candidates.
     - `Selection.weights` / `Selection.forwarded` / `Selection.unused`: per-sample loss weights, the
@@ -173,6 +177,7 @@ class Selector:
     forwards_candidates: ClassVar[bool] = True
     batchnorm_from_pool: ClassVar[bool] = True
     threshold_is_mms: ClassVar[bool] = False
+    plans_passes: bool = False  # an instance may decide (InfoBatch's matched_epochs option)
     options: ClassVar[dict[str, Option]] = {}  # besides the vocabulary's COMMON_OPTIONS (chunk, seed)
     chunk: int  # option values are set as attributes by __init__
     seed: int
@@ -226,6 +231,12 @@ class Selector:
     def pool_size(self, candidates: int, batch_size: int, step: int) -> int:
         """Samples the loop draws at `step`: B with a candidate pool, else b."""
         return candidates if self.uses_candidates else batch_size
+
+    def plan_pass(self, order: Tensor, pass_index: int) -> Tensor:
+        """With `plans_passes`: the samples of pass `pass_index` (a subset of `order`, the pass's
+        random permutation, in its order). Called when the pass's first sample is drawn, and again
+        for the current pass on resume (return the same plan then). Default: the whole pass."""
+        return order
 
     def carried(self) -> Tensor:
         """Dataset indices kept at an earlier step for this one's batch; the loop puts them first in

@@ -7,12 +7,15 @@ InfoBatch's soft pruning, rescaling and annealing; and the loop honouring what t
 from __future__ import annotations
 
 import importlib
+import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from marginscope.engine import TrainConfig, train
+from marginscope.engine.callbacks import Recorder
+from marginscope.engine.events import StepMetrics
 from marginscope.engine.selection import make_selector, minimal_margin_scores
 from marginscope.engine.selection import selectors as selectors_module
 from marginscope.engine.selection.selectors import Selection, Selector
@@ -178,8 +181,8 @@ def test_loop_trains_the_carried_samples_at_the_next_step(monkeypatch: pytest.Mo
     assert carried_any
 
 
-def test_infobatch_prunes_rescales_and_anneals() -> None:
-    ib = make_selector("infobatch", prune=0.5, anneal=0.75, seed=0)
+def test_infobatch_step_matched_form_prunes_rescales_and_anneals() -> None:
+    ib = make_selector("infobatch", prune=0.5, anneal=0.75, matched_epochs=False, seed=0)
     ib.begin(num_train=1000, steps_per_epoch=100, total_steps=400)
     assert ib.pool_size(640, 10, 0) == 10  # nothing seen: every stored loss equal, nothing below the mean
     # half the samples learned (loss 0.1), half not (loss 2.0)
@@ -200,6 +203,90 @@ def test_infobatch_prunes_rescales_and_anneals() -> None:
     assert ib.pool_size(640, 30, 300) == 30
     late = ib.select(None, x[:30], labels[:30], idx[:30], batch_size=30)
     assert late.index.tolist() == list(range(30)) and late.weights is None
+
+
+def test_infobatch_plans_an_epoch_as_the_reference_prunes_it() -> None:
+    ib = make_selector("infobatch", prune=0.5, seed=0)  # matched epochs, anneal 0.875
+    ib.begin(num_train=1000, steps_per_epoch=100, total_steps=800)  # 8 epochs: 0-6 pruned (7 <= 7)
+    order = torch.randperm(1000, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(ib.plan_pass(order, 0), order)  # nothing seen yet: nothing below the mean
+    logits = torch.zeros(1000, 3)
+    logits[:400, 0] = 5.0  # 400 well learned (small loss), 600 not
+    ib.observe(torch.arange(1000), logits, torch.zeros(1000, dtype=torch.long))
+    plan = ib.plan_pass(order, 1)
+    assert plan.numel() == 600 + 200  # int(0.5 x 400) of the well learned kept, every other sample
+    assert torch.equal(plan, order[torch.isin(order, plan)])  # the pass's random order, pruned
+    assert set(range(400, 1000)) <= set(plan.tolist())  # never prunes a sample above the mean
+    assert torch.equal(ib.plan_pass(order, 1), plan)  # the current pass again (resume): the same plan
+    sel = ib.select(None, torch.zeros(8, 1), torch.zeros(8, dtype=torch.long), plan[:8], batch_size=8)
+    assert sel.index.tolist() == list(range(8)) and sel.logits is None  # trains what it drew, no forward
+    torch.testing.assert_close(sel.weights, torch.where(plan[:8] < 400, 2.0, 1.0))  # 1 / (1 - 0.5)
+    assert [ib.prunes_pass(p) for p in (6, 7)] == [True, False]  # annealing: the last epoch is full
+    assert torch.equal(ib.plan_pass(order, 7), order)
+    assert ib.select(None, torch.zeros(8, 1), torch.zeros(8, dtype=torch.long), order[:8], batch_size=8).weights is None
+
+
+def test_infobatch_runs_matched_epochs_with_fewer_iterations(monkeypatch: pytest.MonkeyPatch) -> None:
+    from marginscope.engine.selection.infobatch import InfoBatchSelector
+
+    plans, batches = [], []
+    plan_pass, select = InfoBatchSelector.plan_pass, InfoBatchSelector._select
+
+    def spy_plan(self, order, pass_index):  # type: ignore[no-untyped-def]
+        plan = plan_pass(self, order, pass_index)
+        plans.append((pass_index, plan.numel()))
+        return plan
+
+    def spy_select(self, model, inputs, labels, indices, *, b, epoch):  # type: ignore[no-untyped-def]
+        batches.append(inputs.shape[0])
+        return select(self, model, inputs, labels, indices, b=b, epoch=epoch)
+
+    monkeypatch.setattr(InfoBatchSelector, "plan_pass", spy_plan)
+    monkeypatch.setattr(InfoBatchSelector, "_select", spy_select)
+    rec = Recorder()
+    config = TrainConfig(**{**BASE, "steps": None, "log_every": 1, "eval_every": 1000}, epochs=4,
+                         regime="1.5:0.1,3.5:0.1", selector="infobatch")
+    result = train(config, [rec])
+    n, b = 1257, 16  # digits' training split; 79 steps an epoch
+    assert [p for p, _ in plans] == [0, 1, 2, 3]
+    lengths = dict(plans)
+    assert lengths[0] == lengths[3] == n  # nothing seen before epoch 0; epoch 3 anneals (4 > 0.875 x 4)
+    assert lengths[1] < n and lengths[2] < n  # pruned epochs
+    iterations = [math.ceil(lengths[p] / b) for p in range(4)]
+    assert result.steps == sum(iterations) < 4 * 79  # the same epochs in fewer steps
+    assert result.samples_backpropagated == sum(lengths.values())  # each kept sample once an epoch
+    assert batches[iterations[0] - 1] == n - (iterations[0] - 1) * b  # an epoch ends with a short batch
+    # the LR schedule follows the epochs: x0.1 from half-way through epoch 1 (in its own iterations)
+    # and from half-way through epoch 3, the last value reached before the last iteration
+    lrs = [e.lr for e in rec.of(StepMetrics)]
+    start1 = iterations[0]
+    drop = round(1.5 * 79)  # the regime's step of epoch 1.5, on the clock of N/b steps an epoch
+    first_low = start1 + next(i for i in range(iterations[1]) if 79 + i * 79 / iterations[1] >= drop)
+    assert first_low - start1 < 0.6 * iterations[1]  # about half-way through epoch 1's own iterations
+    assert lrs[first_low - 1] == pytest.approx(0.05) and lrs[first_low] == pytest.approx(0.005)
+    assert lrs[-1] == pytest.approx(0.0005) and lrs[-iterations[3] // 2 + 1] == pytest.approx(0.0005)
+    epochs = [e.counters.epoch for e in rec.of(StepMetrics)]
+    assert epochs[start1 - 1] == pytest.approx(1.0) and epochs[-1] == pytest.approx(4.0)
+
+
+def test_infobatch_matched_epochs_resume_equals_uninterrupted(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    cfg = dict(BASE, steps=None, epochs=3, eval_every=40, selector="infobatch")
+    full = train(TrainConfig(out_dir=str(tmp_path / "full"), **cfg))
+    calls = {"n": 0}
+
+    def stop() -> bool:  # inside epoch 1, a pruned one
+        calls["n"] += 1
+        return calls["n"] > 100
+
+    part = train(TrainConfig(out_dir=str(tmp_path / "part"), **cfg), should_stop=stop)
+    assert part.status == "cancelled" and part.steps == 100
+    resumed = train(TrainConfig(out_dir=str(tmp_path / "part"), resume_from=part.checkpoint, **cfg))
+    assert resumed.steps == full.steps < 3 * 79
+    a = torch.load(full.checkpoint, weights_only=False)["model"]
+    b = torch.load(resumed.checkpoint, weights_only=False)["model"]
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    assert resumed.samples_backpropagated == full.samples_backpropagated
 
 
 class _ZeroWeight(Selector):
