@@ -119,6 +119,8 @@ def _add_error_handlers(app: FastAPI) -> None:
                 route.matches({**request.scope, "method": m})[0] == Match.FULL
                 for route in request.app.router.routes)]
             exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
+        if exc.status_code == 404 and pages.wants_page(request):  # a mistyped address in a browser
+            return pages.not_found(request, f"There is no page at {request.url.path}.", heading="Page not found")
         return await http_exception_handler(request, exc)
 
     app.add_exception_handler(StarletteHTTPException, http_error)

@@ -114,10 +114,22 @@ def run_page(request: Request, run_id: str) -> HTMLResponse:
     return _page(request, "run.html")
 
 
-def not_found(request: Request, message: str) -> HTMLResponse:
-    """frontend/notfound.html with the reason filled in, answered with a 404."""
+API_PREFIXES = ("/api/", "/ws/", "/static/", "/docs/", "/openapi")
+
+
+def wants_page(request: Request) -> bool:
+    """Whether a request that found nothing came from a browser's address bar (a GET asking for
+    HTML, outside the API): it gets the not-found page, the API keeps its JSON 404."""
+    path = request.url.path
+    return (request.method == "GET" and "text/html" in request.headers.get("accept", "")
+            and not path.startswith(API_PREFIXES) and path != "/api")
+
+
+def not_found(request: Request, message: str, heading: str = "Run not found") -> HTMLResponse:
+    """frontend/notfound.html with the heading and the reason filled in, answered with a 404."""
     page = _page(request, "notfound.html", status_code=404)
-    body = bytes(page.body).decode().replace("<!--reason-->", html.escape(message))
+    body = (bytes(page.body).decode().replace("<!--heading-->", html.escape(heading))
+            .replace("<!--reason-->", html.escape(message)))
     return HTMLResponse(body, status_code=404, headers={"Cache-Control": REVALIDATE})
 
 

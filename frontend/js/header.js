@@ -41,7 +41,10 @@
   });
   system.addEventListener("change", () => { if (!root.dataset.theme) announce(); });
   label();
-  header.replaceChildren(brand, nav, Object.assign(document.createElement("span"), { className: "spacer" }), toggle);
+  const api = Object.assign(document.createElement("a"), {
+    href: "/docs", textContent: "API", className: "api-link", title: "The HTTP API, with its reference (OpenAPI)",
+  });
+  header.replaceChildren(brand, nav, Object.assign(document.createElement("span"), { className: "spacer" }), api, toggle);
 
   const viewport = Object.assign(document.createElement("meta"), { name: "viewport", content: "width=device-width, initial-scale=1" });
   const icon = Object.assign(document.createElement("link"), { rel: "icon", href: "data:," });

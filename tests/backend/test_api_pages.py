@@ -52,6 +52,18 @@ def test_a_run_that_does_not_exist_gets_a_not_found_page(client: TestClient, pat
     assert "Run not found" in r.text and "/ws/" not in r.text and "run.js" not in r.text
 
 
+def test_an_unknown_address_gets_the_not_found_page_in_a_browser_and_json_elsewhere(client: TestClient) -> None:
+    browser = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    r = client.get("/no/such/page", headers=browser)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "Page not found" in r.text and "/no/such/page" in r.text
+    assert "&lt;" in client.get("/x<b>", headers=browser).text  # the path is escaped, never markup
+    for path, headers in (("/no/such/page", {}), ("/api/nope", browser), ("/static/nope.js", browser)):
+        r = client.get(path, headers=headers)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/json"), path
+    assert client.post("/no/such/page", headers=browser).status_code in (404, 405)
+
+
 def test_compression_and_docs_assets_are_local(client: TestClient) -> None:
     r = client.get("/static/plotly.min.js", headers={"Accept-Encoding": "gzip"})
     assert r.headers["content-encoding"] == "gzip"
