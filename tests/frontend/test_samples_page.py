@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from dashboard_helpers import Server, shot, wait_ready
+from servers import wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -42,7 +43,11 @@ def long_run(runs: tuple[int, int]) -> int:
 
 
 def stop(server: Server, run_id: int) -> dict[str, Any]:
-    """The run, cancelled unless it has already ended."""
+    """The run, cancelled unless it has already ended, and never before it has logged two sample
+    snapshots: every test here looks at a gallery, whichever of them runs first (or alone)."""
+    wait_for(lambda: server.api("GET", f"/api/runs/{run_id}")["status"] in TERMINAL
+             or len(server.api("GET", f"/api/runs/{run_id}/samples", params={"limit": 1})["steps"]) >= 2,
+             f"run {run_id} to log two sample snapshots", timeout=180)
     if server.api("GET", f"/api/runs/{run_id}")["status"] not in TERMINAL:
         server.api("POST", f"/api/runs/{run_id}/cancel")
     return server.wait_status(run_id, TERMINAL, timeout=300)
