@@ -84,9 +84,11 @@ def apply_samples(s: Session, run_id: int, points: Sequence[ent.SamplePoint]) ->
         indices.update(int(i) for i in p.flipped)
         for table in (p.lowest, p.selected, p.suspects):
             indices.update(int(i) for i in table.get("index", []))
+    # the suspect fields describe the latest list only (a sample that left it has none): what a
+    # sample shows is then the same however the snapshots were batched, or a resume truncated
     s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id,
                                          SqlRunSample.suspect_score.is_not(None))
-              .values(suspect_score=None).execution_options(synchronize_session=False))
+              .values(**NOT_SUSPECT).execution_options(synchronize_session=False))
     rows = _rows_for(s, run_id, indices)
     for p in points:
         step = int(p.at.step)
@@ -113,9 +115,13 @@ def apply_samples(s: Session, run_id: int, points: Sequence[ent.SamplePoint]) ->
         row.observed = int(item["observed"])
 
 
+NOT_SUSPECT: dict[str, Any] = {"suspect_score": None, "mean_mms": None, "observed": 0}
+
+
 def truncate_samples(s: Session, run_id: int, step: int) -> int:
-    """Before a resume from the checkpoint at `step`: drop later snapshots and rebuild the
-    selection totals from those that remain (suspects come back with the next snapshot).
+    """Before a resume from the checkpoint at `step`: drop later snapshots, rebuild the selection
+    totals from those that remain, and forget what the dropped ones said of each sample (its
+    latest margin, the suspects list: they come back with the resumed attempt's snapshots).
     Returns the number of snapshot rows deleted."""
     res = s.execute(delete(SqlSampleSnapshot).where(SqlSampleSnapshot.run_id == run_id,
                                                     SqlSampleSnapshot.step > step))
@@ -129,8 +135,13 @@ def truncate_samples(s: Session, run_id: int, step: int) -> int:
             total = totals.setdefault(int(item["index"]), [0, 0])
             total[0] += int(item["count"])
             total[1] += int(item["misclassified"])
+    # what the dropped snapshots last said of a sample is forgotten too: the resumed attempt says
+    # it again when its own snapshots name the sample
+    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id, SqlRunSample.last_step > step)
+              .values(last_mms=None, last_prediction=None, last_step=None)
+              .execution_options(synchronize_session=False))
     s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id)
-              .values(selected=0, misclassified=0, suspect_score=None)
+              .values(selected=0, misclassified=0, **NOT_SUSPECT)
               .execution_options(synchronize_session=False))
     rows = _rows_for(s, run_id, set(totals))
     for index, (count, wrong) in totals.items():
