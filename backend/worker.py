@@ -91,6 +91,11 @@ def train_run(run_id: int, *, server: str, credential: str | None, run_dir: str 
     run_dir = Path(run_dir)
     stop = stop or threading.Event()
     agent = os.getppid() if ranks is not None and ranks.enabled else None  # torchrun's agent
+    try:
+        _make_folders(run_dir)
+    except OSError as exc:  # no spool can be kept: claim the run and report this failure alone
+        _fail_unspooled(run_id, server=server, credential=credential, pid=agent, error=exc)
+        raise
     reporter = HttpReporter(server, token=credential, claim=run_id, spool_path=run_dir / SPOOL, pid=agent,
                             heartbeat_interval=heartbeat_interval)
     ended = _EndSeen()
@@ -102,10 +107,6 @@ def train_run(run_id: int, *, server: str, credential: str | None, run_dir: str 
         config = build_config(reporter.claimed_config, run_dir=run_dir,
                               data_dir=Path(data_dir) if data_dir is not None else None,
                               resume_from=str(checkpoint) if resume else None)
-        try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:  # the folder and the cause, not only the errno
-            raise OSError(f"cannot create the run folder {run_dir}: {(exc.strerror or str(exc)).lower()}") from exc
         if ranks is not None and ranks.enabled:
             ranks.tell_followers(config.model_dump())
         result = train(config, callbacks=[reporter, ended],
@@ -119,6 +120,40 @@ def train_run(run_id: int, *, server: str, credential: str | None, run_dir: str 
         raise
     finally:
         reporter.close()
+
+
+def _make_folders(run_dir: Path) -> None:
+    """The run folder and its spool, writable; an OSError names the folder and the cause."""
+    for folder in (run_dir, run_dir / SPOOL):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            probe = folder / ".writable"
+            probe.touch()
+            probe.unlink()
+        except OSError as exc:
+            verb = "write in" if folder.is_dir() else "create"
+            raise OSError(f"cannot {verb} the run folder {folder}: {(exc.strerror or str(exc)).lower()}") from exc
+
+
+def _fail_unspooled(run_id: int, *, server: str, credential: str | None, pid: int | None,
+                    error: BaseException) -> None:
+    """A run whose folder cannot be written ends failed, saying why: claimed, then its one event
+    (RunFailed) posted directly. A refused claim (the run is no longer queued) is left alone."""
+    import json
+
+    from marginscope.engine.events import RunFailed
+    from marginscope.engine.remote import IngestClient, Refused
+
+    client = IngestClient(server, token=credential)
+    try:
+        try:
+            claimed = client.claim(run_id, pid)
+        except Refused:
+            return
+        failed = RunFailed(step=0, error=f"{type(error).__name__}: {error}", traceback=tb.format_exc())
+        client.post_events(run_id, int(claimed["next_seq"]), [json.dumps(failed.to_dict(), default=str)])
+    finally:
+        client.close()
 
 
 class _EndSeen:
@@ -166,10 +201,10 @@ def _main_rank(run_id: int, settings: Settings, *, resume: bool, ranks: Ranks) -
                             resume=resume, heartbeat_interval=settings.heartbeat_interval, stop=stop,
                             ranks=ranks)
     except Refused as exc:
-        if exc.status not in (404, 409):  # 401: a credential that is not this run's
+        if exc.status != 409:  # 404: no such run; 401: a credential that is not this run's
             log.error("run %s: the dashboard refused this worker: %s", run_id, exc)
             return EXIT_FAILED
-        # cancelled, deleted or taken by another process before this worker got going
+        # cancelled or taken by another process before this worker got going
         log.warning("not starting run %s: %s", run_id, exc.detail)
         return EXIT_OK
     except BaseException as exc:
