@@ -138,7 +138,9 @@ def test_kill_9_at_random_moments_and_resume_loses_nothing(dashboard: Dashboard)
     for kind in expected:
         assert got[kind] == expected[kind], f"{kind} differ (seed {seed}, kills {killed_at})"
     logs = [line["message"] for line in dashboard.get(f"/api/runs/{faulted}/logs?limit=5000")["data"]]
-    assert sum(m.startswith("resuming from the checkpoint") for m in logs) == len(killed_at)
+    # one drop of a killed attempt's tail per resumed attempt that reported its start (one killed
+    # during its start-up may not have: the next one drops both tails at once)
+    assert 1 <= sum(m.startswith("resuming from the checkpoint") for m in logs) <= len(killed_at)
 
 
 def _everything(store: SqlAlchemyStore, run_id: int) -> dict[str, Any]:
