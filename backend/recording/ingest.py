@@ -226,9 +226,7 @@ def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event])
         if run.status == RunStatus.CRASHED:
             run = revive(store, run)
             revived = run.status == RunStatus.RUNNING
-        # a cancel recorded while the trainer finishes its step: its last events (the checkpoint
-        # it stops with, RunFinished) are still its own to report; the status stays
-        if run.status not in (RunStatus.RUNNING, RunStatus.CANCELLED):
+        if run.status != RunStatus.RUNNING:
             raise Conflict(f"run {run_id} is {run.status}: it takes no new events")
         best = stored_best(store, run_id) if needs_best(new) else None
         batch, _ = to_batch(new, best)
