@@ -19,10 +19,10 @@ disk, a locked database) the exited worker stays in the table and the next tick 
 storage error is logged and never ends the tick for the other runs, so the run cannot stay
 `running` forever and block the queue.
 
-A heartbeat older than `stale_after` means the run's trainer is frozen or gone, on any host. Beats
-arrive through this server (the ingest API), so a heartbeat counts from the later of the last beat
-and this launcher's start: a dashboard that was down cannot blame a worker for the beats it could
-not receive. On
+A heartbeat older than `stale_after` means the run's trainer is frozen or gone, on any host. The
+beats of this launcher's own workers and of remote runs arrive through this server (the ingest
+API), so theirs count from the later of the last beat and this launcher's start: a dashboard that
+was down cannot blame a trainer for the beats it could not receive. On
 this host the launcher first SIGKILLs the frozen worker's process group (a SIGSTOPped process, a
 deadlock holding the GIL), so that it can never write to the run again, then records `crashed`
 through the reap like any worker that died. A run recorded by a process of another host (or one
@@ -239,7 +239,9 @@ class Launcher:
         return run.heartbeat_at or run.started_at or run.status_changed_at
 
     def _stale(self, run: Run) -> bool:
-        last = max(self._last_beat(run), self._since)  # beats come through this server
+        last = self._last_beat(run)
+        if run.executor is not None or (run.host == HOST and self._mine(run)):
+            last = max(last, self._since)  # its beats come through this server (the ingest API)
         return (datetime.now(UTC) - last).total_seconds() > self.settings.stale_after
 
     def _crash(self, run: Run, reason: str) -> None:
