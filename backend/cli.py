@@ -264,7 +264,7 @@ def _bench_records_runs(app: typer.Typer) -> None:
     MARGINSCOPE_DB_URL; neither given: nothing is recorded), and a callback that opens that store,
     hands the command `marginscope.backend.recording.store_tracker` for it, and calls the engine's callback.
     Every training is then a run of the store (tagged with the benchmark id by the engine),
-    recorded by `record_run` like a worker's."""
+    recorded by `record_run` in this process (no dashboard involved)."""
     info = next((c for c in app.registered_commands
                  if c.callback is not None and (c.name or c.callback.__name__) == "bench"), None)
     if info is None or info.callback is None:

@@ -1,8 +1,9 @@
 """The launcher: a FIFO queue of runs and a supervisor of their worker processes.
 
 Where a run trains is its executor's business (backend/executors/): `local` worker processes
-(the default; supervised here by pid), or tasks on a Dask cluster, which report back over the
-ingest API as remote runs.
+(the default; supervised here by pid), or tasks on a Dask cluster (remote runs). Either way the
+trainer reports over this dashboard's ingest API with a credential minted here for that run and
+attempt alone (`_spawn`; backend/security.py): no trainer opens the database.
 
 Kept as one module: the queue, the supervisor and the API's lifecycle actions share one lock and
 one table of workers, and read best together.
@@ -18,7 +19,10 @@ disk, a locked database) the exited worker stays in the table and the next tick 
 storage error is logged and never ends the tick for the other runs, so the run cannot stay
 `running` forever and block the queue.
 
-A heartbeat older than `stale_after` means the run's trainer is frozen or gone, on any host. On
+A heartbeat older than `stale_after` means the run's trainer is frozen or gone, on any host. The
+beats of this launcher's own workers and of remote runs arrive through this server (the ingest
+API), so theirs count from the later of the last beat and this launcher's start: a dashboard that
+was down cannot blame a trainer for the beats it could not receive. On
 this host the launcher first SIGKILLs the frozen worker's process group (a SIGSTOPped process, a
 deadlock holding the GIL), so that it can never write to the run again, then records `crashed`
 through the reap like any worker that died. A run recorded by a process of another host (or one
@@ -46,9 +50,9 @@ signalled on a pid it cannot vouch for, or counted under this dashboard's `max_c
 Lifecycle calls from the API (cancel, resume, delete) take the same lock as the scheduler, so a
 queued run cannot be started and cancelled at the same time.
 
-Who writes "running": the worker, once, with its pid and host, and only from queued
-(`marginscope.backend.recording.record_run`). The process that trains is the one that can say so truthfully,
-and the other recorders of runs (the benchmark, scripts) have no launcher. The launcher spawns a
+Who writes "running": the worker, once, with its pid and host, and only from queued: its claim
+(POST /api/ingest/runs/{id}/claim, written by this server; `record_run` for the benchmark and the
+scripts, which have no launcher). The process that trains is the one that can say so truthfully. The launcher spawns a
 worker for a queued run and remembers it; while that run is still queued:
 - the worker takes a place under `max_concurrent_runs`, and the run is not spawned again;
 - a cancel ends the run at once, and the worker, finding it no longer queued, exits untrained (if
@@ -87,6 +91,7 @@ from marginscope.backend.executors.local import (
     worker_marker,
 )
 from marginscope.backend.executors.local import signal_group as _signal_group
+from marginscope.backend.security import mint_run_credential
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import AbstractStore, Conflict, Run, RunNotFound, RunStatus, StoreError
 
@@ -235,8 +240,8 @@ class Launcher:
 
     def _stale(self, run: Run) -> bool:
         last = self._last_beat(run)
-        if run.executor is not None:
-            last = max(last, self._since)
+        if run.executor is not None or (run.host == HOST and self._mine(run)):
+            last = max(last, self._since)  # its beats come through this server (the ingest API)
         return (datetime.now(UTC) - last).total_seconds() > self.settings.stale_after
 
     def _crash(self, run: Run, reason: str) -> None:
@@ -385,8 +390,10 @@ class Launcher:
             self._fail_start(run, f"cannot create the run folder {run_dir}: {reason(exc)}")
             return False
         resume = bool(run.checkpoint_path and Path(run.checkpoint_path).exists())
+        credential, digest = mint_run_credential()  # this attempt's; replaces an earlier one
         try:
-            popen = self.executor.start(run, run_dir, resume=resume)
+            self.store.set_credential(run.id, digest)
+            popen = self.executor.start(run, run_dir, resume=resume, credential=credential)
         except ExecutorError as exc:
             self._fail_start(run, str(exc))
             return False
@@ -450,6 +457,13 @@ class Launcher:
                 _signal_group(worker.pid, signal.SIGTERM)
             self._wake.set()
             return self.store.get_run(run_id)
+
+    def is_worker(self, run_id: int, *, host: str, pid: int) -> bool:
+        """Whether `pid` on `host` is the worker process this launcher started for `run_id` (its
+        claim keeps the run a local one, supervised here by that pid)."""
+        with self._lock:
+            worker = self._workers.get(run_id)
+            return host == HOST and worker is not None and worker.pid == pid
 
     def watch(self, run_id: int) -> None:
         """Watch a run that trains elsewhere (it reports over the ingest API) by its heartbeat."""

@@ -15,7 +15,8 @@ same-origin. `SecurityMiddleware` refuses, before any route runs:
 - with a token and `protect_reads`, an /api read without the token: 401.
 
 Credentials: `Authorization: Bearer <token>`, or the session cookie that POST /api/session sets
-(HttpOnly, SameSite=Strict). The cookie is taken only where a browser cannot attach a header —
+(HttpOnly, SameSite=Strict), or, on the ingest routes of one run only, that run's credential
+(`mint_run_credential`: what a launcher hands the trainer of a run instead of the token). The cookie is taken only where a browser cannot attach a header —
 websocket handshakes and reads such as downloads — never for a mutation, so no request a foreign
 page can make carries a credential. Tokens never travel in URLs, and the server log redacts any
 `token=` a client still puts there.
@@ -29,6 +30,7 @@ import hmac
 import ipaddress
 import logging
 import re
+import secrets
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI
@@ -120,6 +122,36 @@ def token_matches(settings: Settings, given: str | None) -> bool:
     if settings.token is None:
         return True
     return given is not None and hmac.compare_digest(given.encode(), settings.token.encode())
+
+
+RUN_CREDENTIAL_PREFIX = "msr_"  # tells a run's credential from the dashboard's token
+
+
+def mint_run_credential() -> tuple[str, str]:
+    """(a new run credential, its digest to store with the run).
+
+    Why a random secret per attempt whose SHA-256 is stored, rather than an HMAC of the run id
+    with a server secret: the database is the state every dashboard on it shares (two dashboards
+    on one PostgreSQL database verify each other's runs without sharing a key); a copy of the
+    database holds no usable credential; and each start of the run (a resume too) replaces it,
+    so a trainer of an earlier attempt, still alive somewhere, can no longer write to the run.
+    The secret travels to the trainer only (an environment variable of a local worker, an
+    argument of a Dask task), never in a URL or a command line."""
+    secret = RUN_CREDENTIAL_PREFIX + secrets.token_urlsafe(32)
+    return secret, credential_digest(secret)
+
+
+def credential_digest(credential: str) -> str:
+    return hashlib.sha256(credential.encode()).hexdigest()
+
+
+def is_run_credential(given: str | None) -> bool:
+    return given is not None and given.startswith(RUN_CREDENTIAL_PREFIX)
+
+
+def run_credential_ok(given: str, digest: str | None) -> bool:
+    """Whether `given` is the credential whose digest the run stores (constant-time)."""
+    return digest is not None and hmac.compare_digest(credential_digest(given).encode(), digest.encode())
 
 
 def session_ok(settings: Settings, headers: Headers) -> bool:

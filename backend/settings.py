@@ -50,8 +50,9 @@ class Settings(BaseSettings):
     dask_gpus_per_run: float = Field(0.0, ge=0.0, description="GPUs each run asks of the Dask cluster "
                                      "(a Dask resource `GPU`; workers declare theirs with "
                                      "`dask worker --resources GPU=<n>`); 0 = none.")
-    server_url: str = Field("", description="The URL at which a Dask worker reaches this dashboard; "
-                            "empty = http://<host or this machine's name>:<port>.")
+    server_url: str = Field("", description="The URL at which a trainer reaches this dashboard (a Dask "
+                            "worker's task; a local worker is handed the loopback URL); empty = "
+                            "http://<host or this machine's name>:<port>.")
 
     @field_validator("data_dir")
     @classmethod
@@ -88,6 +89,14 @@ class Settings(BaseSettings):
         if self.server_url:
             return self.server_url.rstrip("/")
         host = socket.gethostname() if self.host in ("0.0.0.0", "::", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def local_url(self) -> str:
+        """Where a worker process on this machine reaches this dashboard: its loopback address
+        when it listens on every interface (no name to resolve), else its own host."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
         return f"http://{host}:{self.port}"
 
     @property

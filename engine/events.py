@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal, Sequence
 
 
 class StopTraining(Exception):
@@ -184,6 +184,20 @@ class RunFailed(Event):
 
 
 Callback = Callable[[Event], None]
+
+
+def make_durable(callbacks: Sequence[Callback]) -> None:
+    """Return once every event handed to `callbacks` so far would survive this process being
+    killed: each callback with a `make_durable()` method (a recorder that buffers, such as the
+    remote reporter and its spool) is asked to persist what it holds.
+
+    The training loop calls this before it publishes a checkpoint (renames it to its final name),
+    so that a resume from that checkpoint never finds a gap: every event up to its step is kept
+    somewhere a resumed attempt sends on to the store (docs/reliability.md, "Resume")."""
+    for callback in callbacks:
+        durable = getattr(callback, "make_durable", None)
+        if durable is not None:
+            durable()
 
 # The vocabulary every consumer shares (store, API, page via /api/options): defined here, once.
 COUNTER_KEYS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Counters))

@@ -49,7 +49,7 @@ from marginscope.engine.data import DatasetBundle, flip_labels, load_dataset
 from marginscope.engine.distributed import Ranks, session
 from marginscope.engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
-    RunStarted, StopTraining,
+    RunStarted, StopTraining, make_durable,
 )
 from marginscope.engine.models import create_model, default_model_for
 from marginscope.engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
@@ -114,13 +114,23 @@ def checkpoint_step(path: str | Path) -> int:
     return int(torch.load(path, map_location="cpu", weights_only=False)["step"])
 
 
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    """Write atomically (no truncated checkpoint after a crash); a refusal names the file and why."""
+def _save_checkpoint(path: Path, state: dict[str, Any], *,
+                     before_publish: Callable[[], None] = lambda: None) -> None:
+    """Write atomically (no truncated checkpoint after a crash); a refusal names the file and why.
+
+    The order is the resume's guarantee: (1) the state goes to a temporary file, (2)
+    `before_publish()` makes every event emitted so far durable (the callbacks' `make_durable`),
+    (3) only then the file takes its final name, the one a resume reads. A kill at any moment
+    leaves either the previous checkpoint (and events up to at least its step) or this one with
+    every event up to its step kept: never a checkpoint ahead of the recorded events."""
     tmp = path.with_suffix(".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:  # torch.save(state, tmp) would say only "open file failed"
             torch.save(state, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        before_publish()
         os.replace(tmp, path)
     except (OSError, RuntimeError) as exc:  # RuntimeError: torch's writer on a failed write
         cause = (getattr(exc, "strerror", None) or str(exc)).lower()
@@ -136,6 +146,7 @@ class _Run:
 
     config: TrainConfig
     emit: Callable[[Event], None]
+    callbacks: Sequence[Callback]  # those `emit` calls (rank 0's), asked to make events durable
     device: torch.device
     data: DatasetBundle
     model_name: str
@@ -215,7 +226,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), *,
         emit = ranks.emitter(callbacks)  # across ranks: rank 0 alone calls the callbacks
         run: _Run | None = None
         try:
-            run = _setup(config, emit, ranks)
+            run = _setup(config, emit, ranks, callbacks)
             if config.resume_from:
                 _resume(run, config.resume_from)
             _announce(run)
@@ -227,7 +238,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), *,
             raise
 
 
-def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> _Run:
+def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks,
+           callbacks: Sequence[Callback] = ()) -> _Run:
     """Device, seeds, data, model, optimizer, selector (this order fixes the random streams)."""
     if config.nproc > 1 and not ranks.enabled:
         raise ValueError(f"nproc={config.nproc} needs {config.nproc} processes started by torchrun: "
@@ -268,7 +280,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks) -> 
                          "memory, which each rank keeps apart: run it in one process (for InfoBatch, "
                          "matched_epochs=false runs under torchrun)")
     return _Run(
-        config=config, emit=emit, device=device, data=data, model_name=model_name, model=model,
+        config=config, emit=emit, callbacks=callbacks, device=device, data=data, model_name=model_name, model=model,
         ranks=ranks, net=ranks.wrap(model),
         channels_last=channels_last, optimizer=optimizer, use_amp=use_amp, amp_dtype=amp_dtype,
         scaler=scaler, selector=selector,
@@ -474,7 +486,7 @@ def _checkpoint(run: _Run) -> None:
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),
         "selected_flipped": run.selected_flipped,
-    })
+    }, before_publish=lambda: make_durable(run.callbacks))
     run.emit(CheckpointSaved(counters=run.counters(), path=str(run.checkpoint_path)))
 
 

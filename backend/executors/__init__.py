@@ -1,12 +1,18 @@
 """Executors: where the launcher's queued runs train.
 
+Both run the same trainer, `marginscope.backend.worker.train_run`: it claims the queued run through
+this dashboard's ingest API with the run's own credential (minted by the launcher for this
+attempt), trains it in the run's folder (resuming from its checkpoint when asked) and reports
+every event over HTTP through `marginscope.engine.remote.HttpReporter` and the run's spool. No
+trainer opens the database: the server is its only writer.
+
 - `local` (the default, `LocalExecutor`): one worker process per run on the dashboard's machine
-  (`python -m marginscope.backend.worker <id>`), written straight into the store; the launcher supervises its
-  process (pid, signals, exit code).
+  (`python -m marginscope.backend.worker <id>`), reporting over loopback; the launcher supervises
+  its process (pid, signals, exit code).
 - `dask` (`DaskExecutor`, MARGINSCOPE_EXECUTOR=dask): each run is a task on an existing Dask
-  cluster (MARGINSCOPE_DASK_SCHEDULER) that calls `marginscope.engine.remote.train_remote(claim=<run id>)`:
-  it takes the queued run over through the ingest API and reports back over HTTP like any remote
-  run, so the launcher watches it by its heartbeat and cancels it through the stop flag.
+  cluster (MARGINSCOPE_DASK_SCHEDULER) calling `train_run` on a Dask worker, which reaches the
+  dashboard at `Settings.public_url`; the run becomes a remote run, so the launcher watches it by
+  its heartbeat and cancels it through the stop flag.
 
 The launcher asks an executor for three things (`Executor`): start a run, say which started runs'
 tasks ended and how, and forget a run (cancel). Pick one with `make_executor(settings)`.
@@ -31,9 +37,11 @@ class ExecutorError(RuntimeError):
 class Executor(Protocol):
     kind: str  # "local" or "dask": the value of MARGINSCOPE_EXECUTOR
 
-    def start(self, run: Run, run_dir: Path, *, resume: bool) -> subprocess.Popen[bytes] | None:
-        """Start queued run `run`. A local worker process is returned for the launcher to
-        supervise; None means the run trains elsewhere and reports back itself. Raises
+    def start(self, run: Run, run_dir: Path, *, resume: bool,
+              credential: str) -> subprocess.Popen[bytes] | None:
+        """Start queued run `run` in `run_dir` (from its checkpoint there when `resume`), its
+        trainer reporting with `credential`. A local worker process is returned for the launcher
+        to supervise; None means the run trains elsewhere and reports back itself. Raises
         ExecutorError when it cannot be started."""
 
     def ended(self) -> list[tuple[int, str | None]]:

@@ -1,9 +1,14 @@
 """The Dask executor: each queued run becomes a task on an existing Dask cluster.
 
-The task is `marginscope.engine.remote.train_remote(None, server=<this dashboard>, token=..., claim=<run id>)`:
-on whichever Dask worker runs it, it takes the queued run over through the ingest API (the run
+The task is `marginscope.backend.worker.train_run(<run id>, server=<this dashboard>,
+credential=<the run's>, run_dir=<its folder>, resume=...)`, what a local worker process runs: on
+whichever Dask worker runs it, it takes the queued run over through the ingest API (the run
 becomes a remote run: running, with that worker's host and pid) and trains it there, reporting
-back over HTTP. From then on the launcher treats it like any remote run: it watches its heartbeat
+back over HTTP. The task carries the run's own credential, never the dashboard's token: leaked
+from the cluster, it reports that run's current attempt and opens nothing else. Checkpoints and
+the spool go to the run's folder under the dashboard's data dir, as for a local run, so a resume
+finds them when the Dask workers share that folder (a cluster's shared filesystem); a run folder
+the workers cannot create fails the run, naming it. From then on the launcher treats it like any remote run: it watches its heartbeat
 (stale: crashed) and a cancel sets its stop flag, which the run reads in its next heartbeat answer
 and ends with a checkpoint. A queued run's task is cancelled in Dask before it starts.
 
@@ -69,14 +74,15 @@ class DaskExecutor:
                                     f"{exc}") from exc
         return self._client
 
-    def start(self, run: Run, run_dir: Path, *, resume: bool) -> None:
-        from marginscope.engine.remote import train_remote
+    def start(self, run: Run, run_dir: Path, *, resume: bool, credential: str) -> None:
+        from marginscope.backend.worker import train_run
 
         gpus = self.settings.dask_gpus_per_run
         client = self._connect()
         try:
             future = client.submit(
-                train_remote, None, server=self.server, token=self.settings.token, claim=run.id,
+                train_run, run.id, server=self.server, credential=credential, run_dir=str(run_dir),
+                resume=resume, heartbeat_interval=self.settings.heartbeat_interval,
                 key=task_key(run.id), pure=False, resources={"GPU": gpus} if gpus > 0 else None)
         except Exception as exc:  # noqa: BLE001 - a scheduler gone away: the run fails, saying why
             raise ExecutorError(f"cannot submit to the Dask scheduler at "

@@ -3,7 +3,9 @@
 Each worker is `python -m marginscope.backend.worker <run-id> [--resume]` in its own session
 (`start_new_session=True`): Ctrl-C or a restart of the dashboard does not reach it, and its process
 group id equals its pid, so signals go to the whole group. Output goes to
-`<data_dir>/runs/<id>/worker.log`. The launcher supervises the process it gets back (exit code,
+`<data_dir>/runs/<id>/worker.log`. Its environment names the dashboard's loopback URL and the
+run's credential, and no database: it reports over the ingest API like any trainer
+(backend/worker.py), and the dashboard's token is not passed on. The launcher supervises the process it gets back (exit code,
 SIGTERM/SIGKILL, a frozen heartbeat); the helpers for that live here too.
 """
 
@@ -98,16 +100,19 @@ class LocalExecutor:
         self.settings = settings
         self.command = command
 
-    def start(self, run: Run, run_dir: Path, *, resume: bool) -> subprocess.Popen[bytes]:
+    def start(self, run: Run, run_dir: Path, *, resume: bool, credential: str) -> subprocess.Popen[bytes]:
         cmd = list(self.command(run.id, resume))
-        env = dict(os.environ)
+        nproc = int(run.config.get("nproc", 1))
+        if nproc > 1:  # the worker becomes torchrun before it has claimed the run (and its config)
+            cmd += ["--nproc", str(nproc), "--device", str(run.config.get("device", "auto"))]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
         env.update({
-            "MARGINSCOPE_DB_URL": self.settings.db_url,
+            "MARGINSCOPE_SERVER_URL": self.settings.local_url,
+            "MARGINSCOPE_RUN_CREDENTIAL": credential,
             "MARGINSCOPE_DATA_DIR": str(self.settings.data_dir),
             "MARGINSCOPE_HEARTBEAT_INTERVAL": str(self.settings.heartbeat_interval),
             "PYTHONUNBUFFERED": "1",
         })
-        env.pop("MARGINSCOPE_TOKEN", None)  # the worker talks to the store, not to the API
         try:
             out = (run_dir / WORKER_LOG).open("ab")
         except OSError as exc:

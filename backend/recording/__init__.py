@@ -8,8 +8,12 @@
 - `lifecycle`: `record_run`, one training from "running" to its final status (heartbeat, stop
   flag, the end rule), and `store_tracker`, the benchmark's way to record its trainings.
 
-The worker, the `marginscope bench` store option and the measurement scripts all record through
-`record_run`; nothing else writes "running" or a trainer's final status.
+- `ingest`: events reported over HTTP (every run a launcher starts, and remote runs), written
+  exactly once by sequence number; a resumed attempt's RunStarted drops the earlier tail.
+
+Runs a dashboard starts report through the ingest API (backend/worker.py), so the server writes
+them. The `marginscope bench` store option and the measurement scripts, which train in their own
+process with no dashboard, record through `record_run` (and a BatchedWriter); they never resume.
 """
 
 from marginscope.backend.recording.lifecycle import (

@@ -15,10 +15,20 @@ transaction that writes a batch (`log_batch(expect_seq=, next_seq=)`), so:
 - two copies of one batch posted at once: one writes, the other finds the number moved, trims
   again and writes nothing.
 
-Events are mapped by `mapping.to_batch`, the path of a local run, and a RunFinished / RunFailed
-sets the final status by `record_end`'s rule, as `record_run` does for a worker. A remote run the
-launcher marked crashed (no heartbeat for a while: a network cut) that reports again is running
-again: it is alive, and knows better.
+Every run a launcher starts reports here, whatever its executor (a local worker process over
+loopback, a Dask task, a user's `train_remote`): the server is the store's only writer for them.
+Events are mapped by `mapping.to_batch`, and a RunFinished / RunFailed sets the final status by
+`record_end`'s rule. A run the launcher marked crashed (no heartbeat for a while: a network cut)
+that reports again is running again: it is alive, and knows better.
+
+A resume is an event like the others: the resumed attempt's RunStarted (resumed_from_step = S)
+comes after every event of the earlier attempt that the store lacked (the trainer sends those
+from the run's spool first, engine/remote/reporter.py), and the batch it opens drops the rows
+after S in the transaction that writes it. So, in sequence order: the earlier attempt's events
+(all of those up to S are in the spool before the checkpoint at S was published), then the drop
+of its tail, then the resumed attempt's events. `ingest_events` writes a resumed RunStarted as a
+batch of its own, so a validation in the events after it reads the best accuracy as it stands
+after the drop.
 """
 
 from __future__ import annotations
@@ -36,7 +46,15 @@ from marginscope.backend.recording.mapping import needs_best, to_batch
 from marginscope.backend.recording.writer import stored_best
 from marginscope.backend.store import AbstractStore, Conflict, MAX_INT32, Run, RunStatus
 from marginscope.backend.store.exceptions import SeqMismatch
-from marginscope.engine.events import EVENT_TYPES, Counters, Event, RunFailed, RunFinished, event_from_dict
+from marginscope.engine.events import (
+    EVENT_TYPES,
+    Counters,
+    Event,
+    RunFailed,
+    RunFinished,
+    RunStarted,
+    event_from_dict,
+)
 
 log = logging.getLogger(__name__)
 
@@ -143,11 +161,6 @@ def stop_asked(run: Run) -> bool:
     return run.stop_requested or run.status != RunStatus.RUNNING
 
 
-def check_remote(run: Run) -> None:
-    if run.executor != REMOTE:
-        raise Conflict(f"run {run.id} is not a remote run: it trains here, reported by its worker")
-
-
 def revive(store: AbstractStore, run: Run) -> Run:
     """A remote run crashed for lack of heartbeats that reports again is running again."""
     if run.status != RunStatus.CRASHED:
@@ -170,14 +183,40 @@ def _record_end(store: AbstractStore, run_id: int, end: Event) -> None:
         record_end(store, run_id, RunStatus.FAILED, error=end.error, traceback=end.traceback)
 
 
+def _parts(seq: int, events: Sequence[Event]) -> list[tuple[int, list[Event]]]:
+    """(first seq, events) in order, a resumed attempt's RunStarted alone in its part."""
+    parts: list[tuple[int, list[Event]]] = []
+    start = 0
+    for i, e in enumerate(events):
+        if isinstance(e, RunStarted) and e.resumed_from_step > 0:
+            parts += [(seq + start, list(events[start:i])), (seq + i, [e])]
+            start = i + 1
+    parts.append((seq + start, list(events[start:])))
+    return [(first, part) for first, part in parts if part]
+
+
 def ingest_events(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event]) -> Ingested:
-    """Write the events seq, seq+1, ... of remote run `run_id` that the store does not hold yet
-    (see the module docstring); SeqMismatch for a gap, Conflict for a run that is not remote or
-    has ended (new events only), RunNotFound."""
+    """Write the events seq, seq+1, ... of run `run_id` that the store does not hold yet (see the
+    module docstring); SeqMismatch for a gap, Conflict for a run that has ended (new events
+    only), RunNotFound."""
+    revived = False
+    for first, part in _parts(seq, events):
+        revived = _write(store, run_id, first, part) or revived
+    end = _end_of(events)
+    run = store.get_run(run_id)
+    if end is not None and run.status in (RunStatus.RUNNING, RunStatus.CRASHED):
+        # also for a batch already written: the end may not have been recorded when it first came
+        _record_end(store, run_id, end)
+        run = store.get_run(run_id)
+    return Ingested(next_seq=run.ingest_seq, stop=stop_asked(run), status=run.status, revived=revived)
+
+
+def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event]) -> bool:
+    """One part of `ingest_events`: the new events of seq, seq+1, ... in one transaction;
+    returns whether the run was crashed and runs again."""
     revived = False
     for _ in range(5):  # each retry follows a concurrent copy that wrote first: it ends quickly
         run = store.get_run(run_id)
-        check_remote(run)
         expected = run.ingest_seq
         if seq > expected:
             raise SeqMismatch(run_id, expected, seq)
@@ -198,10 +237,4 @@ def ingest_events(store: AbstractStore, run_id: int, seq: int, events: Sequence[
         break
     else:
         raise Conflict(f"run {run_id}: its events kept being written concurrently; send them again")
-    end = _end_of(events)
-    run = store.get_run(run_id)
-    if end is not None and run.status in (RunStatus.RUNNING, RunStatus.CRASHED):
-        # also for a batch already written: the end may not have been recorded when it first came
-        _record_end(store, run_id, end)
-        run = store.get_run(run_id)
-    return Ingested(next_seq=run.ingest_seq, stop=stop_asked(run), status=run.status, revived=revived)
+    return revived

@@ -1,14 +1,17 @@
 """`record_run`: one training recorded in the store, from "running" to its final status.
 
+For a process that trains and records in one, with no dashboard: the benchmark's `--db-url`
+tracker and the measurement scripts. Runs a dashboard's launcher starts report over the ingest
+API instead (backend/worker.py; the server writes them, with the same `record_end` rule).
+
     with record_run(store, run_id, heartbeat_interval=settings.heartbeat_interval) as recorder:
         train(config, callbacks=[recorder], should_stop=recorder.should_stop)
 
 On entry it marks the run running with this process's pid and host — only a queued run: a run
 cancelled or deleted before its trainer got going raises Conflict / RunNotFound and is left alone,
-and a second process can never take over a run that already runs. This is the one place that
-writes "running": the launcher only queues runs and spawns their workers (see backend/launcher.py
-for how it keeps its guarantees while a spawned worker's run is still queued). The pid and the
-status arrive together, so a running run always names the process that trains it.
+and a second process can never take over a run that already runs (the ingest API's claim is the
+same rule for a launcher's workers). The pid and the status arrive together, so a running run
+always names the process that trains it.
 
 While the body runs, a heartbeat thread beats every `heartbeat_interval` s and sets the stop flag
 (`recorder.should_stop()`) when the store no longer says running — cancelled by a process that
@@ -123,7 +126,7 @@ def record_run(store: AbstractStore, run_id: int, *, heartbeat_interval: float =
                flush_interval: float = 0.5, stop: threading.Event | None = None,
                pid: int | None = None) -> Iterator[Recorder]:
     """Record one training of the queued run `run_id` (see the module docstring). `stop`: a flag
-    the caller may set too (the worker's signal handlers do). `pid`: the process that stands for
+    the caller may set too (a signal handler). `pid`: the process that stands for
     the training when it is not this one (a multi-process run: its torchrun agent)."""
     stop = stop or threading.Event()
     run = store.set_status(run_id, RunStatus.RUNNING, pid=pid or os.getpid(), host=socket.gethostname(),

@@ -11,7 +11,9 @@ What each event becomes:
 - RunStarted → the histogram edges of every population, total_steps, the model built (a config's
   "auto" becomes the engine's choice, which the runs list shows), run_info (dataset facts
   with class_names, model, device, steps per epoch, the step resumed from). No log line: the
-  engine logs its own "started ..." / "resumed at step ..." line;
+  engine logs its own "started ..." / "resumed at step ..." line. A resumed attempt's RunStarted
+  (resumed_from_step > 0) also sets the batch's `resume_from_step`: the store drops the rows after
+  that step (the earlier attempt's) before it writes the batch, so it must open its batch;
 - Scalars (a user's own loop) → one scalar per key, and the run's progress;
 - SampleSnapshot → a sample snapshot row (the store also updates the samples it names in place);
 - LogMessage → a log line (an unknown level is logged as info);
@@ -68,7 +70,7 @@ def to_batch(events: Sequence[Event], best: float | None = None) -> tuple[RunBat
     before them (None: no validation yet)."""
     batch = RunBatch()
     rows, update = batch.rows, batch.update
-    for e in events:
+    for i, e in enumerate(events):
         if isinstance(e, StepMetrics):
             at = _position(e.counters)
             rows += [MetricPoint("train/loss", e.loss, at), MetricPoint("train/accuracy", e.accuracy, at),
@@ -105,6 +107,10 @@ def to_batch(events: Sequence[Event], best: float | None = None) -> tuple[RunBat
             per_class = update.run_info.setdefault("per_class_accuracy", {})
             per_class[e.split] = [float(x) for x in e.per_class_accuracy]
         elif isinstance(e, RunStarted):
+            if e.resumed_from_step > 0:
+                if i > 0:  # rows before it in this batch would escape the truncation
+                    raise ValueError("a resumed attempt's RunStarted must open its batch")
+                batch.resume_from_step = int(e.resumed_from_step)
             batch.edges = {pop: [float(x) for x in e.hist_edges] for pop in POPULATIONS}
             update.total_steps = int(e.total_steps)
             update.model = str(e.model["name"]) if e.model.get("name") else None

@@ -5,9 +5,13 @@
     POST /api/ingest/runs/{id}/events     {seq, events}: write what is new        → {next_seq, stop}
     POST /api/ingest/runs/{id}/heartbeat  {}: the run is alive                    → {stop, status}
 
-The client is `marginscope.engine.remote` (HttpReporter, train_remote, remote_run, `marginscope sync`).
-Every route needs the token whenever the server has one, like launching (a server reachable from
-a network has one: backend/security.py refuses to serve without). The config of a new remote run
+The client is `marginscope.engine.remote` (HttpReporter, train_remote, remote_run, `marginscope sync`);
+every run a launcher starts reports through it too (backend/worker.py), so the server is the one
+writer of the store. Creating a run needs the token whenever the server has one, like launching
+(a server reachable from a network has one: backend/security.py refuses to serve without); the
+routes of one run also take that run's own credential, the one its launcher minted for its
+trainer (backend/deps.py, `RunReportDep`). A claim by a worker process this dashboard's launcher
+started keeps the run a local one, supervised by its pid; any other claim makes it remote. The config of a new remote run
 is validated by TrainConfig as a launch's is; its paths are the trainer's, on its machine, and the
 server never reads them. Idempotency is backend/recording/ingest.py's: a batch sent twice is
 written once, and a gap is a 409 whose `expected_seq` says where to resume. Limits: a body over
@@ -24,12 +28,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from marginscope.backend.deps import LauncherDep, StoreDep, TokenDep
+from marginscope.backend.deps import LauncherDep, RunReportDep, StoreDep, TokenDep
 from marginscope.backend.recording.ingest import (
     EventIn,
     InvalidEvent,
     JsonInt,
-    check_remote,
     ingest_events,
     parse_events,
     revive,
@@ -127,19 +130,22 @@ def create_remote_run(body: RemoteRunCreate, store: StoreDep, launcher: Launcher
     return RemoteRunStarted(run=RunPublic.from_entity(run), next_seq=run.ingest_seq)
 
 
-@router.post("/runs/{run_id}/claim", response_model=RemoteRunClaimed, dependencies=[TokenDep],
+@router.post("/runs/{run_id}/claim", response_model=RemoteRunClaimed, dependencies=[RunReportDep],
              responses=errors(404, 409, *INGEST_ERRORS))
 def claim_run(run_id: int, body: Trainer, store: StoreDep, launcher: LauncherDep) -> RemoteRunClaimed:
-    """Take over a queued run (a cluster executor's task): it trains elsewhere from now on."""
-    run = store.start_remote(run_id, host=body.host, pid=body.pid)
-    launcher.watch(run.id)
+    """Take over a queued run: the launcher's own worker process (then supervised by its pid), or
+    a task elsewhere (a cluster executor's: remote from now on, watched by its heartbeat)."""
+    local = launcher.is_worker(run_id, host=body.host, pid=body.pid)
+    run = store.start_remote(run_id, host=body.host, pid=body.pid, executor=None if local else "remote")
+    if not local:
+        launcher.watch(run.id)
     return RemoteRunClaimed(run=RunPublic.from_entity(run), config=run.config, next_seq=run.ingest_seq)
 
 
-@router.post("/runs/{run_id}/events", response_model=BatchAnswer, dependencies=[TokenDep],
+@router.post("/runs/{run_id}/events", response_model=BatchAnswer, dependencies=[RunReportDep],
              responses={**errors(404, *INGEST_ERRORS), **_EVENTS_409})
 def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: LauncherDep) -> Any:
-    """Write a batch of a remote run's events; a batch sent again is written once."""
+    """Write a batch of a run's events; a batch sent again is written once."""
     try:
         events = parse_events(body.events)
     except InvalidEvent as exc:
@@ -155,12 +161,11 @@ def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: Launch
     return BatchAnswer(next_seq=answer.next_seq, stop=answer.stop)
 
 
-@router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatAnswer, dependencies=[TokenDep],
+@router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatAnswer, dependencies=[RunReportDep],
              responses=errors(404, 409, *INGEST_ERRORS))
 def heartbeat(run_id: int, body: Heartbeat, store: StoreDep, launcher: LauncherDep) -> HeartbeatAnswer:
-    """The remote run is alive; the answer says whether it should stop."""
+    """The run's trainer is alive; the answer says whether it should stop."""
     run = store.get_run(run_id)
-    check_remote(run)
     if run.status == RunStatus.CRASHED:
         run = revive(store, run)
         if run.status == RunStatus.RUNNING:

@@ -94,11 +94,21 @@ class AbstractStore(AbstractSamplesStore, ABC):
     @abstractmethod
     def start_remote(self, run_id: int | None, *, host: str, pid: int, name: str | None = None,
                      config: dict[str, Any] | None = None, tags: Sequence[str] = (),
-                     notes: str = "") -> Run:
-        """A run that trains elsewhere and reports over HTTP, marked running (executor "remote",
-        with the trainer's host and pid) in one transaction, so the launcher never spawns a worker
-        for it. `run_id` None: a new run from name/config/tags/notes (as create_run checks them);
-        an id: that queued run is taken over (Conflict unless queued; RunNotFound)."""
+                     notes: str = "", executor: str | None = "remote") -> Run:
+        """A run whose trainer reports over HTTP, marked running (with the trainer's host and
+        pid) in one transaction. `executor` "remote": it trains elsewhere, watched by heartbeat
+        only, so the launcher never spawns a worker for it; None: the launcher's own worker
+        process claims it (supervised by pid). `run_id` None: a new run from
+        name/config/tags/notes (as create_run checks them); an id: that queued run is taken over
+        (Conflict unless queued; RunNotFound)."""
+
+    @abstractmethod
+    def set_credential(self, run_id: int, digest: str | None) -> None:
+        """Store the digest of the run's credential (None: the run has none); RunNotFound."""
+
+    @abstractmethod
+    def credential_digest(self, run_id: int) -> str | None:
+        """The digest `set_credential` stored for the run (None: none); RunNotFound."""
 
     @abstractmethod
     def request_stop(self, run_id: int) -> Run:
@@ -168,7 +178,8 @@ class AbstractStore(AbstractSamplesStore, ABC):
         checkpoint at `step`, so the series continue without the crashed attempt's tail.
         Marks the resume: `attempt` + 1, a log line ("resuming from the checkpoint at step ...")
         whose seq becomes `resumed_at_seq` (so `changes_since` reports `resumed`).
-        Returns the number of rows deleted."""
+        Returns the number of rows deleted. (A reported resume does this inside `log_batch`, for
+        a batch whose `resume_from_step` is set.)"""
 
     # ------------------------------------------------------------------ reading
 

@@ -129,6 +129,9 @@ class SqlRun(Base):
     # the launcher (a dashboard, "host:port") that starts this queued run or started it (migration
     # 0005): with several dashboards on one database, each starts and supervises only its own runs
     launcher: Mapped[str | None] = mapped_column(String(255))
+    # the run's own credential (migration 0006): SHA-256 (hex) of the secret its launcher minted
+    # for the current attempt; the ingest routes of this run alone take it (backend/security.py)
+    credential_hash: Mapped[str | None] = mapped_column(String(64))
     summary: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
     run_info: Mapped[dict[str, Any]] = mapped_column(JSON, nullable=False, default=dict)
 

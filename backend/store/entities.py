@@ -344,7 +344,10 @@ class RunBatch:
         default_factory=list)
     edges: dict[str, list[float]] = field(default_factory=dict)  # population → bin edges (kept once)
     update: RunUpdate = field(default_factory=RunUpdate)
+    # a resumed attempt's first batch (its RunStarted): the rows after this step, the earlier
+    # attempt's, are dropped (`truncate_after_step`) in the transaction that writes this batch
+    resume_from_step: int | None = None
 
     @property
     def empty(self) -> bool:
-        return not self.rows and not self.edges and self.update.empty
+        return not self.rows and not self.edges and self.update.empty and self.resume_from_step is None

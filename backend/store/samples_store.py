@@ -18,7 +18,7 @@ import math
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, true, update
 from sqlalchemy.orm import Session
 
 from marginscope.backend.store import entities as ent
@@ -84,9 +84,7 @@ def apply_samples(s: Session, run_id: int, points: Sequence[ent.SamplePoint]) ->
         indices.update(int(i) for i in p.flipped)
         for table in (p.lowest, p.selected, p.suspects):
             indices.update(int(i) for i in table.get("index", []))
-    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id,
-                                         SqlRunSample.suspect_score.is_not(None))
-              .values(suspect_score=None).execution_options(synchronize_session=False))
+    _forget_suspects(s, run_id, SqlRunSample.suspect_score.is_not(None))
     rows = _rows_for(s, run_id, indices)
     for p in points:
         step = int(p.at.step)
@@ -107,15 +105,29 @@ def apply_samples(s: Session, run_id: int, points: Sequence[ent.SamplePoint]) ->
     for item in _columns(points[-1].suspects):
         row = rows[int(item["index"])]
         row.label = int(item["label"])
-        row.last_prediction = int(item["prediction"])
+        if row.last_step is None:  # last_mms/_prediction/_step are one observation, when there is one
+            row.last_prediction = int(item["prediction"])
         row.suspect_score = _finite(item["score"])
         row.mean_mms = _finite(item["mean_mms"])
         row.observed = int(item["observed"])
 
 
+def _forget_suspects(s: Session, run_id: int, which: Any) -> None:
+    """Clear what a suspects list said of the samples `which` selects. The suspect fields describe
+    the latest list only, and so do the label and prediction of a sample no lowest/selected table
+    named (no `last_step`): a sample then reads the same however its run's snapshots were batched
+    into transactions, and a resume's truncation leaves nothing of a dropped list behind."""
+    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id, which, SqlRunSample.last_step.is_(None))
+              .values(label=None, last_prediction=None).execution_options(synchronize_session=False))
+    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id, which)
+              .values(suspect_score=None, mean_mms=None, observed=0)
+              .execution_options(synchronize_session=False))
+
+
 def truncate_samples(s: Session, run_id: int, step: int) -> int:
-    """Before a resume from the checkpoint at `step`: drop later snapshots and rebuild the
-    selection totals from those that remain (suspects come back with the next snapshot).
+    """Before a resume from the checkpoint at `step`: drop later snapshots, rebuild the selection
+    totals from those that remain, and forget what the dropped ones said of each sample (its
+    latest margin, the suspects list: they come back with the resumed attempt's snapshots).
     Returns the number of snapshot rows deleted."""
     res = s.execute(delete(SqlSampleSnapshot).where(SqlSampleSnapshot.run_id == run_id,
                                                     SqlSampleSnapshot.step > step))
@@ -129,9 +141,14 @@ def truncate_samples(s: Session, run_id: int, step: int) -> int:
             total = totals.setdefault(int(item["index"]), [0, 0])
             total[0] += int(item["count"])
             total[1] += int(item["misclassified"])
-    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id)
-              .values(selected=0, misclassified=0, suspect_score=None)
+    # what the dropped snapshots last said of a sample is forgotten too: the resumed attempt says
+    # it again when its own snapshots name the sample
+    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id, SqlRunSample.last_step > step)
+              .values(last_mms=None, last_prediction=None, last_step=None)
               .execution_options(synchronize_session=False))
+    _forget_suspects(s, run_id, true())
+    s.execute(update(SqlRunSample).where(SqlRunSample.run_id == run_id)
+              .values(selected=0, misclassified=0).execution_options(synchronize_session=False))
     rows = _rows_for(s, run_id, set(totals))
     for index, (count, wrong) in totals.items():
         rows[index].selected, rows[index].misclassified = count, wrong

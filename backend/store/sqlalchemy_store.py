@@ -370,7 +370,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
     def start_remote(self, run_id: int | None, *, host: str, pid: int, name: str | None = None,
                      config: dict[str, Any] | None = None, tags: Sequence[str] = (),
-                     notes: str = "") -> ent.Run:
+                     notes: str = "", executor: str | None = "remote") -> ent.Run:
         pid = _clamp(int(pid), 0, MAX_INT32)
         with self._session(write=True) as s:
             if run_id is None:
@@ -381,16 +381,25 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             if run.status != ent.RunStatus.QUEUED.value:
                 raise Conflict(f"run {run.id} is {run.status}; only a queued run can be taken over")
             now = utcnow()
-            run.status, run.executor, run.stop_requested = ent.RunStatus.RUNNING.value, "remote", False
+            run.status, run.executor, run.stop_requested = ent.RunStatus.RUNNING.value, executor, False
             run.pid, run.host = pid, _reported_text(host)
             run.started_at = run.started_at or now
             run.finished_at, run.error, run.traceback = None, None, None
             run.status_changed_at = run.heartbeat_at = now
             run.status_seq = seq
             s.add(SqlRunLog(run_id=run.id, seq=seq, time=now, level="info", step=run.step,
-                            message=f"status queued → running (remote: pid {pid} on {run.host})"))
+                            message=f"status queued → running ({'remote: ' if executor else ''}pid {pid} "
+                                    f"on {run.host})"))
             s.flush()
             return self._entity(s, run)
+
+    def set_credential(self, run_id: int, digest: str | None) -> None:
+        with self._session(write=True) as s:
+            self._get(s, run_id).credential_hash = digest
+
+    def credential_digest(self, run_id: int) -> str | None:
+        with self._session() as s:
+            return self._get(s, run_id).credential_hash
 
     def request_stop(self, run_id: int) -> ent.Run:
         with self._session(write=True) as s:
@@ -475,11 +484,13 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         if batch.empty and not ingest:
             return self.last_seq(run_id)
         with self._session(write=True) as s:
+            if batch.resume_from_step is not None:  # before this batch's rows: they stay
+                self._truncate(s, run_id, batch.resume_from_step)
             first = self._take_seqs(s, run_id, max(len(batch.rows), 1))
             run = self._get(s, run_id)
             now = utcnow()
             if ingest:  # the run row is locked (by _take_seqs) until commit
-                if (run.ingest_seq or 0) != expect_seq:
+                if (run.ingest_seq or 0) != expect_seq:  # rolls the truncation back too
                     raise SeqMismatch(run_id, int(run.ingest_seq or 0), int(expect_seq))
                 run.ingest_seq = int(next_seq if next_seq is not None else expect_seq)
                 run.heartbeat_at = now
@@ -537,38 +548,42 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             return seq
 
     def truncate_after_step(self, run_id: int, step: int) -> int:
-        step = _clamp(step, -MAX_INT32, MAX_INT32)
         with self._session(write=True) as s:
-            seq = self._take_seqs(s, run_id, 1)  # also locks the run row against a concurrent writer
-            run = self._get(s, run_id)
-            deleted = 0
-            for table in (SqlMetric, SqlHistogram, SqlClassSelection):
-                res = s.execute(delete(table).where(table.run_id == run_id, table.step > step))
-                deleted += int(res.rowcount or 0)  # type: ignore[attr-defined]
-            deleted += truncate_samples(s, run_id, step)
-            # rebuild latest values from what remains
-            s.execute(delete(SqlLatestMetric).where(SqlLatestMetric.run_id == run_id))
-            keys = list(s.execute(select(SqlMetric.key).where(SqlMetric.run_id == run_id).distinct())
-                        .scalars())
-            for key in keys:
-                m = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id, SqlMetric.key == key)
-                              .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one()
-                s.add(SqlLatestMetric(run_id=run_id, key=key, value=m.value, step=m.step, seq=m.seq))
-            last = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id,
-                                                     SqlMetric.key == "train/loss")
-                             .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one_or_none()
-            if last is not None:
-                for key in LATEST_ONLY_COUNTERS:
-                    s.add(SqlLatestMetric(run_id=run_id, key=key, value=getattr(last, key),
-                                          step=last.step, seq=last.seq))
-            run.step = min(run.step or 0, step)
-            run.epoch = last.epoch if last is not None else 0.0
-            run.attempt = (run.attempt or 0) + 1
-            run.resumed_at_seq = seq
-            s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level="info", step=step,
-                            message=f"resuming from the checkpoint at step {step} (attempt "
-                                    f"{run.attempt + 1}; {deleted} rows after it dropped)"))
-            return deleted
+            return self._truncate(s, run_id, step)
+
+    def _truncate(self, s: Session, run_id: int, step: int) -> int:
+        step = _clamp(step, -MAX_INT32, MAX_INT32)
+        seq = self._take_seqs(s, run_id, 1)  # also locks the run row against a concurrent writer
+        run = self._get(s, run_id)
+        deleted = 0
+        for table in (SqlMetric, SqlHistogram, SqlClassSelection):
+            res = s.execute(delete(table).where(table.run_id == run_id, table.step > step))
+            deleted += int(res.rowcount or 0)  # type: ignore[attr-defined]
+        deleted += truncate_samples(s, run_id, step)
+        # rebuild latest values from what remains
+        s.execute(delete(SqlLatestMetric).where(SqlLatestMetric.run_id == run_id))
+        keys = list(s.execute(select(SqlMetric.key).where(SqlMetric.run_id == run_id).distinct())
+                    .scalars())
+        for key in keys:
+            m = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id, SqlMetric.key == key)
+                          .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one()
+            s.add(SqlLatestMetric(run_id=run_id, key=key, value=m.value, step=m.step, seq=m.seq))
+        last = s.execute(select(SqlMetric).where(SqlMetric.run_id == run_id,
+                                                 SqlMetric.key == "train/loss")
+                         .order_by(SqlMetric.step.desc(), SqlMetric.seq.desc()).limit(1)).scalar_one_or_none()
+        if last is not None:
+            for key in LATEST_ONLY_COUNTERS:
+                s.add(SqlLatestMetric(run_id=run_id, key=key, value=getattr(last, key),
+                                      step=last.step, seq=last.seq))
+        run.step = min(run.step or 0, step)
+        run.epoch = last.epoch if last is not None else 0.0
+        run.attempt = (run.attempt or 0) + 1
+        run.resumed_at_seq = seq
+        s.add(SqlRunLog(run_id=run_id, seq=seq, time=utcnow(), level="info", step=step,
+                        message=f"resuming from the checkpoint at step {step} (attempt "
+                                f"{run.attempt + 1}; {deleted} rows after it dropped)"))
+        s.flush()  # the rebuilt latest values: a batch written next in this session reads them
+        return deleted
 
     # ------------------------------------------------------------------ reading
 

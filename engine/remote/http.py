@@ -35,9 +35,10 @@ class SeqGap(IngestError):
         self.expected = expected
 
 
-def trainer() -> dict[str, Any]:
-    """This process, as the dashboard shows where a run trains."""
-    return {"host": socket.gethostname(), "pid": os.getpid()}
+def trainer(pid: int | None = None) -> dict[str, Any]:
+    """This process (or `pid`, the one that stands for the training), as the dashboard shows
+    where a run trains."""
+    return {"host": socket.gethostname(), "pid": os.getpid() if pid is None else pid}
 
 
 class IngestClient:
@@ -77,9 +78,9 @@ class IngestClient:
         """{run, next_seq} of a new remote run (body: config, name, tags, notes, host, pid)."""
         return self._post("/api/ingest/runs", json=body)
 
-    def claim(self, run_id: int) -> dict[str, Any]:
+    def claim(self, run_id: int, pid: int | None = None) -> dict[str, Any]:
         """{run, config, next_seq}: the queued run `run_id` trains here from now on."""
-        return self._post(f"/api/ingest/runs/{run_id}/claim", json=trainer())
+        return self._post(f"/api/ingest/runs/{run_id}/claim", json=trainer(pid))
 
     def post_events(self, run_id: int, seq: int, events_json: list[str]) -> dict[str, Any]:
         """{next_seq, stop}. `events_json`: each event already as JSON text (built once)."""

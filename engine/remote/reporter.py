@@ -15,6 +15,15 @@ or from the spool file. Without a batch to send it beats (`heartbeat_interval`);
 both say whether the dashboard asked the run to stop: `should_stop()` then turns True (the loop
 checkpoints and reports RunFinished(cancelled)).
 
+`spool_path` names the run's own spool folder, kept across its attempts (a dashboard's launcher
+gives each run one in its run folder). A resumed attempt opens it again and sends first the events
+of the earlier attempt that the dashboard does not hold yet (from the number the claim answers),
+then its own, numbered after them: with exactly-once numbers, the dashboard writes the earlier
+attempt's events in order before the resumed attempt's RunStarted, which drops the rows after the
+checkpoint (backend/recording/ingest.py). `make_durable()` flushes and fsyncs the spool: the
+training loop calls it before publishing a checkpoint, so no checkpoint is ever ahead of the
+events kept for its run.
+
 `close()` sends what is left, waiting at most `close_timeout` s; what could not be sent stays in
 the spool folder for `marginscope sync <folder>`. A refusal that retrying cannot cure (a wrong
 token, a run deleted in the dashboard) stops sending (and training: the run cannot be recorded),
@@ -48,7 +57,8 @@ class HttpReporter:
     def __init__(self, server: str, *, token: str | None = None, run_id: int | None = None,
                  claim: int | None = None, config: dict[str, Any] | None = None,
                  name: str | None = None, tags: Sequence[str] = (), notes: str = "",
-                 spool_dir: Path | None = None, flush_interval: float = 0.5, max_batch: int = 500,
+                 spool_dir: Path | None = None, spool_path: Path | None = None,
+                 pid: int | None = None, flush_interval: float = 0.5, max_batch: int = 500,
                  heartbeat_interval: float = 2.0, max_backoff: float = 5.0,
                  close_timeout: float = 30.0) -> None:
         self.client = IngestClient(server, token=token)
@@ -59,18 +69,23 @@ class HttpReporter:
         self._create: dict[str, Any] | None = None
         first = 0
         if claim is not None:  # must succeed now: the config comes from the dashboard
-            answer = self.client.claim(claim)
+            answer = self.client.claim(claim, pid)
             run_id, first, self.claimed_config = claim, int(answer["next_seq"]), answer["config"]
         elif run_id is None:
-            self._create = {"name": name, "tags": list(tags), "notes": notes, **trainer()}
+            self._create = {"name": name, "tags": list(tags), "notes": notes, **trainer(pid)}
             if config is not None:
                 self._create["config"] = dict(config)
         self.run_id: int | None = run_id
-        self.spool = Spool.create(spool_dir, {"server": self.client.server, "run_id": run_id,
-                                              "create": self._create, "first_seq": first})
+        meta = {"server": self.client.server, "run_id": run_id, "create": self._create, "first_seq": first}
+        earlier: list[tuple[int, str]] = []  # an earlier attempt's events the dashboard lacks
+        if spool_path is not None:
+            self.spool = Spool.open(spool_path, meta)
+            earlier = list(self.spool.read(first))
+        else:
+            self.spool = Spool.create(spool_dir, meta)
         self._lock = threading.Lock()  # guards the queue and the counters below
-        self._queue: list[tuple[int, str]] = []  # (seq, event JSON) not yet acknowledged
-        self._next = first  # the number of the next event
+        self._queue: list[tuple[int, str]] = earlier  # (seq, event JSON) not yet acknowledged
+        self._next = earlier[-1][0] + 1 if earlier else first  # the number of the next event
         self._acked = first  # the dashboard holds every event before this
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -104,6 +119,12 @@ class HttpReporter:
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
+
+    def make_durable(self) -> None:
+        """Every event handed over so far is in the spool file, on disk (engine/events.py's
+        `make_durable`: the loop calls it before publishing a checkpoint)."""
+        with self._lock:
+            self.spool.make_durable()
 
     @property
     def pending(self) -> int:

@@ -58,6 +58,33 @@ class Spool:
         spool.write_meta(meta)
         return spool
 
+    @classmethod
+    def open(cls, path: Path, meta: dict[str, Any]) -> Spool:
+        """The folder `path`, created with `meta` or opened again (an earlier attempt of the run):
+        its run.json is updated with `meta`, and a last line cut short by a kill is cut off, so
+        that the next event appended starts a line of its own."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        spool = cls(path)
+        old = spool.meta() if (path / RUN_FILE).exists() else {}
+        # the folder's first event stays its first: `marginscope sync` uploads from there
+        spool.write_meta({**old, **meta, **({"first_seq": old["first_seq"]} if "first_seq" in old else {})})
+        events = path / EVENTS_FILE
+        if events.exists():
+            data = events.read_bytes()
+            end = data.rfind(b"\n") + 1
+            if end != len(data):
+                with events.open("r+b") as fh:
+                    fh.truncate(end)
+        return spool
+
+    def last_seq(self) -> int | None:
+        """The sequence number of the last whole event in the file (None: no event)."""
+        last = None
+        for seq, _ in self.read(0):
+            last = seq
+        return last
+
     # --- run.json / acked.json
     def meta(self) -> dict[str, Any]:
         return json.loads((self.path / RUN_FILE).read_text())  # type: ignore[no-any-return]
@@ -85,6 +112,13 @@ class Spool:
         what the dashboard may hold is in the file, and a resend can read it back)."""
         if self._events is not None:
             self._events.flush()
+
+    def make_durable(self) -> None:
+        """Flush and fsync the events file: what was appended survives a kill of this process
+        (and of the machine). Called before a checkpoint is published."""
+        if self._events is not None:
+            self._events.flush()
+            os.fsync(self._events.fileno())
 
     def close(self) -> None:
         if self._events is not None:

@@ -1,8 +1,9 @@
 """A real dashboard for the ingest tests: uvicorn on 127.0.0.1 in a thread, on a real database.
 
 `with ThreadServer(settings) as server: server.url`. The app is the production one (`create_app`),
-its launcher supervising (stale remote runs are crashed by it) unless `supervise=False` (then
-nothing starts a queued run but a claim). A dashboard to kill and restart is a subprocess:
+its launcher supervising (it starts queued runs' workers, which report back to this server's port,
+and crashes stale runs) unless `supervise=False` (then nothing starts a queued run but a claim);
+`server.launcher` is the app's launcher once it serves. A dashboard to kill and restart is a subprocess:
 `servers.DashboardProcess`.
 """
 
@@ -13,6 +14,7 @@ import threading
 import uvicorn
 from servers import HOST, STOP_TIMEOUT, answers, free_port, wait_for
 
+from marginscope.backend.launcher import Launcher
 from marginscope.backend.main import create_app
 from marginscope.backend.settings import Settings
 
@@ -21,8 +23,10 @@ class ThreadServer:
     def __init__(self, settings: Settings, *, supervise: bool = True) -> None:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
-        config = uvicorn.Config(create_app(settings, supervise=supervise), host=HOST, port=self.port,
-                                log_level="warning", lifespan="on")
+        # the port it really listens on: the launcher hands its workers this URL
+        self.settings = settings.model_copy(update={"host": HOST, "port": self.port})
+        self.app = create_app(self.settings, supervise=supervise)
+        config = uvicorn.Config(self.app, host=HOST, port=self.port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
@@ -34,6 +38,10 @@ class ThreadServer:
             self.__exit__()
             raise
         return self
+
+    @property
+    def launcher(self) -> Launcher:
+        return self.app.state.launcher  # type: ignore[no-any-return]
 
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True

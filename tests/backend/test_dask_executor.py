@@ -1,10 +1,10 @@
 """The Dask executor on a real `distributed.LocalCluster` (loopback only, one worker process).
 
 A dashboard (`marginscope serve` with MARGINSCOPE_EXECUTOR=dask) submits each queued run to the
-cluster; the task trains it with `marginscope.engine.remote.train_remote(claim=<id>)` and reports back over
-the ingest API. Checked: a launched run trains to the end with its steps arriving while it runs,
+cluster; the task trains it with `marginscope.backend.worker.train_run(<id>, ...)`, as a local worker
+does, and reports back over the ingest API with the run's own credential. Checked: a launched run trains to the end with its steps arriving while it runs,
 a cancel from the dashboard ends it (the heartbeat's stop flag), and a killed Dask worker leaves
-its run crashed.
+its run crashed, which then resumes on the cluster from its checkpoint.
 """
 
 from __future__ import annotations
@@ -86,9 +86,15 @@ def test_cancel_from_the_dashboard_reaches_the_dask_task(dashboard: Dashboard) -
     assert dashboard.run(run["id"])["status"] == "cancelled"
 
 
-def test_a_killed_dask_worker_leaves_its_run_crashed(dashboard: Dashboard, cluster: Any) -> None:
-    run = dashboard.post("/api/runs", {"name": "lost", "config": {**TINY, "steps": 100_000}}, expect=201)
-    wait_for(lambda: _training(dashboard, run["id"]), "the run to train on the cluster")
+def test_a_killed_dask_worker_leaves_its_run_crashed_and_it_resumes(dashboard: Dashboard,
+                                                                     cluster: Any) -> None:
+    """The Dask worker dies (its nanny starts another): the run is crashed; resumed, a new task
+    continues it from its checkpoint in the run folder (shared with the cluster here), sending
+    first what the killed task spooled, so its series is one continuous curve."""
+    config = {**TINY, "steps": 300, "checkpoint_every": 20, "eval_every": 100}
+    run = dashboard.post("/api/runs", {"name": "lost", "config": config}, expect=201)
+    wait_for(lambda: _training(dashboard, run["id"]) and (dashboard.run(run["id"])["checkpoint_step"] or 0) >= 20,
+             "the run to train and checkpoint on the cluster")
     with distributed.Client(cluster, set_as_default=False) as client:
         pids = client.run(os.getpid)
     assert dashboard.run(run["id"])["pid"] in pids.values()  # it trains in that worker process
@@ -97,6 +103,16 @@ def test_a_killed_dask_worker_leaves_its_run_crashed(dashboard: Dashboard, clust
     wait_for(lambda: dashboard.run(run["id"])["status"] != "running", "the run to be marked crashed", 120)
     crashed = dashboard.run(run["id"])
     assert crashed["status"] == "crashed", crashed
+    assert crashed["progress"]["step"] < 300, "the run ended before the kill: make it longer"
+
+    assert dashboard.post(f"/api/runs/{run['id']}/resume")["status"] == "queued"
+    wait_for(lambda: dashboard.run(run["id"])["status"] not in ("queued", "running"), "the resumed run", 240)
+    done = dashboard.run(run["id"])
+    assert done["status"] == "finished", done
+    loss = dashboard.get(f"/api/runs/{run['id']}/metrics?keys=train/loss&max_points=10000")
+    assert loss["series"]["train/loss"]["step"] == list(range(5, 301, 5))
+    logs = [line["message"] for line in dashboard.get(f"/api/runs/{run['id']}/logs")["data"]]
+    assert any(m.startswith("resuming from the checkpoint") for m in logs)
 
 
 def test_dask_needs_a_scheduler_address(tmp_path: Path) -> None:

@@ -1,5 +1,6 @@
 """A run launched from the dashboard with nproc=2: the launcher's real worker becomes torchrun
-(same pid), rank 0 records one run, the other rank trains without recording; a cancel reaches
+(same pid), rank 0 claims and reports one run to the dashboard, the other rank trains without
+reporting; a cancel reaches
 every rank and the run ends cancelled with a checkpoint, leaving no process behind.
 
 torchrun's rendezvous store is torch's TCPStore on an ephemeral port (torch offers no bind
@@ -16,6 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from ingest_server import ThreadServer
 
 from marginscope.backend.launcher import Launcher, pid_alive, worker_marker
 from marginscope.backend.settings import Settings
@@ -49,10 +51,11 @@ def _children(pid: int) -> list[int]:
 
 @pytest.fixture
 def launcher(store: SqlAlchemyStore, settings: Settings) -> Iterator[Launcher]:
-    launcher = Launcher(store, settings.model_copy(update={"heartbeat_interval": 0.5}), grace_period=60.0)
-    launcher.start()
-    yield launcher
-    launcher.stop()
+    """A real dashboard's launcher (its workers report to that dashboard)."""
+    with ThreadServer(settings.model_copy(update={"heartbeat_interval": 0.5})) as server:
+        launcher = server.launcher
+        launcher.grace_period = 60.0
+        yield launcher
     for agent in _children(os.getpid()):  # never leave a worker or rank of ours behind
         if any(pid_alive(agent, expect=worker_marker(run.id)) for run in store.list_runs(limit=100)[0]):
             for pid in [*_children(agent), agent]:

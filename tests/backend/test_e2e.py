@@ -3,7 +3,8 @@
 One test walks a user's path: launch a tiny `digits` run through the API and watch its deltas over
 a websocket until it finishes; stop the dashboard while a run trains and find it re-attached after a
 restart, then cancel it; kill -9 a worker while the dashboard is down, find it crashed after the
-restart's reconciliation with its flushed metrics kept, and resume it to the end.
+restart's reconciliation with its reported metrics kept, and resume it to the end: the resumed
+worker sends what the killed one spooled but never reported, so the series is whole.
 """
 
 from __future__ import annotations
@@ -114,11 +115,15 @@ def test_launch_watch_restart_cancel_crash_resume(server: Server) -> None:
     server.post(f"/api/runs/{long}/cancel", expect=409)
 
     # --- 3. kill -9 while the dashboard is down → crashed at restart → resume to the end
-    crash_cfg = {**TINY, "steps": 120, "checkpoint_every": 20, "eval_every": 40}
+    # long enough (200 steps, many seconds of training) that it is still training when it is frozen,
+    # a few milliseconds after the check below: a run that finished first would test nothing
+    crash_cfg = {**TINY, "steps": 200, "checkpoint_every": 20, "eval_every": 40}
     rid3 = server.post("/api/runs", {"config": crash_cfg}, expect=201)["id"]
     wait_for(lambda: (server.get(f"/api/runs/{rid3}")["checkpoint_step"] or 0) >= 20
              and server.get(f"/api/runs/{rid3}")["progress"]["step"] >= 30, "run 3 to checkpoint")
     before = server.get(f"/api/runs/{rid3}")
+    os.killpg(before["pid"], signal.SIGSTOP)  # frozen: it cannot report or end while we stop
+    assert before["status"] == "running" and before["progress"]["step"] < 200
     server.stop()
     os.killpg(before["pid"], signal.SIGKILL)
     wait_for(lambda: not _alive(before["pid"]), "the kill", 10)
@@ -132,6 +137,6 @@ def test_launch_watch_restart_cancel_crash_resume(server: Server) -> None:
     final = server.get(f"/api/runs/{rid3}")
     assert final["status"] == "finished", final["error"]
     steps = server.get(f"/api/runs/{rid3}/metrics?keys=train/loss")["series"]["train/loss"]["step"]
-    assert steps == list(range(5, 121, 5))  # one series, continued, no duplicated steps
+    assert steps == list(range(5, 201, 5))  # one series, continued, no duplicated steps
     logs = [line["message"] for line in server.get(f"/api/runs/{rid3}/logs")["data"]]
     assert any("resum" in m for m in logs)

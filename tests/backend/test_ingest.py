@@ -193,9 +193,10 @@ def test_claim_takes_over_a_queued_run(settings: Settings) -> None:
         assert body["run"]["host"] == "gpu-node-7"
         assert http.post(f"/api/ingest/runs/{rid}/claim", json=TRAINER).status_code == 409
         assert http.post("/api/ingest/runs/999/claim", json=TRAINER).status_code == 404
-        local = http.post("/api/runs", json={"config": TINY}).json()["id"]
-        r = http.post(f"/api/ingest/runs/{local}/events", json={"seq": 0, "events": []})
-        assert r.status_code == 409 and "not a remote run" in r.json()["detail"]
+        queued = http.post("/api/runs", json={"config": TINY}).json()["id"]  # nobody claimed it
+        event = {"kind": "log", "step": 0, "level": "info", "message": "hello"}
+        r = http.post(f"/api/ingest/runs/{queued}/events", json={"seq": 0, "events": [event]})
+        assert r.status_code == 409 and "queued: it takes no new events" in r.json()["detail"]
 
 
 def test_the_token_rules_are_the_launchs(settings: Settings) -> None:

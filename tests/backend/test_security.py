@@ -295,3 +295,40 @@ def test_the_token_stays_out_of_the_server_log(served: tuple[str, Path]) -> None
     assert "GET /api/runs" in text and "WebSocket /ws/runs" in text, text[-3000:]  # the log is there
     assert "token=[redacted]" in text
     assert TOKEN not in text
+
+
+def test_a_run_credential_reports_its_own_run_and_opens_nothing_else(settings: Settings) -> None:
+    """What a worker or a Dask task holds: the ingest routes of its run, for its current attempt."""
+    from marginscope.backend.security import mint_run_credential
+    from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
+
+    with _client(settings, token=TOKEN, protect_reads=True) as http:
+        mine = http.post("/api/runs", json={"config": TINY}, headers=AUTH).json()["id"]
+        other = http.post("/api/runs", json={"config": TINY}, headers=AUTH).json()["id"]
+        credential, digest = mint_run_credential()
+        store = SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir)
+        store.set_credential(mine, digest)
+        as_run = {"Authorization": f"Bearer {credential}"}
+        trainer = {"host": "node", "pid": 1}
+        # another run's ingest routes: refused, whatever exists there
+        for path in (f"/api/ingest/runs/{other}/claim", f"/api/ingest/runs/{other}/heartbeat",
+                     "/api/ingest/runs/424242/claim"):
+            r = http.post(path, json=trainer if path.endswith("claim") else {}, headers=as_run)
+            assert r.status_code == 401 and "does not report run" in r.json()["detail"], (path, r.text)
+        # every other route checks the dashboard's token: no launch, cancel, resume, delete or read
+        assert http.post("/api/runs", json={"config": TINY}, headers=as_run).status_code == 401
+        assert http.post("/api/ingest/runs", json={"config": TINY, **trainer}, headers=as_run).status_code == 401
+        for run_id in (mine, other):
+            assert http.post(f"/api/runs/{run_id}/cancel", headers=as_run).status_code == 401
+            assert http.post(f"/api/runs/{run_id}/resume", headers=as_run).status_code == 401
+            assert http.delete(f"/api/runs/{run_id}", headers=as_run).status_code == 401
+            assert http.get(f"/api/runs/{run_id}", headers=as_run).status_code == 401
+        assert http.get("/api/runs", headers=as_run).status_code == 401
+        # its own run: claimed and reported
+        r = http.post(f"/api/ingest/runs/{mine}/claim", json=trainer, headers=as_run)
+        assert r.status_code == 200, r.text
+        assert http.post(f"/api/ingest/runs/{mine}/heartbeat", json={}, headers=as_run).status_code == 200
+        # a newer start of the run replaces it: the earlier attempt's trainer is refused
+        store.set_credential(mine, mint_run_credential()[1])
+        assert http.post(f"/api/ingest/runs/{mine}/heartbeat", json={}, headers=as_run).status_code == 401
+        store.close()

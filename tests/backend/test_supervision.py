@@ -1,7 +1,8 @@
 """Supervision of a real worker process that freezes: a stale heartbeat on this host is a crash.
 
-The launcher runs with its own thread, as in the server, and spawns the real worker
-(`python -m marginscope.backend.worker`) on a long digits run. The worker is stopped with SIGSTOP once it
+A real dashboard (uvicorn on loopback in this process) runs its launcher, which spawns the real
+worker (`python -m marginscope.backend.worker`) on a long digits run; the worker beats through the
+dashboard's ingest API. The worker is stopped with SIGSTOP once it
 trains: with `stale_after` = 3 s the launcher must SIGKILL its process group (so it can never
 write again) and mark the run crashed. The time from SIGSTOP to "crashed" is printed (run with
 -s to see it); it is bounded by the test, never asserted as a speed.
@@ -15,7 +16,9 @@ import signal
 import time
 from collections.abc import Callable
 
-from marginscope.backend.launcher import Launcher, pid_alive
+from ingest_server import ThreadServer
+
+from marginscope.backend.launcher import pid_alive
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import Run, RunStatus
 from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
@@ -35,8 +38,8 @@ def test_a_frozen_worker_is_killed_and_marked_crashed(settings: Settings, store:
                                                       make_run: MakeRun) -> None:
     fast = settings.model_copy(update={"heartbeat_interval": 0.2, "stale_after": STALE_AFTER})
     run = make_run(steps=100_000, eval_every=50, hist_every=10)
-    launcher = Launcher(store, fast)
-    launcher.start()
+    server = ThreadServer(fast).__enter__()
+    launcher = server.launcher
     pid = None
     try:
         _wait_for(lambda: run.id in launcher.watched, 10)
@@ -57,7 +60,7 @@ def test_a_frozen_worker_is_killed_and_marked_crashed(settings: Settings, store:
         time.sleep(1.0)
         assert store.get_run(run.id).last_seq == seq  # nothing written after the crash
     finally:
-        launcher.stop()
+        server.__exit__()
         if pid is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)

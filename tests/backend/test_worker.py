@@ -1,4 +1,8 @@
-"""The worker process end to end on a real (tiny) digits run: finished, failed, cancelled, resumed."""
+"""The worker process end to end on a real (tiny) digits run: finished, failed, cancelled, resumed.
+
+The worker never opens the database: it claims its run from a real dashboard (uvicorn on loopback
+in this process, its launcher off so that only the worker starts the run) with the run's own
+credential, minted here as the launcher does, and reports every event over HTTP."""
 
 from __future__ import annotations
 
@@ -14,19 +18,37 @@ from pathlib import Path
 
 import pytest
 
+from ingest_server import ThreadServer
+
+from marginscope.backend.security import mint_run_credential
 from marginscope.backend.settings import Settings
-from marginscope.backend.store import Run, RunStatus
+from marginscope.backend.store import Run, RunNotFound, RunStatus
 from marginscope.backend.store.sqlalchemy_store import SqlAlchemyStore
 
 MakeRun = Callable[..., Run]
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True)
+def dashboard(settings: Settings) -> Iterator[ThreadServer]:
+    with ThreadServer(settings, supervise=False) as server:
+        settings.server_url = server.url  # where a trainer reaches this dashboard
+        yield server
+
+
 def _worker(settings: Settings, run_id: int, *extra: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5"}
+    """The worker as the launcher starts it: the dashboard's URL and the run's credential in its
+    environment, no database."""
+    credential, digest = mint_run_credential()
+    store = SqlAlchemyStore(settings.db_url, data_dir=settings.data_dir)
+    with contextlib.suppress(RunNotFound):
+        store.set_credential(run_id, digest)
+    store.close()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
+    env.update({"MARGINSCOPE_HEARTBEAT_INTERVAL": "0.5", "MARGINSCOPE_SERVER_URL": settings.public_url,
+                "MARGINSCOPE_RUN_CREDENTIAL": credential, "MARGINSCOPE_DATA_DIR": str(settings.data_dir)})
     return subprocess.Popen(
-        [sys.executable, "-m", "marginscope.backend.worker", str(run_id), "--db-url", settings.db_url,
-         "--data-dir", str(settings.data_dir), *extra],
+        [sys.executable, "-m", "marginscope.backend.worker", str(run_id), *extra],
         cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
@@ -61,7 +83,7 @@ def test_digits_run_ends_finished_with_metrics(settings: Settings, store: SqlAlc
     lines = [line.message for line in store.get_logs(run.id)]
     # one line per event: the start (worker, engine), the end; no "running → running"
     assert [m for m in lines if m.startswith("status")] == \
-        [f"status queued → running (pid {got.pid} on {got.host})"]
+        [f"status queued → running (remote: pid {got.pid} on {got.host})"]  # no launcher started it
     assert len([m for m in lines if m.startswith("started")]) == 1
     assert [m for m in lines if m.startswith("run finished")] == ["run finished at step 30 (was running)"]
 
@@ -125,7 +147,7 @@ def test_the_workers_end_replaces_only_what_it_should(store: SqlAlchemyStore, ma
 def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAlchemyStore,
                                                 make_run: MakeRun) -> None:
     """A cancel recorded by a process that cannot signal the worker (on another host, say): the
-    worker reads it with its next heartbeat and stops with a checkpoint."""
+    worker reads it in the dashboard's next answer and stops with a checkpoint."""
     run = make_run(steps=100_000, eval_every=100_000, hist_every=1000)
     proc = _worker(settings, run.id)
     try:
@@ -139,7 +161,8 @@ def test_a_run_ended_elsewhere_stops_its_worker(settings: Settings, store: SqlAl
         proc.kill()
     got = store.get_run(run.id)
     assert code == 0 and got.status == RunStatus.CANCELLED, out
-    assert got.checkpoint_step is not None and got.checkpoint_step < 100_000
+    # it stopped with a checkpoint; an ended run takes no more events, so the store names none
+    assert (Path(store.run_dir(run.id)) / "checkpoint.pt").is_file()
     assert [m.message for m in store.get_logs(run.id)].count("cancelled elsewhere") == 1
 
 
@@ -202,7 +225,7 @@ def _read_only(folder: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def test_a_read_only_run_folder_fails_naming_the_checkpoint(settings: Settings, store: SqlAlchemyStore,
+def test_a_read_only_run_folder_fails_naming_it(settings: Settings, store: SqlAlchemyStore,
                                                             make_run: MakeRun) -> None:
     run = make_run()
     run_dir = Path(store.run_dir(run.id))
@@ -213,7 +236,9 @@ def test_a_read_only_run_folder_fails_naming_the_checkpoint(settings: Settings, 
     got = store.get_run(run.id)
     assert got.status == RunStatus.FAILED
     cause = "permission denied" if os.geteuid() != 0 else "operation not permitted"
-    assert got.error == f"OSError: cannot write checkpoint {run_dir / 'checkpoint.pt'}: {cause}"
+    # the run folder holds the spool before any checkpoint: the failure is found, and reported
+    # (unspooled), before training (a checkpoint that cannot be written: tests/engine)
+    assert got.error == f"OSError: cannot write in the run folder {run_dir}: {cause}"
 
 
 def test_a_run_folder_under_a_file_fails_naming_the_folder(settings: Settings, store: SqlAlchemyStore,
