@@ -23,6 +23,7 @@ from starlette.middleware.gzip import GZipMiddleware
 from sqlalchemy.engine import make_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from marginscope.backend import security
 from marginscope.backend.launcher import Launcher
@@ -42,6 +43,34 @@ from marginscope.backend.store import (
 log = logging.getLogger(__name__)
 
 HTTP_METHODS = ("DELETE", "GET", "HEAD", "PATCH", "POST", "PUT")  # what a 405's Allow may name
+
+
+class ServedAddress:
+    """Learns the port this server really listens on from its first request (ASGI's
+    `scope["server"]`) and hands it to the local executor, whose workers report to it.
+
+    `marginscope serve` sets MARGINSCOPE_PORT itself, but an app served by `uvicorn --factory
+    marginscope.backend.main:create_app --port 9000` only knows its settings' port (8000 unless
+    MARGINSCOPE_PORT says otherwise): its workers would report to nothing. The first request fixes
+    that (a launch from the page or the API always comes after one); a difference is logged once."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.learned = False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self.learned and scope["type"] in ("http", "websocket") and scope.get("server"):
+            self.learned = True
+            launcher = getattr(scope["app"].state, "launcher", None)
+            executor = getattr(launcher, "executor", None)
+            settings: Settings = scope["app"].state.settings
+            port = int(scope["server"][1])
+            if hasattr(executor, "server_url") and port != settings.port:
+                executor.server_url = settings.model_copy(update={"port": port}).local_url
+                log.warning("serving on port %d, not MARGINSCOPE_PORT=%d: workers report to %s "
+                            "(set MARGINSCOPE_PORT to silence this)", port, settings.port,
+                            executor.server_url)
+        await self.app(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None, *, supervise: bool = True) -> FastAPI:
@@ -88,6 +117,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
 
     # --- request limits: a body over settings.max_body_bytes is refused (413) before any route runs
     app.add_middleware(BodySizeLimit)
+    app.add_middleware(ServedAddress)
     # --- compression, outermost: every other layer sees the plain body (the docs pages' CSP
     # hashes their inline script); plotly.js goes out at a fifth of its size
     app.add_middleware(GZipMiddleware, minimum_size=1024)

@@ -99,6 +99,9 @@ class LocalExecutor:
     def __init__(self, settings: Settings, command: WorkerCommand = worker_command) -> None:
         self.settings = settings
         self.command = command
+        # where workers reach this dashboard; the app corrects it from the address it really
+        # serves on (`uvicorn --factory ... --port 9000` without MARGINSCOPE_PORT: main.ServedAddress)
+        self.server_url = settings.local_url
 
     def start(self, run: Run, run_dir: Path, *, resume: bool, credential: str) -> subprocess.Popen[bytes]:
         cmd = list(self.command(run.id, resume))
@@ -107,7 +110,7 @@ class LocalExecutor:
             cmd += ["--nproc", str(nproc), "--device", str(run.config.get("device", "auto"))]
         env = {k: v for k, v in os.environ.items() if not k.startswith("MARGINSCOPE_")}
         env.update({
-            "MARGINSCOPE_SERVER_URL": self.settings.local_url,
+            "MARGINSCOPE_SERVER_URL": self.server_url,
             "MARGINSCOPE_RUN_CREDENTIAL": credential,
             "MARGINSCOPE_DATA_DIR": str(self.settings.data_dir),
             "MARGINSCOPE_HEARTBEAT_INTERVAL": str(self.settings.heartbeat_interval),

@@ -312,8 +312,8 @@ def test_loop_applies_per_sample_weights(monkeypatch: pytest.MonkeyPatch) -> Non
     seen = {}
     original = loop._setup
 
-    def keep_model(config, emit, ranks):  # type: ignore[no-untyped-def]  # a spy: the real setup, remembered
-        run = original(config, emit, ranks)
+    def keep_model(*args, **kwargs):  # type: ignore[no-untyped-def]  # a spy: the real setup, remembered
+        run = original(*args, **kwargs)
         seen["bias0"], seen["run"] = run.model.head.bias.detach().clone(), run
         return run
 
