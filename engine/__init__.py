@@ -11,8 +11,9 @@ vocabulary import without torch, so the dashboard server can use them and never 
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from marginscope.engine.lazy import lazy_getattr
 
 # public name -> the module that defines it (marginscope/__init__.py offers them too)
 LAZY_NAMES = {
@@ -38,9 +39,4 @@ if TYPE_CHECKING:
     from marginscope.engine.loop import TrainResult, train
 
 
-def __getattr__(name: str) -> Any:
-    if name not in LAZY_NAMES:
-        raise AttributeError(f"module 'marginscope.engine' has no attribute {name!r}")
-    value = getattr(import_module(LAZY_NAMES[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, LAZY_NAMES, globals())

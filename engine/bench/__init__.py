@@ -47,8 +47,9 @@ id); the engine itself never imports the backend.
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from marginscope.engine.lazy import lazy_getattr
 
 # public name -> the module of this package that defines it. They load on first use, so the command
 # line can name the default arms (`arms`, torch-free) without loading torch.
@@ -85,9 +86,4 @@ if TYPE_CHECKING:
     from marginscope.engine.bench.suite import TrackRun, load_verdict, run_suite
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'marginscope.engine.bench' has no attribute {name!r}")
-    value = getattr(import_module(f"marginscope.engine.bench.{_PUBLIC[name]}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {name: f"{__name__}.{module}" for name, module in _PUBLIC.items()}, globals())

@@ -41,8 +41,9 @@ Sources: torchvision ``datasets/mnist.py``, ``cifar.py``, ``folder.py`` for file
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from marginscope.engine.lazy import lazy_getattr
 
 # public name -> the module that defines it. They load on first use: `files` (where the files are),
 # `arrays` (the readers and the seeded splits, in numpy) and the names import without torch, so the
@@ -70,9 +71,4 @@ if TYPE_CHECKING:
     from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _PUBLIC:
-        raise AttributeError(f"module 'marginscope.engine.data' has no attribute {name!r}")
-    value = getattr(import_module(_PUBLIC[name]), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _PUBLIC, globals())
