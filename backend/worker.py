@@ -86,6 +86,7 @@ def train_run(run_id: int, *, server: str, credential: str | None, run_dir: str 
     failure is reported first). The Dask executor's task; the local worker process calls it
     under its signal handlers."""
     from marginscope.engine.remote import HttpReporter
+    from marginscope.engine.remote.run import EndSeen
     from marginscope.engine.loop import train
 
     run_dir = Path(run_dir)
@@ -98,7 +99,7 @@ def train_run(run_id: int, *, server: str, credential: str | None, run_dir: str 
         raise
     reporter = HttpReporter(server, token=credential, claim=run_id, spool_path=run_dir / SPOOL, pid=agent,
                             heartbeat_interval=heartbeat_interval)
-    ended = _EndSeen()
+    ended = EndSeen()
     try:
         assert reporter.claimed_config is not None
         checkpoint = run_dir / CHECKPOINT
@@ -154,19 +155,6 @@ def _fail_unspooled(run_id: int, *, server: str, credential: str | None, pid: in
         client.post_events(run_id, int(claimed["next_seq"]), [json.dumps(failed.to_dict(), default=str)])
     finally:
         client.close()
-
-
-class _EndSeen:
-    """A callback noting whether the run reported its end (RunFinished or RunFailed)."""
-
-    def __init__(self) -> None:
-        self.ended = False
-
-    def __call__(self, event: Any) -> None:
-        from marginscope.engine.events import RunFailed, RunFinished
-
-        if isinstance(event, RunFinished | RunFailed):
-            self.ended = True
 
 
 def run_worker(run_id: int, settings: Settings, *, resume: bool = False, device: str = "auto") -> int:

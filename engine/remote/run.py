@@ -44,8 +44,9 @@ class RemoteRefused(RuntimeError):
     """The dashboard refused the run (a wrong token, an invalid config, an unknown run)."""
 
 
-class _EndSeen:
-    """A callback noting whether the run reported its end (train() reports only Exceptions)."""
+class EndSeen:
+    """A callback noting whether the run reported its end (train() reports only Exceptions); the
+    dashboard's trainer (backend/worker.py) uses it too."""
 
     def __init__(self) -> None:
         self.ended = False
@@ -81,7 +82,7 @@ def train_remote(config: TrainConfig | None = None, *, server: str, token: str |
         config = TrainConfig(**reporter.claimed_config)
     if config.out_dir is None:
         config = config.model_copy(update={"out_dir": str(reporter.spool.path / "checkpoints")})
-    ended = _EndSeen()
+    ended = EndSeen()
     try:
         def stop() -> bool:
             return reporter.should_stop() or (should_stop is not None and should_stop())
