@@ -313,8 +313,9 @@ def bench(
     redraw: bool = typer.Option(False, "--redraw", help="Train nothing: redraw results.md and "
                                 "curves.html from the results.json already in --out."),
     suite: Optional[str] = typer.Option(None, "--suite", help="A named suite: short (5 seeds, ~1.5 "
-                                        "epochs), long (10 epochs, 3 seeds) or noise (20% and 40% label "
-                                        "noise); other options override its settings."),
+                                        "epochs), long (10 epochs, 5 seeds), noise (20% and 40% label "
+                                        "noise, with a clean-only oracle) or noise-long (the noise arms for "
+                                        "10 epochs); other options override its settings."),
     label_noise: Optional[float] = typer.Option(None, "--label-noise", help="Share of training labels "
                                                 "flipped for every arm (default: 0)."),
     frontier: Optional[str] = typer.Option(None, "--frontier", help="Comma-separated shares of the run "

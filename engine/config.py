@@ -61,6 +61,11 @@ class TrainConfig(BaseModel):
         "uniformly (symmetric noise, seeded by seed; validation and test stay clean). For measuring "
         "how well mislabelled samples are found."
     )
+    clean_only: bool = Field(
+        False, description="Oracle for label-noise studies: train only on the samples whose labels "
+        "label_noise left intact. An epoch keeps the length of the whole training split, so the run "
+        "takes as many steps as a noisy one. Needs label_noise above 0."
+    )
 
     # --- model
     model: str = Field(
@@ -182,6 +187,8 @@ class TrainConfig(BaseModel):
 
     @model_validator(mode="after")
     def _batch_fits(self) -> TrainConfig:
+        if self.clean_only and not self.label_noise:
+            raise ValueError("clean_only trains on the samples label_noise left intact: set label_noise above 0")
         selector = selector_declaration(self.selector)
         try:  # reject unknown or out-of-range selector options now, not at the first step
             selector.resolve({"chunk": self.score_chunk, **self.selector_options})

@@ -49,14 +49,30 @@ from marginscope.engine.data import DatasetBundle, flip_labels, load_dataset
 from marginscope.engine.distributed import Ranks, session
 from marginscope.engine.events import (
     Callback, CheckpointSaved, Counters, Evaluation, Event, LogMessage, RunFailed, RunFinished,
-    RunStarted, StopTraining, make_durable,
+    RunStarted, Scalars, StopTraining, make_durable,
 )
 from marginscope.engine.models import create_model, default_model_for
-from marginscope.engine.monitoring import StepClock, StepRecord, WorkTimes, evaluate, histogram_edges
+from marginscope.engine.monitoring import (
+    NoiseHarm,
+    StepClock,
+    StepRecord,
+    WorkTimes,
+    evaluate,
+    histogram_edges,
+    network_health,
+)
 from marginscope.engine.regimes import drop_steps, lr_at
 from marginscope.engine.samples import SampleTracker
 from marginscope.engine.sampler import PassSampler
 from marginscope.engine.selection import Selector, make_selector
+
+
+def _harm_summary(run: _Run) -> dict[str, float | None]:
+    if run.true_labels is None:
+        return {}
+    shares = run.harm.shares()
+    return {"flipped_gradient_share": shares["noise/flipped_gradient_share"],
+            "flipped_predicted_true": shares.get("noise/flipped_predicted_true")}
 
 
 @dataclass
@@ -75,6 +91,10 @@ class TrainResult:
     cpu_time: float = 0.0  # CPU seconds of the process's training work (beside wall_time)
     phase_times: dict[str, float] = field(default_factory=dict)  # WorkTimes.as_dict()
     selected_flipped: int = 0  # trained samples whose label label_noise flipped (counted per step)
+    # under label noise: the share of the training signal from flipped labels, and the share of the
+    # trained flipped samples the model predicted as their true class (monitoring.NoiseHarm)
+    flipped_gradient_share: float | None = None
+    flipped_predicted_true: float | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -171,6 +191,8 @@ class _Run:
     edges: torch.Tensor  # histogram bin edges, fixed for the run
     checkpoint_path: Path | None
     flipped: torch.Tensor  # dataset indices of the training labels flipped by label_noise (sorted)
+    true_labels: torch.Tensor | None  # the training labels before label_noise (None without noise)
+    clean: torch.Tensor | None  # clean_only: the indices the data order draws from (None: all)
     samples: SampleTracker  # per-sample counts and scores behind SampleSnapshot (engine/samples.py)
     # progress: saved in every checkpoint, restored on resume
     step: int = 0
@@ -181,7 +203,8 @@ class _Run:
     best_step: int = 0
     evaluations: list[dict[str, Any]] = field(default_factory=list)
     times: WorkTimes = field(default_factory=WorkTimes)  # CPU time and the selector's phases
-    selected_flipped: int = 0
+    harm: NoiseHarm = field(default_factory=NoiseHarm)  # what label noise put into training (whole run)
+    harm_window: NoiseHarm = field(default_factory=NoiseHarm)  # ... since the last StepMetrics
 
     def clock(self) -> float:
         """Where the run stands on its schedule, in steps of b (N/b an epoch): the steps taken; for a
@@ -253,8 +276,11 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks,
                         val_fraction=config.val_fraction, train_subset=config.train_subset)
     # label noise: the training split only, from its own seeded stream (the run's random streams
     # and the validation/test splits are as without noise)
-    data.train.labels, flipped = flip_labels(data.train.labels, config.label_noise, data.num_classes,
+    true_labels = data.train.labels
+    data.train.labels, flipped = flip_labels(true_labels, config.label_noise, data.num_classes,
                                              seed=config.seed)
+    # clean_only (an oracle): the data order draws only the intact samples; an epoch keeps N/b steps
+    clean = _complement(flipped, len(data.train)) if config.clean_only else None
     model_name = default_model_for(data.name) if config.model == "auto" else config.model
     model = create_model(model_name, num_classes=data.num_classes, input_shape=data.input_shape).to(device)
     channels_last = config.channels_last and device.type != "mps"
@@ -286,7 +312,8 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks,
         scaler=scaler, selector=selector,
         bn_pool=PoolStatistics(model, samples=b,
                                enabled=config.bn_stats == "pool" and selector.batchnorm_from_pool),
-        sampler=PassSampler(n_train, config.seed, plan=selector.plan_pass if selector.plans_passes else None),
+        sampler=PassSampler(n_train, config.seed, plan=selector.plan_pass if selector.plans_passes else None,
+                            population=clean),
         aug_generator=torch.Generator().manual_seed(ranks.rank_seed(config.seed + 1)),
         pool=pool,
         steps_per_epoch=steps_per_epoch, total_steps=total_steps, eval_every=eval_every,
@@ -294,7 +321,7 @@ def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks,
         warmup_steps=round(config.warmup_epochs * steps_per_epoch),
         edges=histogram_edges(config.hist_bins),
         checkpoint_path=Path(config.out_dir) / "checkpoint.pt" if config.out_dir else None,
-        flipped=flipped,
+        flipped=flipped, true_labels=true_labels if len(flipped) else None, clean=clean,
         samples=SampleTracker(n_train, every=config.samples_every, k=config.samples_k,
                               labels=data.train.labels, flipped=flipped, device=device,
                               scores_are_mms=selector.threshold_is_mms),
@@ -311,7 +338,8 @@ def _resume(run: _Run, path: str) -> None:
     own = own[run.ranks.rank] if len(own) == run.ranks.world else state
     run.selector.load_state_dict(own["selector"])
     run.sampler = PassSampler(len(run.data.train), run.config.seed, **state["sampler"],  # after the selector:
-                              plan=run.selector.plan_pass if run.selector.plans_passes else None)  # its plan
+                              plan=run.selector.plan_pass if run.selector.plans_passes else None,  # its plan
+                              population=run.clean)
     run.aug_generator.set_state(own["aug_generator"])
     run.samples.load_state_dict(state.get("samples", {}))
     torch.set_rng_state(own["torch_rng"])
@@ -319,7 +347,7 @@ def _resume(run: _Run, path: str) -> None:
         state[k] for k in ("step", "forwarded", "backpropagated", "wall"))
     run.best_acc, run.best_step, run.evaluations = state["best_acc"], state["best_step"], state["evaluations"]
     run.times = WorkTimes.from_dict(state.get("times", {}))
-    run.selected_flipped = state.get("selected_flipped", 0)
+    run.harm = NoiseHarm(**state.get("noise_harm", {"flipped": state.get("selected_flipped", 0)}))
 
 
 def _announce(run: _Run) -> None:
@@ -379,6 +407,9 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
             spend(clock.lap(sync=run.step % config.log_every == 0))
             if run.step % config.log_every == 0 or last:
                 monitor.step_metrics(step, run.counters(), cpu_time=run.times.cpu)
+                if run.true_labels is not None:
+                    run.emit(Scalars(counters=run.counters(), values=run.harm_window.shares()))
+                    run.harm_window = NoiseHarm()
                 if not math.isfinite(float(step.loss)):
                     raise FloatingPointError(f"loss became {float(step.loss)} at step {run.step}; lower lr")
             if run.step % run.eval_every == 0 or last:
@@ -443,15 +474,33 @@ def _train_step(run: _Run) -> StepRecord:
     run.step += 1
     scored = selection.forwarded if selection.forwarded is not None else (
         len(indices) if selector.forwards_candidates else 0)
-    flipped = int(torch.isin(indices[chosen.cpu()], run.flipped).sum()) if len(run.flipped) else 0
-    forwarded, backpropagated, flipped = run.ranks.sum_ints(  # the work of all ranks
-        refreshed + scored + len(chosen), len(chosen), flipped)
+    forwarded, backpropagated = run.ranks.sum_ints(refreshed + scored + len(chosen), len(chosen))  # all ranks'
     run.forwarded += forwarded
     run.backpropagated += backpropagated
-    run.selected_flipped += flipped  # how often the selector trains on a wrong label
+    if run.true_labels is not None:  # how often, and how hard, the selector trains on a wrong label
+        _count_harm(run, indices[chosen.cpu()], logits, yb)
     return StepRecord(lr=lr, selection=selection, chosen=chosen, labels=y, batch_labels=yb,
                       logits=logits, loss=loss.detach(), score_time=score_time,
                       refresh_time=run.times.refresh_wall - refresh_start, indices=indices)
+
+
+def _count_harm(run: _Run, trained: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    """Add this step's NoiseHarm (every rank's) to the run's and the window's."""
+    assert run.true_labels is not None
+    harm = NoiseHarm.of(logits, labels, run.true_labels[trained].to(logits.device),
+                        torch.isin(trained, run.flipped).to(logits.device))
+    if run.ranks.enabled:
+        summed = harm.as_tensor()
+        run.ranks.sum_(summed)
+        harm = NoiseHarm.from_tensor(summed)
+    run.harm.merge(harm)
+    run.harm_window.merge(harm)
+
+
+def _complement(indices: torch.Tensor, n: int) -> torch.Tensor:
+    keep = torch.ones(n, dtype=torch.bool)
+    keep[indices] = False
+    return keep.nonzero().flatten()
 
 
 def _validate(run: _Run) -> None:
@@ -466,6 +515,11 @@ def _validate(run: _Run) -> None:
     run.evaluations.append({**c.__dict__, **run.times.as_dict(), "loss": result["loss"],
                             "accuracy": result["accuracy"]})
     run.emit(Evaluation(counters=c, split="val", **result))
+    probe = torch.arange(min(256, len(run.data.val)))
+    x, _ = run.data.batch(run.data.val, probe, augment=False, generator=None, device=run.device)
+    health = network_health(run.model, x.contiguous(memory_format=torch.channels_last) if run.channels_last else x)
+    if health:
+        run.emit(Scalars(counters=c, values=health))
 
 
 def _checkpoint(run: _Run) -> None:
@@ -485,7 +539,7 @@ def _checkpoint(run: _Run) -> None:
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),
-        "selected_flipped": run.selected_flipped,
+        "noise_harm": run.harm.state_dict(),
     }, before_publish=lambda: make_durable(run.callbacks))
     run.emit(CheckpointSaved(counters=run.counters(), path=str(run.checkpoint_path)))
 
@@ -504,7 +558,8 @@ def _finish(run: _Run, status: str) -> TrainResult:
         best_val_step=run.best_step, test_accuracy=test["accuracy"] if test else None,
         test_loss=test["loss"] if test else None,
         checkpoint=str(run.checkpoint_path) if run.checkpoint_path else None, evaluations=run.evaluations,
-        cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.selected_flipped,
+        cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.harm.flipped,
+        **_harm_summary(run),
     )
     run.emit(RunFinished(counters=run.counters(), status=status, summary=result.summary))
     return run.ranks.broadcast_object(result)  # every rank returns rank 0's result

@@ -54,6 +54,88 @@ def evaluate(model: torch.nn.Module, data: DatasetBundle, split: Split, *, devic
             "per_class_accuracy": per_class, "samples": n}
 
 
+@torch.no_grad()
+def network_health(model: torch.nn.Module, x: torch.Tensor) -> dict[str, float]:
+    """Two signs of a network that stopped learning, on a fixed probe batch `x`:
+
+    - ``model/dead_features``: the share of the feature layer's units that are 0 (ReLU off) for
+      every probe sample. A unit dead for all inputs gets no gradient and never comes back; a
+      run whose curves sit at chance with most features dead has collapsed, not slowed down.
+    - ``model/head_norm``: the Frobenius norm of the classifier head, which falls towards 0 when
+      the gradients of contradictory labels cancel (the head then predicts the class prior).
+
+    Needs a model of the engine's kind (``features`` and ``head``); others get an empty dict."""
+    features, head = getattr(model, "features", None), getattr(model, "head", None)
+    if not callable(features) or not isinstance(head, torch.nn.Linear):
+        return {}
+    was_training = model.training
+    model.eval()
+    f = features(x).float()
+    model.train(was_training)
+    dead = (f.reshape(f.shape[0], -1) <= 0).all(dim=0).float().mean().item()
+    return {"model/dead_features": dead, "model/head_norm": head.weight.float().norm().item()}
+
+
+@dataclass
+class NoiseHarm:
+    """What a run trained on under label noise, and how much of its training signal was wrong.
+
+    Counting flipped samples says how often a selector trains on a wrong label, not how much that
+    hurts: a flipped sample the model already predicts as its *true* class has a large loss and
+    the largest gradient (it pulls the network away from what it knows). So beside the count this
+    keeps, over the trained samples, the size of each sample's gradient at the logits,
+    ||softmax(z) - onehot(label)|| (between 0 and sqrt 2), for all of them and for the flipped
+    ones, and how many flipped ones were predicted as their true class before the update.
+    """
+
+    trained: int = 0
+    flipped: int = 0
+    flipped_true: int = 0  # flipped samples the model predicted as their true class
+    push: float = 0.0  # sum of the gradient sizes of all trained samples
+    flipped_push: float = 0.0  # ... of the flipped ones
+
+    @classmethod
+    def of(cls, logits: torch.Tensor, labels: torch.Tensor, true_labels: torch.Tensor,
+           is_flipped: torch.Tensor) -> NoiseHarm:
+        """One step's: the trained samples' logits (before the update), their training labels,
+        their true labels and which of them label noise flipped."""
+        p = torch.softmax(logits.float(), dim=1)
+        p[torch.arange(len(labels), device=p.device), labels] -= 1.0
+        size = p.norm(dim=1)
+        return cls(trained=len(labels), flipped=int(is_flipped.sum()),
+                   flipped_true=int((logits.argmax(1) == true_labels)[is_flipped].sum()),
+                   push=float(size.sum()), flipped_push=float(size[is_flipped].sum()))
+
+    def as_tensor(self) -> torch.Tensor:
+        return torch.tensor([self.trained, self.flipped, self.flipped_true, self.push, self.flipped_push],
+                            dtype=torch.float64)
+
+    @classmethod
+    def from_tensor(cls, t: torch.Tensor) -> NoiseHarm:
+        trained, flipped, flipped_true, push, flipped_push = t.tolist()
+        return cls(int(trained), int(flipped), int(flipped_true), push, flipped_push)
+
+    def merge(self, other: NoiseHarm) -> None:
+        self.trained += other.trained
+        self.flipped += other.flipped
+        self.flipped_true += other.flipped_true
+        self.push += other.push
+        self.flipped_push += other.flipped_push
+
+    def shares(self) -> dict[str, float]:
+        """The scalars a run reports: what share of trained samples and of the training signal
+        had a flipped label, and what share of the flipped ones the model predicted as their true
+        class (absent when none was trained)."""
+        shares = {"noise/flipped_share": self.flipped / max(self.trained, 1),
+                  "noise/flipped_gradient_share": self.flipped_push / max(self.push, 1e-12)}
+        if self.flipped:  # of no flipped sample nothing can be said
+            shares["noise/flipped_predicted_true"] = self.flipped_true / self.flipped
+        return shares
+
+    def state_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
 def histogram_edges(bins: int) -> torch.Tensor:
     """Fixed MMS bin edges for a whole run: [0, 1e-3) then log-spaced up to 100 (bins+1 edges).
 

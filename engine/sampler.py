@@ -21,16 +21,23 @@ class PassSampler:
     pass to the samples it keeps, in the permutation's order. A pass is planned when its first sample
     is drawn, not when the previous pass ends, so the plan sees every step of the previous pass; the
     selector keeps the plan of the current pass in its own state, so a resume finds the same one.
+
+    `population` (sorted dataset indices) restricts the passes to those samples: a pass is then a
+    permutation of them (the label-noise oracle trains on the intact samples only, `clean_only`).
     """
 
     def __init__(self, n: int, seed: int, pass_index: int = 0, cursor: int = 0,
-                 plan: Callable[[torch.Tensor, int], torch.Tensor] | None = None):
+                 plan: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
+                 population: torch.Tensor | None = None):
         self.n, self.seed, self.pass_index, self.cursor, self.plan = n, seed, pass_index, cursor, plan
+        self.population = population
         self._order: torch.Tensor | None = None  # the current pass, planned when first needed
 
     def _permutation(self, pass_index: int) -> torch.Tensor:
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + pass_index)
-        return torch.randperm(self.n, generator=g)
+        if self.population is None:
+            return torch.randperm(self.n, generator=g)
+        return self.population[torch.randperm(len(self.population), generator=g)]
 
     def order(self) -> torch.Tensor:
         """The samples of the current pass, in the order they are drawn."""

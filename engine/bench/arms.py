@@ -29,7 +29,7 @@ SHORT_REGIMES = {"aggressive": ("normal", PRESETS["aggressive"].native_epochs / 
                  "aggressive-wrn": ("normal-wrn", PRESETS["aggressive-wrn"].native_epochs
                                     / PRESETS["normal-wrn"].native_epochs)}
 # Run settings an arm may change with {key=value}: data and BatchNorm, never the budget.
-ARM_CONFIG_KEYS = ("bn_stats", "label_noise", "candidates")
+ARM_CONFIG_KEYS = ("bn_stats", "label_noise", "clean_only", "candidates")
 
 
 def _options(spec: str, text: str) -> tuple[tuple[str, Any], ...]:
@@ -44,6 +44,11 @@ def _options(spec: str, text: str) -> tuple[tuple[str, Any], ...]:
             parsed = value  # a bare word, e.g. unseen=first
         options.append((key.strip(), parsed))
     return tuple(options)
+
+
+def _word(value: Any) -> str:
+    """A setting's value as an arm spec writes it (true, not Python's True: the spec parses back)."""
+    return json.dumps(value) if isinstance(value, bool) else str(value)
 
 
 @dataclass(frozen=True)
@@ -95,7 +100,7 @@ class Arm:
     @property
     def data_label(self) -> str:
         """The run settings part, ``{label_noise=0.2}`` (empty without)."""
-        return f"{{{';'.join(f'{k}={v}' for k, v in self.config)}}}" if self.config else ""
+        return f"{{{';'.join(f'{k}={_word(v)}' for k, v in self.config)}}}" if self.config else ""
 
     @property
     def label(self) -> str:
@@ -229,6 +234,9 @@ def steps_for_epochs(settings: BenchSettings, epochs: float) -> int:
 
 # --- the named suites (docs/benchmarks.md's tables come from their results) ----------------------
 
+SUITES = ("short", "long", "noise", "noise-long")
+
+
 def suite_settings(name: str, **overrides: Any) -> BenchSettings:
     """The settings of a named suite, with command-line overrides (seeds, out, threads ...).
 
@@ -238,7 +246,11 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
       cost is 1 + B/3b = 2.3x a uniform step instead of 4.3x), validation every 78 steps (1% of
       the run), 5 seeds; uniform, mms, selective-backprop, InfoBatch and the score memory.
     - ``noise``: the short setting under 20% and 40% symmetric label noise (clean validation and
-      test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 5 seeds.
+      test), uniform, mms, hard-negative, InfoBatch and the cheap mode, 5 seeds, and an oracle:
+      uniform over the intact samples only (``clean_only``), the accuracy no label-agnostic
+      selector can beat by avoiding flipped labels.
+    - ``noise-long``: the same arms for 10 epochs, in the long suite's setting (B = 256, validation
+      every 78 steps).
 
     Every suite runs protocol v2 with one torch thread. Short and long add uniform's frontier
     (uniform at 25, 50 and 75% of the run, beside uniform's whole run) and name the frontier gap in
@@ -251,14 +263,16 @@ def suite_settings(name: str, **overrides: Any) -> BenchSettings:
     elif name == "long":
         base = dict(v2, steps=7813, candidates=256, seeds=(0, 1, 2, 3, 4), eval_every=78,
                     arms=("uniform", "mms", "selective-backprop", "infobatch", "mms-memory"))
-    elif name == "noise":
+    elif name in ("noise", "noise-long"):
         arms = []
         for share in (0.2, 0.4):
             arms += [f"uniform{{label_noise={share}}}", f"mms{{label_noise={share}}}",
                      f"hard-negative{{label_noise={share}}}", f"infobatch{{label_noise={share}}}",
-                     f"mms-memory{{label_noise={share}}}"]
+                     f"mms-memory{{label_noise={share}}}", f"uniform{{label_noise={share};clean_only=true}}"]
         base = dict(protocol=2, threads=1, frontier=(), primary="test-accuracy", seeds=(0, 1, 2, 3, 4),
                     arms=tuple(arms), eval_every=50)
+        if name == "noise-long":
+            base.update(steps=7813, candidates=256, eval_every=78)
     else:
-        raise ValueError(f"unknown suite {name!r}; choose short, long or noise")
+        raise ValueError(f"unknown suite {name!r}; choose {', '.join(SUITES)}")
     return BenchSettings(**{**base, "suite": name, **overrides})

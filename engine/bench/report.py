@@ -133,22 +133,33 @@ def phases_markdown(results: dict[str, Any]) -> str:
 
 
 def noise_markdown(results: dict[str, Any]) -> str:
-    """Under label noise: final clean test accuracy and the share of trained samples whose label
-    was flipped (uniform trains on the noise share itself)."""
+    """Under label noise: final clean test accuracy, the share of trained samples whose label was
+    flipped (uniform trains on the noise share itself) and, for runs that logged it, the harm: the
+    share of the training signal (gradient size at the logits) from flipped labels, and the share of
+    the flipped samples trained on that the model predicted as their true class."""
     table = results["table"]
     noise = table.get("noise") or {}
     if not noise:
         return "(no label noise in these results)"
-    lines = ["| arm | label noise | final clean test accuracy (mean ± sd) | vs uniform, points [95% CI] | "
-             "trained samples with a flipped label (mean ± sd) |", "|---|---|---|---|---|"]
+    harm = any("gradient_share" in n for n in noise.values())
+    head = ("| arm | label noise | final clean test accuracy (mean ± sd) | vs uniform, points [95% CI] | "
+            "trained samples with a flipped label (mean ± sd) |")
+    lines = [head + (" training signal from flipped labels | flipped ones predicted as their true class |"
+                     if harm else ""), "|---|---|---|---|---|" + ("---|---|" if harm else "")]
     for arm in table["arms"]:
         if arm not in noise:
             continue
         acc, n = table["test_accuracy"][arm], noise[arm]
         diff = "—" if arm == acc.get("reference") else _fmt_points(acc.get("diff", {}))
-        share = f"{n['mean']:.1%}" + (f" ± {n['sd']:.1%}" if n.get("sd") is not None else "")
-        lines.append(f"| {arm} | {n['label_noise']:.0%} | {_fmt_acc(acc)} | {diff} | {share} |")
+        line = f"| {arm} | {n['label_noise']:.0%} | {_fmt_acc(acc)} | {diff} | {_fmt_share(n)} |"
+        if harm:
+            line += "".join(f" {_fmt_share(n[k]) if k in n else '—'} |" for k in ("gradient_share", "predicted_true"))
+        lines.append(line)
     return "\n".join(lines)
+
+
+def _fmt_share(m: dict[str, Any]) -> str:
+    return f"{m['mean']:.1%}" + (f" ± {m['sd']:.1%}" if m.get("sd") is not None else "")
 
 
 def setting_lines(results: dict[str, Any]) -> list[str]:

@@ -232,6 +232,12 @@ def _build_v1(results: dict[str, Any]) -> dict[str, Any]:
                    and r.get("selected_flipped_share") is not None]
         if flipped:
             noise[arm] = {**mean_ci(flipped), "label_noise": by[(arm, seeds[0])].get("label_noise")}
+            for key, summary_key in (("gradient_share", "flipped_gradient_share"),
+                                     ("predicted_true", "flipped_predicted_true")):
+                values = [v for s in seeds if (r := by.get((arm, s)))
+                          and (v := r["summary"].get(summary_key)) is not None]
+                if values:  # runs from before the harm was logged have none
+                    noise[arm][key] = mean_ci(values)
 
     return {"arms": arms, "seeds": seeds, "targets": [n for n, _ in targets],
             "target_values": {n: {arm: [f(arm, s) for s in seeds] for arm in arms} for n, f in targets},

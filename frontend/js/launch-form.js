@@ -14,7 +14,7 @@ const ALWAYS_SEND = new Set(["dataset", "model", "selector", "candidates", "batc
 
 const GROUPS = [
   { title: "Essentials", open: true, fields: ["dataset", "model", "selector", "candidates", "batch_size", "steps", "epochs", "lr", "regime", "seed"] },
-  { title: "Data", fields: ["train_subset", "val_fraction", "augment", "download"] },
+  { title: "Data", fields: ["train_subset", "val_fraction", "augment", "download", "label_noise", "clean_only"] },
   { title: "Selection", fields: ["score_chunk", "bn_stats"] },
   { title: "Optimisation", fields: ["momentum", "weight_decay", "warmup_epochs"] },
   { title: "Monitoring and evaluation", fields: ["log_every", "hist_every", "hist_bins", "eval_every", "eval_samples", "checkpoint_every"] },

@@ -134,6 +134,11 @@ def test_arms_with_run_settings_aliases_and_references() -> None:
     labels = [a.label for a in s.arm_list()]
     assert "uniform{label_noise=0.2}" in labels and "uniform{label_noise=0.4}" in labels
     assert "uniform" not in labels  # the references are the noisy uniform arms
+    oracle = Arm.parse("uniform{label_noise=0.4;clean_only=true}")
+    assert oracle.label in labels and Arm.parse(oracle.label) == oracle  # a label parses back
+    assert oracle.reference == "uniform{label_noise=0.4}" and s.config(oracle, 0, 64).clean_only is True
+    noise_long = suite_settings("noise-long")
+    assert noise_long.steps == 7813 and noise_long.arms == s.arms
     long = suite_settings("long", seeds=(0,))
     assert long.steps == 7813 and long.eval_every == 78 and long.seeds == (0,)
     with pytest.raises(ValueError, match="unknown suite"):
