@@ -43,6 +43,8 @@ def method_constants() -> set[str]:
 def prose(text: str) -> str:
     """`text` without its generated blocks and code (commands quote options, not results)."""
     text = BLOCK.sub("", text)
+    # a script's table between <!-- name --> markers: its own test ties it to its JSON (doc_sections)
+    text = re.sub(r"<!-- ([\w-]+) -->\n.*?\n<!-- /\1 -->", "", text, flags=re.S)
     text = re.sub(r"```.*?```", "", text, flags=re.S)
     return re.sub(r"`[^`]*`", "", text)
 
