@@ -18,7 +18,9 @@ type what they know:
 - order_by: a comma list of identifiers, each optionally ASC or DESC.
 
 This module only parses and checks; `search_sql.py` compiles the AST into SQLAlchemy expressions
-so the database filters and sorts (never a Python filter over every run).
+so the database filters and sorts (never a Python filter over every run). Kept as one module: the
+tokenizer, the parser and the checks of what each kind of name compares with are one grammar,
+read together.
 """
 
 from __future__ import annotations
