@@ -20,9 +20,10 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from dashboard_helpers import CHROMIUM_ARGS, Server, wait_ready  # noqa: F401
-from recorded_runs import record
+from dashboard_helpers import Server, wait_ready
+from recorded_runs import B, b, record, recorded_run
 
+from marginscope.backend.recording import write_events
 from marginscope.engine.config import TrainConfig
 
 pytestmark = pytest.mark.browser
@@ -30,8 +31,8 @@ pytestmark = pytest.mark.browser
 STEPS = 300
 WIDE = {"width": 1440, "height": 900}
 PHONE = {"width": 390, "height": 844}
-VIEWS = [pytest.param(WIDE, "light", id="1440-light"), pytest.param(WIDE, "dark", id="1440-dark"),
-         pytest.param(PHONE, "light", id="390-light"), pytest.param(PHONE, "dark", id="390-dark")]
+VIEWS = [pytest.param((WIDE, "light"), id="1440-light"), pytest.param((WIDE, "dark"), id="1440-dark"),
+         pytest.param((PHONE, "light"), id="390-light"), pytest.param((PHONE, "dark"), id="390-dark")]
 ROWS = "Array.from(document.querySelectorAll('#runs-table tbody tr')).map(r => Number(r.dataset.runId))"
 
 
@@ -52,10 +53,17 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
                 ids["finished"].append(record(store, f"{selector}-s{seed}", seed, selector, steps=STEPS, tags=tags))
         store.update_run(ids["finished"][0], notes="the reference run: uniform sampling, seed 0, "
                                                    "kept as the baseline of every comparison")
-        for seed in (7, 8):
-            ids["running"].append(record(store, f"live-s{seed}", seed, "mms", steps=STEPS, finished=False))
+        for seed in (7, 8):  # a third of the way
+            config = TrainConfig(dataset="mnist", selector="mms", candidates=B, batch_size=b, seed=seed,
+                                 hist_every=10, log_every=10).model_dump(mode="json")
+            run = store.create_run(name=f"live-s{seed}", config=config, tags=["recorded"])
+            store.set_status(run.id, "running")
+            events = [e for e in recorded_run(seed, "mms", STEPS)[:-1]
+                      if getattr(getattr(e, "counters", None), "step", 0) <= STEPS // 3]
+            write_events(store, run.id, events)
+            ids["running"].append(run.id)
         for i in range(3):
-            config = TrainConfig(dataset="digits", selector="mms", seed=i, lr=0.05 * (i + 1),
+            config = TrainConfig(dataset="digits", selector="mms", seed=i, lr=(0.02, 0.03, 0.04)[i],
                                  steps=500).model_dump(mode="json")
             ids["queued"].append(store.create_run(name=f"waiting-{i}", config=config).id)
     finally:
@@ -73,13 +81,29 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
 
 
 @pytest.fixture()
-def view(request: pytest.FixtureRequest, browser: Any, page: Any) -> Iterator[Any]:
-    """`page` at the parametrized size and colour scheme."""
+def view(request: pytest.FixtureRequest, browser: Any, tmp_path: Path) -> Iterator[Any]:
+    """A page at the parametrized size (a phone as a phone: mobile, touch) and colour scheme; it
+    fails the test on any JavaScript error (HTTP errors listed in `errors.expected_http` aside)."""
+    from conftest import PageErrors, _wait_for_function
+
     size, scheme = request.param
-    page.set_viewport_size(size)
-    page.emulate_media(color_scheme=scheme)
+    phone = size["width"] < 640
+    context = browser.new_context(viewport=size, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                  device_scale_factor=1)
+    page = context.new_page()
+    errors = PageErrors()
+    page.on("console", lambda m: errors.append(f"console.{m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
+    page.errors = errors
+    page.shots = tmp_path
     page.view_id = f"{size['width']}-{scheme}"
-    yield page
+    page.set_default_timeout(30_000)
+    page.wait_for_function = lambda expression, **kw: _wait_for_function(page, expression, **kw)
+    try:
+        yield page
+        assert not errors.unexpected(), "JavaScript errors on the page:\n" + "\n".join(errors.unexpected())
+    finally:
+        context.close()
 
 
 def shot(page: Any, name: str) -> None:
@@ -112,7 +136,7 @@ VIEW = pytest.mark.parametrize("view", VIEWS, indirect=True)
 
 @VIEW
 def test_the_table_fits_and_every_head_is_unique(recorded: tuple[Server, dict[str, Any]], view: Any) -> None:
-    srv, _ = recorded
+    srv, ids = recorded
     open_list(view, srv, "?cols=" + ",".join(["dataset", "selector", "metrics.test/accuracy",
                                               "metrics.val/best_accuracy", "metrics.train/loss",
                                               "metrics.wall_time", "metrics.samples_backpropagated",
@@ -134,7 +158,7 @@ def test_the_table_fits_and_every_head_is_unique(recorded: tuple[Server, dict[st
         assert boxes["created_at"]["x"] + boxes["created_at"]["width"] <= boxes["notes"]["x"] + 1
         assert boxes["notes"]["x"] + boxes["notes"]["width"] <= actions["x"] + 1
         assert actions["x"] + actions["width"] <= 1440
-        notes = view.locator("#runs-table td.notes").first.inner_text()
+        notes = view.locator(f"tr[data-run-id='{ids['finished'][0]}'] td.notes").inner_text()
         assert "reference run" in notes
 
 
@@ -142,7 +166,7 @@ def test_the_table_fits_and_every_head_is_unique(recorded: tuple[Server, dict[st
 def test_queued_runs_say_their_place_and_why(recorded: tuple[Server, dict[str, Any]], view: Any) -> None:
     srv, ids = recorded
     open_list(view, srv, "?status=queued&sort=id")
-    wait_rows(view, ids["queued"][::-1])
+    wait_rows(view, ids["queued"])
     shot(view, "runs-queue")
     reasons = [view.locator(f"tr[data-run-id='{rid}'] [data-testid='queue-reason']").inner_text()
                for rid in ids["queued"]]
@@ -192,8 +216,8 @@ def test_query_sort_columns_tags_and_the_view_in_the_address(recorded: tuple[Ser
     error.wait_for(state="visible")
     assert "'or'" in error.inner_text() and "only AND" in error.inner_text()
     shot(view, "runs-filter-error")
-    # plain words match config values: lr:0.1 names one field
-    view.fill("#filter-text", "lr:0.1")
+    # plain words match config values: lr:0.03 names one field
+    view.fill("#filter-text", "lr:0.03")
     wait_rows(view, [ids["queued"][1]])
     # a config column from "Columns…": shown in view, sortable on the server
     view.fill("#filter-text", "")
