@@ -153,7 +153,7 @@ function render() {
     $("#run-count").textContent = loaded ? `${list.length} run${list.length === 1 ? "" : "s"}` : "loading…";
     refreshFilterOptions();
     updateCompareButton();
-    document.body.dataset.ready = "1";
+    if (loaded) document.body.dataset.ready = "1"; // drawn from the server's answer
   });
 }
 
