@@ -356,10 +356,21 @@ class Launcher:
         database is watched by its heartbeat alone, never spawned or judged by our process table."""
         return run.launcher in (None, self.name)
 
-    def _schedule(self) -> None:
+    def _placed_runs(self) -> list[Run]:
+        """The running runs that take a place under max_concurrent_runs (remote runs and other
+        dashboards' runs use none here)."""
         running, _ = self.store.list_runs(status=RunStatus.RUNNING.value, limit=MAX_LISTED)
-        # remote runs and other dashboards' runs use no place here
-        running = [run for run in running if run.executor is None and self._mine(run)]
+        return [run for run in running if run.executor is None and self._mine(run)]
+
+    def queue_state(self) -> dict[str, int | None]:
+        """What queued runs wait for (GET /api/runs `queue`): the runs holding a place, and the
+        number of places (None: a cluster executor, which queues its tasks itself)."""
+        running = len(self._placed_runs())
+        limit = self.settings.max_concurrent_runs if self.executor.kind == "local" else None
+        return {"running": running, "limit": limit}
+
+    def _schedule(self) -> None:
+        running = self._placed_runs()
         # a worker of ours whose run is not running yet is starting it: it takes a place too
         starting = set(self._workers) - {run.id for run in running}
         submitted = self.executor.started()

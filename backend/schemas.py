@@ -108,9 +108,19 @@ def run_json(run: Run) -> dict[str, Any]:
     return RunPublic.from_entity(run).model_dump(mode="json")
 
 
+class QueueState(BaseModel):
+    """Why queued runs wait: this dashboard's runs that take a place, and how many places there
+    are (null: the executor is a cluster that queues its tasks itself). With a run's
+    `queue_position` it reads "2nd in queue: 1 run running, limit 1"."""
+
+    running: int
+    limit: int | None
+
+
 class RunsPublic(BaseModel):
     data: list[RunPublic]
     count: int
+    queue: QueueState
 
 
 def _limit(field: str) -> str:

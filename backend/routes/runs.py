@@ -23,6 +23,7 @@ from marginscope.backend.schemas import (
     TOKEN_ERRORS,
     LogPublic,
     LogsPublic,
+    QueueState,
     RunCreate,
     RunPublic,
     RunsPublic,
@@ -31,12 +32,18 @@ from marginscope.backend.schemas import (
 )
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
+from marginscope.backend.store.search import MAX_FILTER_CHARS, SearchError
 from marginscope.engine.config import TrainConfig
 from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 SORT = f"^[-+]?({'|'.join(RUN_SORT_KEYS)})$"  # a column, "-" for descending
+FILTER_HELP = ("MLflow's search syntax, clauses joined by AND: metrics.`val/accuracy` > 0.98 and "
+               "config.seed = 0 and tags.baseline and attributes.status IN ('running') "
+               "(docs/api.md, \"Searching runs\")")
+ORDER_HELP = ("a comma list of metrics.`key`, config.key or attributes.name, each ASC or DESC; "
+              "replaces `sort`; runs without the value come last")
 
 
 def _config_error(field: str, message: str, value: Any) -> RequestValidationError:
@@ -102,6 +109,7 @@ def confine_config(config: TrainConfig, settings: Settings) -> dict[str, Any]:
 @router.get("", response_model=RunsPublic, responses=errors())
 def read_runs(
     store: StoreDep,
+    launcher: LauncherDep,
     status_: str | None = Query(None, alias="status", pattern=STATUS_LIST,
                                 description="queued, running, ... (comma list)"),
     dataset: str | None = None,
@@ -111,12 +119,30 @@ def read_runs(
     sort: str = Query("-created_at", pattern=SORT, description="a column, '-' prefix for descending"),
     limit: int = Query(50, ge=1, le=1000),
     offset: int = Query(0, ge=0),
+    filter_: str | None = Query(None, alias="filter", max_length=MAX_FILTER_CHARS,
+                                description=FILTER_HELP),
+    order_by: str | None = Query(None, max_length=MAX_FILTER_CHARS, description=ORDER_HELP),
 ) -> RunsPublic:
-    """List runs, filtered, sorted and paginated."""
+    """List runs, filtered (MLflow's search syntax), sorted and paginated, with the queue's state."""
     statuses = [s.strip() for s in status_.split(",") if s.strip()] if status_ else None
-    runs, count = store.list_runs(status=statuses, dataset=dataset, model=model, selector=selector,
-                                  tag=tag, sort=sort, limit=limit, offset=offset)
-    return RunsPublic(data=[RunPublic.from_entity(r) for r in runs], count=count)
+    with search_errors():
+        runs, count = store.list_runs(status=statuses, dataset=dataset, model=model, selector=selector,
+                                      tag=tag, sort=sort, limit=limit, offset=offset,
+                                      filter_string=filter_, order_by=order_by)
+    return RunsPublic(data=[RunPublic.from_entity(r) for r in runs], count=count,
+                      queue=QueueState(**launcher.queue_state()))
+
+
+@contextmanager
+def search_errors() -> Iterator[None]:
+    """The grammar's refusal as a 422 at ["query", "filter" | "order_by"] naming the bad token."""
+    try:
+        yield
+    except SearchError as exc:
+        raise RequestValidationError([{
+            "type": "value_error", "loc": ("query", exc.field), "msg": str(exc), "input": exc.token,
+            "ctx": {"token": exc.token, "position": exc.position},
+        }]) from exc
 
 
 @router.post("", response_model=RunPublic, status_code=status.HTTP_201_CREATED,

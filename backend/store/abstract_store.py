@@ -59,11 +59,17 @@ class AbstractStore(AbstractSamplesStore, ABC):
     @abstractmethod
     def list_runs(self, *, status: str | Sequence[str] | None = None, dataset: str | None = None,
                   model: str | None = None, selector: str | None = None, tag: str | None = None,
-                  sort: str = "-created_at", limit: int = 50, offset: int = 0) -> tuple[list[Run], int]:
-        """(one page of runs with `latest` filled, total count matching the filters).
+                  sort: str = "-created_at", limit: int = 50, offset: int = 0,
+                  filter_string: str | None = None,
+                  order_by: str | None = None) -> tuple[list[Run], int]:
+        """(one page of runs with `latest` and `queue_position` filled, total count matching the
+        filters).
 
         sort: one of RUN_SORT_KEYS, "-" prefix = descending; ties broken by id. Unknown sort,
-        negative limit/offset → InvalidArgument. `tag` matches runs having that exact tag."""
+        negative limit/offset → InvalidArgument. `tag` matches runs having that exact tag.
+        `filter_string` and `order_by`: MLflow's search syntax (search.py), evaluated by the
+        database; order_by, when given, replaces `sort`. A string the grammar refuses raises
+        search.SearchError (an InvalidArgument naming the token)."""
 
     @abstractmethod
     def update_run(self, run_id: int, *, name: str | None = None, tags: Sequence[str] | None = None,

@@ -139,7 +139,8 @@ class SqlRun(Base):
         cascade="all, delete-orphan", passive_deletes=True, lazy="selectin", order_by="SqlRunTag.tag"
     )
 
-    def to_entity(self, latest: dict[str, float] | None = None) -> ent.Run:
+    def to_entity(self, latest: dict[str, float] | None = None, *,
+                  queue_position: int | None = None) -> ent.Run:
         return ent.Run(
             id=self.id, name=self.name, status=ent.RunStatus(self.status), config=dict(self.config),
             dataset=self.dataset, model=self.model, selector=self.selector,
@@ -155,6 +156,7 @@ class SqlRun(Base):
             ingest_seq=self.ingest_seq or 0, stop_requested=bool(self.stop_requested), launcher=self.launcher,
             summary=dict(self.summary or {}),
             run_info=dict(self.run_info or {}), latest=dict(latest or {}),
+            queue_position=queue_position,
         )
 
 

@@ -60,6 +60,8 @@ class Run:
     total_steps: int | None
     # latest value per scalar key (get/list fill it); keyword-only so it can sit where the API shows it
     latest: dict[str, float] = field(default_factory=dict, kw_only=True)
+    # a queued run's place in its launcher's queue (1 = next to start); None unless queued
+    queue_position: int | None = field(default=None, kw_only=True)
     last_seq: int  # highest seq of any data row of this run (the hub's cursor)
     status_seq: int  # seq of the log line written with the last status change
     checkpoint_path: str | None

@@ -59,6 +59,8 @@ from marginscope.backend.store.dbmodels import (
 from marginscope.backend.store.downsample import downsample_indices, thin_indices
 from marginscope.backend.store.exceptions import Conflict, InvalidArgument, RunNotFound, SeqMismatch, StoreError
 from marginscope.backend.store.samples_store import SqlSamplesStore, apply_samples, snapshot_values, truncate_samples
+from marginscope.backend.store.search import parse_filter, parse_order_by
+from marginscope.backend.store.search_sql import filter_sql, order_sql
 
 _STREAM_CHUNK = 1000  # rows per fetch when streaming (export)
 POPULATIONS = ("candidates", "selected")  # the histogram populations this schema keeps
@@ -211,7 +213,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
         return out
 
     def _entity(self, session: Session, run: SqlRun) -> ent.Run:
-        return run.to_entity(self._latest_map(session, [run.id])[run.id])
+        return self._entities(session, [run])[0]
 
     # ------------------------------------------------------------------ runs
 
@@ -259,8 +261,11 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
     def list_runs(self, *, status: str | Sequence[str] | None = None, dataset: str | None = None,
                   model: str | None = None, selector: str | None = None, tag: str | None = None,
-                  sort: str = "-created_at", limit: int = 50,
-                  offset: int = 0) -> tuple[list[ent.Run], int]:
+                  sort: str = "-created_at", limit: int = 50, offset: int = 0,
+                  filter_string: str | None = None,
+                  order_by: str | None = None) -> tuple[list[ent.Run], int]:
+        clauses = parse_filter(filter_string)
+        orders = parse_order_by(order_by)
         if limit < 0 or offset < 0:
             raise InvalidArgument("limit and offset must be >= 0")
         limit, offset = min(limit, MAX_OFFSET), min(offset, MAX_OFFSET)
@@ -287,13 +292,37 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             query = query.where(SqlRun.selector == selector)
         if tag:
             query = query.where(SqlRun.id.in_(select(SqlRunTag.run_id).where(SqlRunTag.tag == tag)))
-        col = getattr(SqlRun, sort_key)
-        order = [col.desc(), SqlRun.id.desc()] if desc else [col.asc(), SqlRun.id.asc()]
+        dialect = self.engine.dialect.name
+        query = query.where(*filter_sql(clauses, dialect))
+        if orders:
+            order = order_sql(orders, dialect)
+        else:
+            col = getattr(SqlRun, sort_key)
+            order = [col.desc(), SqlRun.id.desc()] if desc else [col.asc(), SqlRun.id.asc()]
         with self._session() as s:
             count = s.execute(select(func.count()).select_from(query.subquery())).scalar_one()
             runs = list(s.execute(query.order_by(*order).limit(limit).offset(offset)).scalars())
-            latest = self._latest_map(s, [r.id for r in runs])
-            return [r.to_entity(latest[r.id]) for r in runs], int(count)
+            return self._entities(s, runs), int(count)
+
+    def _entities(self, session: Session, runs: Sequence[SqlRun]) -> list[ent.Run]:
+        """Runs as entities with their latest values and, for queued ones, their queue position."""
+        latest = self._latest_map(session, [r.id for r in runs])
+        places = self._queue_positions(session, runs)
+        return [r.to_entity(latest[r.id], queue_position=places.get(r.id)) for r in runs]
+
+    @staticmethod
+    def _queue_positions(session: Session, runs: Sequence[SqlRun]) -> dict[int, int]:
+        """{queued run id: its place (1 = next)} in its launcher's FIFO (`next_queued`'s order:
+        by id, among the runs that launcher may start: its own and those nobody claimed)."""
+        mine = [r for r in runs if r.status == ent.RunStatus.QUEUED.value]
+        if not mine:
+            return {}
+        queue = session.execute(select(SqlRun.id, SqlRun.launcher)
+                                .where(SqlRun.status == ent.RunStatus.QUEUED.value)
+                                .order_by(SqlRun.id)).all()
+        return {r.id: sum(1 for qid, owner in queue
+                          if qid <= r.id and (owner is None or owner == r.launcher))
+                for r in mine}
 
     def update_run(self, run_id: int, *, name: str | None = None, tags: Sequence[str] | None = None,
                    notes: str | None = None) -> ent.Run:
@@ -443,8 +472,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             query = query.where(or_(SqlRun.launcher.is_(None), SqlRun.launcher == launcher))
         with self._session() as s:
             runs = list(s.execute(query.order_by(SqlRun.id).limit(limit)).scalars())
-            latest = self._latest_map(s, [r.id for r in runs])
-            return [r.to_entity(latest[r.id]) for r in runs]
+            return self._entities(s, runs)
 
     def runs_changed_since(self, since: datetime | None) -> list[ent.Run]:
         query = select(SqlRun)
@@ -452,8 +480,7 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
             query = query.where(SqlRun.status_changed_at >= _naive_utc(since))
         with self._session() as s:
             runs = list(s.execute(query.order_by(SqlRun.status_changed_at, SqlRun.id)).scalars())
-            latest = self._latest_map(s, [r.id for r in runs])
-            return [r.to_entity(latest[r.id]) for r in runs]
+            return self._entities(s, runs)
 
     def last_seq(self, run_id: int) -> int:
         if not _valid_id(run_id):

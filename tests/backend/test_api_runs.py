@@ -40,7 +40,7 @@ def test_a_run_shows_exactly_the_documented_fields(client: TestClient) -> None:
     assert list(run) == [  # docs/api.md, in order
         "id", "name", "status", "config", "dataset", "model", "selector", "candidates", "batch_size",
         "created_at", "started_at", "finished_at", "heartbeat_at", "pid", "host", "error",
-        "traceback", "tags", "notes", "progress", "latest", "checkpoint_step", "attempt", "executor",
+        "traceback", "tags", "notes", "progress", "latest", "queue_position", "checkpoint_step", "attempt", "executor",
         "stop_requested", "launcher", "summary"]
     assert client.get(f"/api/runs/{run['id']}").json() == run
 
