@@ -266,6 +266,8 @@ class CompareRow(BaseModel):
     best: float | None
     final_test: float | None
     ratios: Ratios | None
+    unlike_baseline: list[str] = Field(default_factory=list, description=(
+        "what the run does not share with the baseline run (dataset, model): then no ratios"))
 
 
 class ComparePublic(BaseModel):
