@@ -30,7 +30,8 @@ export function drawTable() {
     const unlike = row.unlike_baseline?.length ? `not comparable: its ${row.unlike_baseline.join(" and ")} differ${row.unlike_baseline.length === 1 ? "s" : ""} from the baseline's` : null;
     return h("tr", { "data-run-id": row.run_id, "data-reached": row.reached, "data-unlike": (row.unlike_baseline || []).join(","), class: row.run_id === state.baseline ? "baseline" : "" },
       h("td", {}, h("span", { class: "swatch", style: `background:${runColor(row.run_id)}` }),
-        h("a", { href: `/runs/${row.run_id}` }, runLabel(run)), row.run_id === state.baseline ? h("span", { class: "tag" }, "baseline") : null),
+        h("a", { href: `/runs/${row.run_id}` }, runLabel(run)), row.run_id === state.baseline ? h("span", { class: "tag" }, "baseline") : null,
+        unlike ? h("span", { class: "tag unlike", title: unlike }, `other ${row.unlike_baseline.join(" & ")}`) : null),
       h("td", {}, run.status ? statusBadge(run.status) : "–"),
       h("td", { class: "reached" }, row.reached ? "yes" : "no"),
       h("td", { class: "num steps" }, row.reached ? fmtNum(row.step) : "–"),

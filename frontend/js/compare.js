@@ -111,10 +111,11 @@ function drawGroupNotice() {
   notice.classList.toggle("hidden", !unlike.length);
   notice.dataset.pooled = String(state.pool);
   if (!unlike.length) return;
-  const values = unlike.map((f) => `${f}s ${[...new Set(runs.map((r) => r[f] ?? r.config?.[f]))].join(", ")}`).join("; ");
+  const differ = unlike.map((f) => `${f} (${[...new Set(runs.map((r) => r[f] ?? r.config?.[f]))].join(", ")})`).join(" and ");
+  const what = unlike.join(" and ");
   notice.textContent = state.pool
-    ? `These groups pool runs of different ${unlike.join(" and ")} (${values}): each mean mixes unlike curves. Ratios still pair each run only with a baseline run of its own ${unlike.join(" and ")}.`
-    : `The runs differ in ${unlike.join(" and ")} (${values}), so each group holds one ${unlike.join(" and ")} only, and ratios pair like with like. Tick “pool datasets & models” to mix them.`;
+    ? `These groups pool runs of different ${differ}: each mean mixes unlike curves. Ratios still pair each run only with a baseline run of its own ${what}.`
+    : `The runs differ in ${differ}, so each group holds one ${what} only, and ratios pair like with like. Tick “pool datasets & models” to mix them.`;
 }
 
 // ---------------------------------------------------------------- the run picker
