@@ -1,5 +1,8 @@
 """Server errors that fuzzing the API found, each kept as the request that showed it.
 
+A sample snapshot naming an index outside 0..2**31-1 (schemathesis, seeds 7 and 18 from the command
+line) hit a KeyError in the store: a 500. The store now refuses it by name (a 422; no row written).
+
 A JSON body may spell a lone UTF-16 surrogate as an escape ("\\ud800"): valid JSON, but no Unicode
 character. Python decodes it into a str that neither the database drivers nor the UTF-8 encoder of
 an answer can encode, so it was a 500 in two places:
@@ -61,3 +64,24 @@ def test_a_reported_lone_surrogate_is_kept_as_a_replacement_character(client: Te
     store.append_log(rid, "warning", "loss \ud800 rose")
     lines = client.get(f"/api/runs/{rid}/logs").json()["data"]
     assert lines[-1]["message"] == "loss \ufffd rose"
+
+
+def test_a_sample_index_out_of_range_is_a_4xx_and_the_run_keeps_its_rows(client: TestClient,
+                                                                         store: SqlAlchemyStore) -> None:
+    """A snapshot naming sample -5 (or one past the 32-bit column) was a KeyError deep in the
+    store: a 500. Now the store refuses it by name and the batch is not written."""
+    from store_events import counters, run_started, step_metrics
+
+    from marginscope.engine.events import SampleSnapshot
+
+    r = client.post("/api/ingest/runs", json={"config": TINY, "host": "h", "pid": 1})
+    rid = r.json()["run"]["id"]
+    good = [run_started().to_dict(), step_metrics(1).to_dict()]
+    assert client.post(f"/api/ingest/runs/{rid}/events", json={"seq": 0, "events": good}).status_code == 200
+    for index in (-5, 2**31):
+        snap = SampleSnapshot(counters=counters(2), scored="candidates", lowest={}, selected={},
+                              suspects={}, flipped=[index]).to_dict()
+        r = client.post(f"/api/ingest/runs/{rid}/events", json={"seq": 2, "events": [snap]})
+        assert 400 <= r.status_code < 500, r.text
+        assert "out of range" in r.text
+    assert client.get(f"/api/runs/{rid}/metrics").json()["series"]["train/loss"]["step"] == [1]
