@@ -99,7 +99,7 @@ log = logging.getLogger(__name__)
 
 HOST = socket.gethostname()
 MAX_LISTED = 10_000  # running runs read per scheduling round: far above any concurrency limit
-__all__ = ["HOST", "Launcher", "pid_alive", "worker_command", "worker_marker"]
+__all__ = ["HOST", "Launcher", "ResumeCheck", "pid_alive", "worker_command", "worker_marker"]
 
 @dataclass
 class _Worker:
@@ -118,6 +118,16 @@ class _Worker:
         if self.popen is not None:
             return self.popen.poll()
         return None if pid_alive(self.pid, expect=worker_marker(self.run_id)) else -1
+
+
+@dataclass(frozen=True)
+class ResumeCheck:
+    """Whether a run may resume now; `reason` says why not, and `wait` whether the refusal ends by
+    itself (its previous worker is still stopping, or it is still running) so asking again helps."""
+
+    can_resume: bool
+    reason: str | None = None
+    wait: bool = False
 
 
 class Launcher:
@@ -495,17 +505,31 @@ class Launcher:
             time.sleep(0.2)
         return self.store.get_run(run_id)
 
+    def resume_check(self, run_id: int) -> ResumeCheck:
+        """Whether `resume(run_id)` would be accepted now, and if not, why (the run page offers
+        Resume only then, and asks again while the refusal is one that ends by itself)."""
+        with self._lock:
+            return self._resume_check(self.store.get_run(run_id))
+
+    def _resume_check(self, run: Run) -> ResumeCheck:
+        if run.status not in (RunStatus.CRASHED, RunStatus.CANCELLED):
+            # a running run ends in a moment (or its cancel is under way); a queued one will run
+            return ResumeCheck(False, f"run {run.id} is {run.status}; only crashed or cancelled runs "
+                               "resume", wait=run.status == RunStatus.RUNNING)
+        if not run.checkpoint_path or not Path(run.checkpoint_path).exists():
+            return ResumeCheck(False, f"run {run.id} has no checkpoint to resume from")
+        if self._worker_alive(run):  # two workers must never write one run
+            return ResumeCheck(False, f"run {run.id}'s previous worker is still stopping; resume it "
+                               "in a few seconds", wait=True)
+        return ResumeCheck(True)
+
     def resume(self, run_id: int) -> Run:
         """Queue a crashed or cancelled run that has a checkpoint; its worker continues from it."""
         with self._lock:
             run = self.store.get_run(run_id)
-            if run.status not in (RunStatus.CRASHED, RunStatus.CANCELLED):
-                raise Conflict(f"run {run_id} is {run.status}; only crashed or cancelled runs resume")
-            if not run.checkpoint_path or not Path(run.checkpoint_path).exists():
-                raise Conflict(f"run {run_id} has no checkpoint to resume from")
-            if self._worker_alive(run):  # two workers must never write one run
-                raise Conflict(f"run {run_id}'s previous worker is still stopping; resume it in a "
-                               "few seconds")
+            check = self._resume_check(run)
+            if not check.can_resume:
+                raise Conflict(check.reason or f"run {run_id} cannot resume now")
             run = self.store.set_status(run_id, RunStatus.QUEUED,
                                         expect=(RunStatus.CRASHED, RunStatus.CANCELLED),
                                         message=f"resume queued (checkpoint at step {run.checkpoint_step})")

@@ -7,7 +7,8 @@
 - `validation_detail`: a 422's `detail` list, always the same shape (type, loc, msg, input), where
   `input` is a short excerpt of what was sent, never the whole of it: a 64 MB body must not come
   back as a 67 MB answer, and a value nested 500 levels deep must not exhaust the recursion limit
-  while it is being encoded.
+  while it is being encoded. Every text it holds is valid UTF-8: a lone surrogate in the input is
+  shown as its escape.
 """
 
 from __future__ import annotations
@@ -81,7 +82,10 @@ def excerpt(value: Any) -> Any:
 
 
 def _cut(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[:limit] + "…"
+    """At most `limit` characters of `text`, encodable as UTF-8: a lone surrogate a JSON body
+    spelled ("\\ud800") comes back spelled as an escape, never as a 500 while encoding the 422."""
+    text = text if len(text) <= limit else text[:limit] + "…"
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def validation_detail(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -90,7 +94,7 @@ def validation_detail(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any
     for err in errors:
         item: dict[str, Any] = {
             "type": str(err.get("type", "value_error")),
-            "loc": [p if isinstance(p, int) else str(p) for p in err.get("loc", ())],
+            "loc": [p if isinstance(p, int) else _cut(str(p), MESSAGE_CHARS) for p in err.get("loc", ())],
             "msg": _cut(str(err.get("msg", "")), MESSAGE_CHARS),
         }
         if "input" in err:

@@ -123,6 +123,15 @@ class RunsPublic(BaseModel):
     queue: QueueState
 
 
+class ResumePublic(BaseModel):
+    """GET /api/runs/{id}/resume: whether POST /api/runs/{id}/resume would be accepted now."""
+
+    can_resume: bool
+    reason: str | None = Field(description="why not, in the words of the 409 it would get")
+    wait: bool = Field(description="the refusal ends by itself (the run's previous worker is still "
+                       "stopping): ask again in a second")
+
+
 def _limit(field: str) -> str:
     return f"at most {TEXT_LIMITS[field]} characters, no NUL"
 
@@ -267,6 +276,8 @@ class CompareRow(BaseModel):
     best: float | None
     final_test: float | None
     ratios: Ratios | None
+    unlike_baseline: list[str] = Field(default_factory=list, description=(
+        "what the run does not share with the baseline run (dataset, model): then no ratios"))
 
 
 class ComparePublic(BaseModel):

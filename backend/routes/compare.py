@@ -3,7 +3,9 @@
 For a target value of the metric (given, or by default the baseline run's best), each row gives the
 first logged point where the run reached it (step, samples back-propagated and forwarded, wall
 time) and the ratios run / baseline for each (lower is faster). A run that never reached the target
-stays in the table with `reached: false` and no ratios; it is never dropped.
+stays in the table with `reached: false` and no ratios; it is never dropped. Ratios pair only like
+with like: a run of another dataset or model than the baseline's gets none (`unlike_baseline`
+names what differs), since steps to a digits target say nothing about MNIST.
 """
 
 from __future__ import annotations
@@ -26,13 +28,15 @@ from marginscope.backend.schemas import (
     XAxis,
     errors,
 )
-from marginscope.backend.store import TargetReached
+from marginscope.backend.store import Run, TargetReached
 from marginscope.engine.events import COUNTER_KEYS
 
 router = APIRouter(prefix="/api/compare", tags=["compare"])
 
 # the counters a run's cost is measured in (epoch is step rescaled, so it adds no ratio)
 RATIO_AXES = tuple(k for k in COUNTER_KEYS if k != "epoch")
+# what a run must share with the baseline for a ratio between them to mean anything
+LIKE_FIELDS = ("dataset", "model")
 MAX_RUNS = 50
 RUN_IDS = f"^ *[0-9]+ *(, *[0-9]+ *){{0,{MAX_RUNS - 1}}}$"  # ASCII digits: "²".isdigit() too
 
@@ -76,6 +80,11 @@ def ratios(row: TargetReached, base: TargetReached) -> Ratios | None:
     return Ratios(**values)
 
 
+def unlike(run: Run, base: Run) -> list[str]:
+    """The LIKE_FIELDS in which `run` differs from the baseline run `base`."""
+    return [f for f in LIKE_FIELDS if getattr(run, f) != getattr(base, f)]
+
+
 @router.get("", response_model=ComparePublic, responses=errors(404))
 def read_compare(
     store: StoreDep,
@@ -109,14 +118,16 @@ def read_compare(
     reached = {i: store.time_to_target(i, key, never if target is None else target,
                                        higher_is_better=up) for i in ids}
     base = reached[base_id]
+    base_run = found[ids.index(base_id)]
     table = [CompareRow(run_id=run.id, name=run.name, selector=run.selector,
                         reached=reached[run.id].reached, step=reached[run.id].step,
                         samples_backpropagated=reached[run.id].samples_backpropagated,
                         samples_forwarded=reached[run.id].samples_forwarded,
                         wall_time=reached[run.id].wall_time, best=reached[run.id].best,
                         final_test=run.latest.get("test/accuracy"),
-                        ratios=ratios(reached[run.id], base))
-             for run in found]
+                        ratios=None if differs else ratios(reached[run.id], base),
+                        unlike_baseline=differs)
+             for run in found for differs in [unlike(run, base_run)]]
     extra = [k for k in split_keys(also) or [] if k != key]
     per_run = {run.id: store.get_series(run.id, [key, *extra], x=x, max_points=max_points)
                for run in found}

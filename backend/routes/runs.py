@@ -25,6 +25,7 @@ from marginscope.backend.schemas import (
     LogsPublic,
     QueueState,
     RunCreate,
+    ResumePublic,
     RunPublic,
     RunsPublic,
     RunUpdate,
@@ -187,6 +188,13 @@ def cancel_run(run_id: int, launcher: LauncherDep) -> RunPublic:
 def resume_run(run_id: int, launcher: LauncherDep) -> RunPublic:
     """Queue a crashed or cancelled run again, to continue from its last checkpoint."""
     return RunPublic.from_entity(launcher.resume(run_id))
+
+
+@router.get("/{run_id}/resume", response_model=ResumePublic, responses=errors(404))
+def read_resume(run_id: int, launcher: LauncherDep) -> ResumePublic:
+    """Whether the run can resume now, and if not why: a page offers Resume only when it would work."""
+    check = launcher.resume_check(run_id)
+    return ResumePublic(can_resume=check.can_resume, reason=check.reason, wait=check.wait)
 
 
 @router.delete("/{run_id}", status_code=status.HTTP_204_NO_CONTENT, dependencies=[TokenDep],

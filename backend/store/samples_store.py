@@ -84,6 +84,9 @@ def apply_samples(s: Session, run_id: int, points: Sequence[ent.SamplePoint]) ->
         indices.update(int(i) for i in p.flipped)
         for table in (p.lowest, p.selected, p.suspects):
             indices.update(int(i) for i in table.get("index", []))
+    # a sample index is a position in the training split: never negative, and inside the column
+    if bad := sorted(i for i in indices if not 0 <= i <= MAX_INT32)[:1]:
+        raise InvalidArgument(f"sample index {bad[0]} is out of range: indices are 0..{MAX_INT32}")
     _forget_suspects(s, run_id, SqlRunSample.suspect_score.is_not(None))
     rows = _rows_for(s, run_id, indices)
     for p in points:

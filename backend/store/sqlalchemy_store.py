@@ -25,6 +25,7 @@ Design notes
 from __future__ import annotations
 
 import math
+import re
 import shutil
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -67,6 +68,9 @@ POPULATIONS = ("candidates", "selected")  # the histogram populations this schem
 # counters kept in latest_metrics only (every scalar row carries them already)
 LATEST_ONLY_COUNTERS = tuple(axis for axis in ent.X_AXES if axis != "step")
 _IN_CHUNK = 500  # ids per IN (...) list
+# a UTF-16 half on its own: JSON may spell one ("\ud800"), but it is no Unicode character, and
+# neither SQLite's nor PostgreSQL's driver can encode it
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_OFFSET = 2**62  # beyond any table; keeps OFFSET inside SQLite's and PostgreSQL's 64-bit range
 
 
@@ -87,6 +91,9 @@ def check_text(field: str, value: str, *, limit: int | None = None) -> str:
     """
     if "\x00" in value:
         raise InvalidArgument(f"{field} must not contain NUL characters", field=field)
+    if (lone := LONE_SURROGATE.search(value)) is not None:
+        raise InvalidArgument(f"{field} must be Unicode text: it holds a lone UTF-16 surrogate "
+                              f"(\\u{ord(lone.group()):04x} at character {lone.start()})", field=field)
     if limit is not None and len(value) > limit:
         raise InvalidArgument(f"{field} is too long ({len(value)} characters; at most {limit})",
                               field=field)
@@ -108,8 +115,9 @@ def _config_strings(value: Any, field: str = "") -> Iterator[tuple[str, str]]:
 
 def _reported_text(value: str | None) -> str | None:
     """Text a process reports (log lines, errors, tracebacks, host): NUL, which PostgreSQL text
-    refuses, becomes U+FFFD, so the report is kept rather than lost."""
-    return None if value is None else str(value).replace("\x00", "\ufffd")
+    refuses, and a lone surrogate, which no driver encodes, become U+FFFD, so the report is kept
+    rather than lost."""
+    return None if value is None else LONE_SURROGATE.sub("\ufffd", str(value).replace("\x00", "\ufffd"))
 
 
 def _check_level(level: str) -> str:

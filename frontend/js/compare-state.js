@@ -18,6 +18,7 @@ export const state = {
   group: params.get("group") || "", // "", "selector", "tag" or a config field: runs drawn as bands
   band: params.get("band") || "sd", // "sd" (mean ± sd) or "minmax"
   smooth: Math.min(0.99, Math.max(0, Number(params.get("smooth")) || 0)),
+  pool: params.get("pool") === "1", // groups may mix datasets and models (never by default)
 };
 state.runs = [...new Set(state.runs)];
 if (!state.runs.includes(state.baseline)) state.baseline = state.runs[0] ?? null;
@@ -31,6 +32,7 @@ export function saveUrl() {
     pop: state.pop === "candidates" ? "" : state.pop, mode: state.mode === "overlay" ? "" : state.mode,
     align: state.align === "step" ? "" : state.align, at: state.at ?? "",
     group: state.group, band: state.band === "sd" ? "" : state.band, smooth: state.smooth || "",
+    pool: state.pool ? "1" : "",
   };
   history.replaceState(null, "", `/compare${query(q)}`);
 }
@@ -41,7 +43,7 @@ export const runsById = () => new Map((data.cmp?.runs || []).map((r) => [r.id, r
 export function currentGroups() {
   if (!state.group) return null;
   const runs = state.runs.map((id) => data.config?.[id]).filter(Boolean);
-  return groupRuns(runs, state.group, state.baseline);
+  return groupRuns(runs, state.group, state.baseline, { pool: state.pool });
 }
 
 export const accuracyKey = () => state.key.includes("accuracy");

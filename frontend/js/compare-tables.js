@@ -7,9 +7,10 @@ import { runColor, runLabel } from "./plots.js";
 import { groupTable, configDiff } from "./groups.js";
 import { state, data, runsById, currentGroups, accuracyKey } from "./compare-state.js";
 
-/** run / baseline, with one word saying which way: "0.40× faster", "2.10× more". */
-function ratioCell(v, [less, more] = ["faster", "slower"]) {
-  if (v === null || v === undefined) return h("td", { class: "num muted" }, "–");
+/** run / baseline, with one word saying which way: "0.40× faster", "2.10× more". `why`: the
+ * reason a ratio is missing, as the cell's title. */
+function ratioCell(v, [less, more] = ["faster", "slower"], why = null) {
+  if (v === null || v === undefined) return h("td", { class: "num muted", title: why }, "–");
   const word = Math.abs(v - 1) <= 0.005 ? "" : v < 1 ? less : more;
   return h("td", { class: "num", title: `run / baseline = ${v.toFixed(3)}` },
     `${v.toFixed(2)}×`, word ? h("span", { class: "muted small" }, ` ${word}`) : null);
@@ -26,9 +27,11 @@ export function drawTable() {
   $("#ttt-table tbody").replaceChildren(...cmp.table.map((row) => {
     const run = byId.get(row.run_id) || { id: row.run_id, name: row.name, selector: row.selector };
     const r = row.ratios;
-    return h("tr", { "data-run-id": row.run_id, "data-reached": row.reached, class: row.run_id === state.baseline ? "baseline" : "" },
+    const unlike = row.unlike_baseline?.length ? `not comparable: its ${row.unlike_baseline.join(" and ")} differ${row.unlike_baseline.length === 1 ? "s" : ""} from the baseline's` : null;
+    return h("tr", { "data-run-id": row.run_id, "data-reached": row.reached, "data-unlike": (row.unlike_baseline || []).join(","), class: row.run_id === state.baseline ? "baseline" : "" },
       h("td", {}, h("span", { class: "swatch", style: `background:${runColor(row.run_id)}` }),
-        h("a", { href: `/runs/${row.run_id}` }, runLabel(run)), row.run_id === state.baseline ? h("span", { class: "tag" }, "baseline") : null),
+        h("a", { href: `/runs/${row.run_id}` }, runLabel(run)), row.run_id === state.baseline ? h("span", { class: "tag" }, "baseline") : null,
+        unlike ? h("span", { class: "tag unlike", title: unlike }, `other ${row.unlike_baseline.join(" & ")}`) : null),
       h("td", {}, run.status ? statusBadge(run.status) : "–"),
       h("td", { class: "reached" }, row.reached ? "yes" : "no"),
       h("td", { class: "num steps" }, row.reached ? fmtNum(row.step) : "–"),
@@ -37,7 +40,7 @@ export function drawTable() {
       h("td", { class: "num" }, row.reached ? fmtDuration(row.wall_time) : "–"),
       h("td", { class: "num" }, accLike ? fmtPct(row.best) : fmtNum(row.best)),
       h("td", { class: "num" }, fmtPct(row.final_test)),
-      ratioCell(r?.step), ratioCell(r?.samples_forwarded, ["fewer", "more"]), ratioCell(r?.wall_time));
+      ratioCell(r?.step, undefined, unlike), ratioCell(r?.samples_forwarded, ["fewer", "more"], unlike), ratioCell(r?.wall_time, undefined, unlike));
   }));
   drawGroupTable();
 }
@@ -50,13 +53,15 @@ function drawGroupTable() {
   if (!groups || !data.cmp) return;
   const rows = groupTable(groups, data.cmp.table);
   const pm = (m) => (m && m.n ? `${m.mean.toFixed(2)}× ± ${m.sd.toFixed(2)}` : "–");
+  // a run with no baseline run of its own dataset and model has no ratio: say so where it is missing
+  const unpairedNote = (g) => (g.unpaired ? `${g.unpaired} of ${g.reached} run(s) have no baseline run of their dataset and model: no ratio` : null);
   const accLike = accuracyKey();
-  $("#group-ttt-text").textContent = "ratios: mean ± sd over seeds of run / baseline-group run with the same seed";
+  $("#group-ttt-text").textContent = "ratios: mean ± sd over seeds of run / the baseline's run with the same seed, dataset and model";
   $("#group-table tbody").replaceChildren(...rows.map((g) => h("tr", { "data-group": g.label, class: g.baseline ? "baseline" : "" },
     h("td", {}, h("span", { class: "swatch", style: `background:${g.color}` }), g.label, g.baseline ? h("span", { class: "tag" }, "baseline") : null),
     h("td", { class: "num" }, String(g.runs)),
     h("td", { class: "num" }, `${g.reached} / ${g.runs}`),
-    h("td", { class: "num ratio-step" }, pm(g.ratios.step)),
+    h("td", { class: "num ratio-step", "data-unpaired": g.unpaired, title: unpairedNote(g) }, pm(g.ratios.step)),
     h("td", { class: "num" }, pm(g.ratios.samples_forwarded)),
     h("td", { class: "num" }, pm(g.ratios.wall_time)),
     h("td", { class: "num" }, g.best.n ? `${accLike ? fmtPct(g.best.mean) : fmtNum(g.best.mean)} ± ${accLike ? fmtPct(g.best.sd) : fmtNum(g.best.sd)}` : "–"))));

@@ -10,7 +10,7 @@
 import { api, ApiError, vocabulary, errorText, isActive, query } from "./api.js";
 import { h, $, toast, fillSelect } from "./ui.js";
 import { runColor, runLabel, AXIS_NAMES, syncX } from "./plots.js";
-import { configDiff } from "./groups.js";
+import { configDiff, unlikeFields } from "./groups.js";
 import { state, data, saveUrl, runsById, accuracyKey } from "./compare-state.js";
 import { drawCurves, drawDistributions, drawMedians, sliderPositions } from "./compare-plots.js";
 import { drawTable, drawConfig, exportTable, exportSeries } from "./compare-tables.js";
@@ -88,6 +88,7 @@ function showEmpty(empty) {
 }
 
 async function drawAll() {
+  drawGroupNotice();
   drawTable();
   drawPicker();
   drawConfig();
@@ -97,6 +98,24 @@ async function drawAll() {
   // navigation start → every plot drawn (read by the browser tests)
   if (!window.__compareLoadMs) window.__compareLoadMs = performance.now();
   document.body.dataset.ready = "1";
+}
+
+/**
+ * Say when the runs differ in dataset or model while grouped: split into separate groups (the
+ * default), or pooled because the user asked, which mixes unlike curves.
+ */
+function drawGroupNotice() {
+  const notice = $("#group-notice");
+  const runs = state.runs.map((id) => data.config?.[id]).filter(Boolean);
+  const unlike = state.group ? unlikeFields(runs).filter((f) => f !== state.group) : [];
+  notice.classList.toggle("hidden", !unlike.length);
+  notice.dataset.pooled = String(state.pool);
+  if (!unlike.length) return;
+  const differ = unlike.map((f) => `${f} (${[...new Set(runs.map((r) => r[f] ?? r.config?.[f]))].join(", ")})`).join(" and ");
+  const what = unlike.join(" and ");
+  notice.textContent = state.pool
+    ? `These groups pool runs of different ${differ}: each mean mixes unlike curves. Ratios still pair each run only with a baseline run of its own ${what}.`
+    : `The runs differ in ${differ}, so each group holds one ${what} only, and ratios pair like with like. Tick “pool datasets & models” to mix them.`;
 }
 
 // ---------------------------------------------------------------- the run picker
@@ -193,6 +212,8 @@ function init() {
   });
   $("#group-by").value = state.group;
   $("#band").value = state.band;
+  $("#pool").checked = state.pool;
+  $("#pool").addEventListener("change", (ev) => { state.pool = ev.target.checked; saveUrl(); drawAll(); });
   $("#smoothing").value = String(state.smooth);
   $("#smoothing-value").textContent = state.smooth.toFixed(2);
   $("#group-by").addEventListener("change", (ev) => { state.group = ev.target.value; saveUrl(); drawAll(); });

@@ -15,16 +15,31 @@ export function groupKey(run, by) {
   return v === undefined ? "–" : typeof v === "object" && v !== null ? JSON.stringify(v) : String(v);
 }
 
+/** What a run learns and with what: runs unlike in these are never pooled or paired unless asked. */
+export const LIKE_FIELDS = ["dataset", "model"];
+const likeValue = (run, f) => String(run[f] ?? run.config?.[f] ?? "?");
+/** The run's dataset and model as one key: two runs are alike when their keys are equal. */
+export const likeKey = (run) => LIKE_FIELDS.map((f) => likeValue(run, f)).join("\u0000");
+
+/** The like-fields (dataset, model) whose value is not the same in all `runs`. */
+export function unlikeFields(runs) {
+  return LIKE_FIELDS.filter((f) => new Set(runs.map((r) => likeValue(r, f))).size > 1);
+}
+
 /**
  * Runs grouped by `by`, in the order their first run appears; the group holding `baselineId` is
- * the baseline group.
+ * the baseline group. Runs of different datasets or models are different groups ("mms · dataset
+ * mnist"), unless `pool` asks to mix them. Each group keeps `byKey`, its key without them.
  */
-export function groupRuns(runs, by, baselineId) {
+export function groupRuns(runs, by, baselineId, { pool = false } = {}) {
+  const split = pool ? [] : unlikeFields(runs).filter((f) => f !== by);
   const groups = new Map();
   for (const run of runs) {
-    const key = groupKey(run, by);
+    const byKey = groupKey(run, by);
+    const key = [byKey, ...split.map((f) => likeValue(run, f))].join("\u0000");
     if (!groups.has(key)) {
-      groups.set(key, { key, label: by === "selector" || by === "tag" ? key : `${by} = ${key}`, runs: [], baseline: false });
+      const label = [by === "selector" || by === "tag" ? byKey : `${by} = ${byKey}`, ...split.map((f) => `${f} ${likeValue(run, f)}`)].join(" · ");
+      groups.set(key, { key, byKey, label, runs: [], baseline: false });
     }
     groups.get(key).runs.push(run);
   }
@@ -58,17 +73,17 @@ export function meanSd(values) {
 }
 
 /**
- * A group's band and mean line over the x range every one of its runs covers: each run's
- * series (smoothed first, if asked) interpolated onto the union of their x values.
+ * A group's band and mean line: each run's series (smoothed first, if asked) interpolated onto the
+ * union of their x values; at each x the mean, and the band, are over the runs that have a point
+ * there (inside their own x range), so a run that stopped early or started late never cuts the
+ * others' curve short. `n` per point says over how many (shown on hover).
  * `band`: "sd" (mean ± sd) or "minmax".
  */
 export function bandTraces(group, series, { band = "sd", smooth = 0 } = {}) {
   const lines = group.runs.map((r) => series[String(r.id)]).filter((s) => s && s.x.length)
     .map((s) => ({ x: s.x, y: ema(s.y, smooth) }));
   if (!lines.length) return [];
-  const from = Math.max(...lines.map((l) => l.x[0]));
-  const to = Math.min(...lines.map((l) => l.x[l.x.length - 1]));
-  let grid = [...new Set(lines.flatMap((l) => l.x))].filter((x) => x >= from && x <= to).sort((a, b) => a - b);
+  let grid = [...new Set(lines.flatMap((l) => l.x))].sort((a, b) => a - b);
   if (grid.length > MAX_GRID) {
     const stride = (grid.length - 1) / (MAX_GRID - 1);
     grid = Array.from({ length: MAX_GRID }, (_, i) => grid[Math.round(i * stride)]);
@@ -76,22 +91,26 @@ export function bandTraces(group, series, { band = "sd", smooth = 0 } = {}) {
   const mean = [];
   const lower = [];
   const upper = [];
+  const counts = [];
   for (const x of grid) {
-    const vals = lines.map((l) => interpolate(l.x, l.y, x)).filter((v) => v !== null);
+    const vals = lines.map((l) => interpolate(l.x, l.y, x)).filter((v) => v !== null && Number.isFinite(v));
     const m = meanSd(vals);
+    counts.push(m.n);
     mean.push(m.mean);
-    lower.push(band === "minmax" ? Math.min(...vals) : m.mean - m.sd);
-    upper.push(band === "minmax" ? Math.max(...vals) : m.mean + m.sd);
+    lower.push(!m.n ? null : band === "minmax" ? Math.min(...vals) : m.mean - m.sd);
+    upper.push(!m.n ? null : band === "minmax" ? Math.max(...vals) : m.mean + m.sd);
   }
-  const name = `${group.label} (${lines.length} run${lines.length === 1 ? "" : "s"})${group.baseline ? " — baseline" : ""}`;
+  const runs = group.runs.length;
+  const name = `${group.label} (${runs} run${runs === 1 ? "" : "s"})${group.baseline ? " — baseline" : ""}`;
+  const safe = name.replace(/[<>]/g, "");
   return [{
     type: "scatter", mode: "lines", x: [...grid, ...grid.slice().reverse()], y: [...upper, ...lower.slice().reverse()],
     fill: "toself", fillcolor: `${group.color}33`, line: { width: 0, color: group.color }, hoverinfo: "skip",
     showlegend: false, legendgroup: group.key, name: `${name} band`, meta: "band",
   }, {
     type: "scatter", mode: "lines", x: grid, y: mean, name, legendgroup: group.key, meta: "mean",
-    line: { color: group.color, width: group.baseline ? 2.5 : 2 },
-    hovertemplate: `%{y:.4g}<extra>${name.replace(/[<>]/g, "")} mean</extra>`,
+    customdata: counts, line: { color: group.color, width: group.baseline ? 2.5 : 2 },
+    hovertemplate: `%{y:.4g} (mean of %{customdata} of ${runs})<extra>${safe}</extra>`,
   }];
 }
 
@@ -99,23 +118,28 @@ const RATIO_AXES = ["step", "samples_forwarded", "wall_time"];
 
 /**
  * The grouped time-to-target table: for each group, how many runs reached the target, and per
- * axis the mean ± sd over its runs of run / (the baseline group's run with the same seed; the
- * baseline group's mean where no seed matches).
+ * axis the mean ± sd over its runs of run / (the reference run with the same seed, dataset and
+ * model; else the mean of the reference runs with the same dataset and model). The reference runs
+ * are those grouped like the baseline (the same `byKey`). A run with no like reference gets no
+ * ratio: `unpaired` counts them, so a digits run is never measured against an MNIST one.
  */
 export function groupTable(groups, table) {
   const rowOf = new Map(table.map((r) => [r.run_id, r]));
   const base = groups.find((g) => g.baseline) || groups[0];
-  const seed = (run) => run.config?.seed;
-  const baseBySeed = new Map(base.runs.filter((r) => rowOf.get(r.id)?.reached).map((r) => [seed(r), rowOf.get(r.id)]));
-  const baseMean = Object.fromEntries(RATIO_AXES.map((a) => [a, meanSd(base.runs.map((r) => rowOf.get(r.id)).filter((r) => r?.reached).map((r) => r[a])).mean]));
+  const reached = (run) => rowOf.get(run.id)?.reached;
+  const reference = groups.filter((g) => g.byKey === base.byKey).flatMap((g) => g.runs).filter(reached);
+  const pairKey = (run) => `${run.config?.seed}\u0000${likeKey(run)}`;
+  const bySeed = new Map(reference.map((r) => [pairKey(r), rowOf.get(r.id)]));
+  const likeMean = (run, axis) => meanSd(reference.filter((r) => likeKey(r) === likeKey(run)).map((r) => rowOf.get(r.id)[axis])).mean;
   return groups.map((g) => {
     const rows = g.runs.map((r) => ({ run: r, row: rowOf.get(r.id) })).filter((x) => x.row);
-    const reached = rows.filter((x) => x.row.reached);
-    const ratios = Object.fromEntries(RATIO_AXES.map((a) => [a, meanSd(reached.map(({ run, row }) => {
-      const ref = baseBySeed.get(seed(run))?.[a] ?? baseMean[a];
+    const hit = rows.filter((x) => x.row.reached);
+    const unpaired = hit.filter(({ run }) => !reference.some((r) => likeKey(r) === likeKey(run))).length;
+    const ratios = Object.fromEntries(RATIO_AXES.map((a) => [a, meanSd(hit.map(({ run, row }) => {
+      const ref = bySeed.get(pairKey(run))?.[a] ?? likeMean(run, a);
       return ref ? row[a] / ref : null;
     }))]));
-    return { label: g.label, color: g.color, baseline: g.baseline, runs: g.runs.length, reached: reached.length, ratios, best: meanSd(rows.map((x) => x.row.best)) };
+    return { label: g.label, color: g.color, baseline: g.baseline, runs: g.runs.length, reached: hit.length, unpaired, ratios, best: meanSd(rows.map((x) => x.row.best)) };
   });
 }
 

@@ -5,17 +5,19 @@
 // redraws just those (run-plots.js draws the plots). The histogram slider follows the newest
 // step only while "follow live" is ticked.
 
-import { api, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, query } from "./api.js";
+import { api, ApiError, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, query } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor, AXIS_NAMES } from "./plots.js";
 import { createRunState, applyMessage, setEdges, latest, timing, recentStepRate } from "./run-state.js";
 import { drawHeatmaps, drawCurrentHist, drawQuantiles, drawSelection, drawScalars } from "./run-plots.js";
+import { wireNotes } from "./run-notes.js";
 
 const RUN_ID = Number(location.pathname.split("/").filter(Boolean).pop());
 const TERMINAL = new Set(["finished", "failed", "cancelled", "crashed"]);
 
 let S = null; // the run's state, once the vocabulary is known
 let pooled = null; // names of the selectors that draw a candidate pool (from the server)
+let drawNotes = () => {}; // the tags and notes card (run-notes.js), once wired
 
 // ---------------------------------------------------------------- drawing
 
@@ -67,10 +69,10 @@ function drawHead() {
   $("#run-meta").textContent = [
     `dataset ${r.dataset}`, `model ${r.model}`, `selector ${r.selector}`, `B/b ${pool}/${r.batch_size}`,
     `seed ${r.config?.seed ?? "–"}`, `created ${fmtDate(r.created_at)}`,
-    r.tags?.length ? `tags: ${r.tags.join(", ")}` : "",
-  ].filter(Boolean).join(" · ");
+  ].join(" · ");
   $("#cancel-btn").disabled = !isActive(r.status);
-  $("#resume-btn").disabled = !(r.status === "cancelled" || r.status === "crashed");
+  followResume(r.status);
+  drawNotes();
 
   const step = r.progress?.step ?? 0;
   const total = r.progress?.total_steps ?? null;
@@ -172,8 +174,61 @@ async function cancelRun() {
   } catch (err) { toast(`Could not cancel: ${errorText(err)}`, "error"); }
 }
 
+// ---------------------------------------------------------------- resume, offered only when it works
+//
+// A cancelled or crashed run may still have a worker stopping (the run's end is written before its
+// process exits), and the server refuses to resume it until that process is gone. So the button
+// follows GET /api/runs/{id}/resume: enabled only when the server would accept, else disabled with
+// the reason as its title and beside it, asked again every second while the reason is one that
+// ends by itself. A refusal that still happens (a race with another tab) is that same message.
+
+const RESUMABLE = new Set(["cancelled", "crashed"]);
+const RESUME_POLL_MS = 1000;
+let resumeChecked = null; // the status the button was last checked for
+let resumeTimer = null;
+
+function showResume(check) {
+  const btn = $("#resume-btn");
+  const note = $("#resume-note");
+  btn.disabled = !check.can_resume;
+  btn.title = check.can_resume ? "Continue from the last checkpoint" : (check.reason || "");
+  btn.dataset.wait = String(Boolean(check.wait));
+  note.textContent = check.can_resume || !check.reason ? "" : `Resume ${check.wait ? "waits" : "is not possible"}: ${check.reason}`;
+  note.classList.toggle("hidden", !note.textContent);
+}
+
+/** Called on every status the page shows: check once per status, and poll while told to wait. */
+function followResume(status) {
+  if (status === resumeChecked) return;
+  resumeChecked = status;
+  clearTimeout(resumeTimer);
+  if (!RESUMABLE.has(status)) { showResume({ can_resume: false, reason: null, wait: false }); return; }
+  checkResume();
+}
+
+async function checkResume() {
+  clearTimeout(resumeTimer);
+  const status = resumeChecked;
+  let check;
+  try {
+    check = await api.get(`/api/runs/${RUN_ID}/resume`);
+  } catch (err) {
+    check = { can_resume: false, reason: `could not ask the server (${errorText(err)})`, wait: true };
+  }
+  if (status !== resumeChecked) return; // the status moved on while we asked
+  showResume(check);
+  if (check.wait) resumeTimer = setTimeout(checkResume, RESUME_POLL_MS);
+}
+
 async function resumeRun() {
-  try { S.run = await api.post(`/api/runs/${RUN_ID}/resume`); dirty.head = true; schedule(); toast("Resuming from the last checkpoint"); } catch (err) { toast(`Could not resume: ${errorText(err)}`, "error"); }
+  try {
+    S.run = await api.post(`/api/runs/${RUN_ID}/resume`);
+    dirty.head = true; schedule(); toast("Resuming from the last checkpoint");
+  } catch (err) {
+    if (!(err instanceof ApiError && err.status === 409)) { toast(`Could not resume: ${errorText(err)}`, "error"); return; }
+    toast(`Not resumed yet: ${errorText(err)}`);
+    checkResume(); // the button and its note say what the server says now
+  }
 }
 
 function wireControls() {
@@ -226,6 +281,7 @@ async function init() {
   } catch (err) { $("#run-meta").textContent = errorText(err); return; }
   window.__marginscope = { S, timing }; // read by the browser tests
   wireControls();
+  drawNotes = wireNotes(RUN_ID, { current: () => S.run, onSaved: (run) => { S.run = run; dirty.head = true; schedule(); } });
   const socket = liveSocket(`/ws/runs/${RUN_ID}`, {
     since: () => { S.sinceSent.push(S.seq); return S.seq; },
     onStatus: (ok) => { connectionBanner(ok); if (!ok) S.disconnects += 1; },

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from api_helpers import create
 from fastapi.testclient import TestClient
@@ -15,9 +17,11 @@ pytest_plugins = ["api_fixtures"]
 
 
 def _evals(store: SqlAlchemyStore, rid: int, accs: list[float], *, fwd_per_step: int,
-           secs_per_step: float, test: float | None = None) -> None:
-    """Validation every 10 steps with the given accuracies (b = 16 samples per step)."""
-    events: list = [run_started(10 * len(accs))]
+           secs_per_step: float, test: float | None = None, model: str = "small-cnn") -> None:
+    """Validation every 10 steps with the given accuracies (b = 16 samples per step), after a
+    RunStarted that says `model` was built."""
+    started = run_started(10 * len(accs))
+    events: list = [dataclasses.replace(started, model={**started.model, "name": model})]
     for i, acc in enumerate(accs, start=1):
         step = 10 * i
         c = Counters(step=step, epoch=step / 10, samples_forwarded=step * fwd_per_step,
@@ -135,3 +139,22 @@ def test_one_answer_carries_what_the_compare_page_draws(client: TestClient, stor
     assert plain["also"] == {} and plain["histograms"] == {}  # asked for only
     bad = client.get("/api/compare", params={"runs": full, "histograms": "everyone"})
     assert bad.status_code == 422 and "histograms" in bad.text
+
+
+def test_ratios_pair_only_like_with_like(client: TestClient, store: SqlAlchemyStore) -> None:
+    """A run of another dataset or model than the baseline's reached the target too, but steps to a
+    digits accuracy say nothing about MNIST: no ratios, and the row says what differs."""
+    base = create(client, selector="uniform", candidates=16)["id"]
+    same = create(client, selector="mms")["id"]
+    other_data = create(client, selector="mms", dataset="mnist")["id"]
+    other_both = create(client, selector="mms", dataset="mnist", model="resnet20")["id"]
+    for rid in (base, same, other_data, other_both):
+        _evals(store, rid, [0.5, 0.7, 0.8], fwd_per_step=16, secs_per_step=0.1,
+               model="resnet20" if rid == other_both else "small-cnn")
+    r = client.get(f"/api/compare?runs={base},{same},{other_data},{other_both}&baseline={base}")
+    rows = {row["run_id"]: row for row in r.json()["table"]}
+    assert rows[base]["unlike_baseline"] == [] and rows[same]["unlike_baseline"] == []
+    assert rows[same]["ratios"]["step"] == pytest.approx(1.0)
+    assert rows[other_data]["unlike_baseline"] == ["dataset"] and rows[other_data]["ratios"] is None
+    assert rows[other_both]["unlike_baseline"] == ["dataset", "model"] and rows[other_both]["ratios"] is None
+    assert all(row["reached"] for row in rows.values())  # kept in the table, just not paired

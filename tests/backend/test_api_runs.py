@@ -219,11 +219,14 @@ def test_resume_waits_for_the_previous_worker_to_exit(client: TestClient, store:
         ckpt.write_bytes(b"x")
         write_events(store, rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
         store.set_status(rid, RunStatus.CANCELLED)  # recorded, but that worker is still stopping
+        check = client.get(f"/api/runs/{rid}/resume").json()
         r = client.post(f"/api/runs/{rid}/resume")
         assert r.status_code == 409 and "still stopping" in r.json()["detail"]
+        assert check == {"can_resume": False, "reason": r.json()["detail"], "wait": True}
     finally:
         old.kill()
         old.wait()
+    assert client.get(f"/api/runs/{rid}/resume").json() == {"can_resume": True, "reason": None, "wait": False}
     assert client.post(f"/api/runs/{rid}/resume").json()["status"] == "queued"
 
 
@@ -231,18 +234,29 @@ def test_resume_needs_crashed_or_cancelled_with_a_checkpoint(client: TestClient,
                                                              tmp_path: Path) -> None:
     run = create(client)
     rid = run["id"]
-    assert client.post(f"/api/runs/{rid}/resume").status_code == 409  # queued
+
+    def refused(wait: bool) -> str:
+        """The POST's 409, after the GET said the same in advance."""
+        check = client.get(f"/api/runs/{rid}/resume").json()
+        r = client.post(f"/api/runs/{rid}/resume")
+        assert r.status_code == 409
+        assert check == {"can_resume": False, "reason": r.json()["detail"], "wait": wait}
+        return str(r.json()["detail"])
+
+    refused(wait=False)  # queued
     store.set_status(rid, RunStatus.RUNNING)
+    assert "running" in refused(wait=True)  # it ends (or stops) by itself
     write_events(store, rid, [run_started(), step_metrics(1)])
     store.set_status(rid, RunStatus.CRASHED, error="boom")
-    r = client.post(f"/api/runs/{rid}/resume")
-    assert r.status_code == 409 and "checkpoint" in r.json()["detail"]
+    assert "checkpoint" in refused(wait=False)
     ckpt = tmp_path / "ckpt.pt"
     ckpt.write_bytes(b"x")
     write_events(store, rid, [CheckpointSaved(counters=counters(1), path=str(ckpt))])
+    assert client.get(f"/api/runs/{rid}/resume").json()["can_resume"] is True
     r = client.post(f"/api/runs/{rid}/resume")
     assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["error"] is None
     assert client.post("/api/runs/999/resume").status_code == 404
+    assert client.get("/api/runs/999/resume").status_code == 404
 
 
 def test_delete_removes_the_run_and_its_files(client: TestClient, store: SqlAlchemyStore) -> None:

@@ -81,5 +81,20 @@ def shot(page: Any, name: str) -> Path:
     return path
 
 
+SCREENSHOT_DIR_ENV = "MARGINSCOPE_SCREENSHOT_DIR"
+
+
+def keep_screenshot(page: Any, name: str) -> Path | None:
+    """A full-page screenshot into $MARGINSCOPE_SCREENSHOT_DIR when it is set (to look at a page
+    as the test left it: its layout, its theme); nothing otherwise."""
+    folder = os.environ.get(SCREENSHOT_DIR_ENV)
+    if not folder:
+        return None
+    path = Path(folder) / f"{name}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
 def wait_ready(page: Any) -> None:
     page.wait_for_selector("body[data-ready='1']")

@@ -64,9 +64,9 @@ def recorded_run(seed: int, selector: str, steps: int = 2000) -> list[Any]:
 
 
 def record(store: AbstractStore, name: str, seed: int, selector: str, *, steps: int = STEPS,
-           tags: list[str] | None = None, finished: bool = True) -> int:
-    """A finished (or still running) recorded run in `store`; returns its id."""
-    config = TrainConfig(dataset="mnist", selector=selector, candidates=B, batch_size=b, seed=seed,
+           tags: list[str] | None = None, finished: bool = True, dataset: str = "mnist") -> int:
+    """A finished (or still running) recorded run of `dataset` in `store`; returns its id."""
+    config = TrainConfig(dataset=dataset, selector=selector, candidates=B, batch_size=b, seed=seed,
                          hist_every=EVERY, log_every=EVERY).model_dump(mode="json")
     run = store.create_run(name=name, config=config, tags=tags or ["recorded"])
     store.set_status(run.id, "running")
