@@ -8,7 +8,7 @@ request it calls valid accepted, except where a rule spans fields (`candidates` 
 `baseline` among `runs`), which JSON Schema cannot state.
 
 One fixed seed only ever replays the same cases, and a server error that a different draw finds
-stays hidden; so the suite runs several distinct seeds (SUITE_SEEDS, FUZZ_EXAMPLES fuzzed cases per
+stays hidden; so the suite runs several distinct seeds (SUITE_SEEDS, SUITE_EXAMPLES fuzzed cases per
 operation each: about two minutes on two cores for all of them). A longer hunt is the same test
 with other seeds and more cases from the command line:
 
