@@ -55,7 +55,7 @@ import httpx
 from websockets.sync.client import connect
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: `--before` imports the earlier commit's code
 
 from marginscope.backend.recording import to_batch  # noqa: E402
 from marginscope.backend.store.db import upgrade  # noqa: E402
@@ -120,7 +120,7 @@ class Dashboard:
     def start(self) -> None:
         log = (self.data_dir / "server.log").open("ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "marginscope.backend.cli", "serve", "--port", str(self.port),
-                                      "--data-dir", str(self.data_dir)], cwd=ROOT, env=self.env, stdout=log,
+                                      "--data-dir", str(self.data_dir)], cwd=self.data_dir, env=self.env, stdout=log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
@@ -187,7 +187,7 @@ def client(url: str, n_events: int, name: str) -> None:
 def ingest(dashboard: Dashboard, runs: int, n_events: int) -> dict[str, Any]:
     """`runs` client processes, released together, each reporting a run of `n_events` events."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--client", dashboard.url, "--events", str(n_events)]
-    procs = [subprocess.Popen([*cmd, "--name", f"ingest-{i}"], cwd=ROOT, env=dashboard.env, text=True,
+    procs = [subprocess.Popen([*cmd, "--name", f"ingest-{i}"], cwd=dashboard.data_dir, env=dashboard.env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for i in range(runs)]
     locked = dashboard.locked()
     try:
@@ -352,7 +352,10 @@ def measure(events: int, runs: int, run_events: int, pg_url: str) -> dict[str, A
     sys.path.insert(0, str(ROOT / "tests"))
     from postgres_cluster import create_database
 
-    out: dict[str, Any] = {"concurrent": {}}
+    import marginscope.backend
+
+    out: dict[str, Any] = {"code": "before" if os.environ.get("PYTHONPATH") and Path(marginscope.backend.__file__)
+                           .is_relative_to(os.environ["PYTHONPATH"]) else "this checkout", "concurrent": {}}
     with tempfile.TemporaryDirectory() as tmp:
         for name, db, n_runs, n_events in (("throughput", "sqlite", 1, events), ("sqlite", "sqlite", runs, run_events),
                                            ("postgresql", "postgresql", runs, run_events)):
