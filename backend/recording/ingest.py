@@ -88,7 +88,7 @@ class _WholeNumber:
     le: int | None = None
 
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> cs.CoreSchema:
-        integral = cs.chain_schema([cs.float_schema(strict=True), cs.int_schema()])  # 5.0 → 5; 5.5 fails
+        integral = cs.chain_schema([cs.float_schema(strict=True), cs.int_schema(strict=False)])  # 5.0 → 5; 5.5 fails
         kind = cs.union_schema([cs.int_schema(strict=True), integral], mode="left_to_right",
                                custom_error_type="int_type")
         return cs.chain_schema([kind, cs.int_schema(strict=True, ge=self.ge, le=self.le)])
