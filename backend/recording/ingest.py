@@ -37,9 +37,11 @@ import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Union, get_type_hints
+from typing import Annotated, Any, Literal, Union, get_args, get_type_hints
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, Strict, StringConstraints, create_model
+from pydantic import BaseModel, ConfigDict, Field, GetCoreSchemaHandler, GetJsonSchemaHandler, StringConstraints, create_model
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import core_schema as cs
 
 from marginscope.backend.recording.lifecycle import record_end
 from marginscope.backend.recording.mapping import needs_best, to_batch
@@ -53,7 +55,7 @@ from marginscope.engine.events import (
     RunFailed,
     RunFinished,
     RunStarted,
-    event_from_dict,
+    Scalars,
 )
 
 log = logging.getLogger(__name__)
@@ -75,22 +77,40 @@ class InvalidEvent(ValueError):
         self.index, self.loc = index, tuple(loc)
 
 
-def _integer(value: Any) -> Any:
-    if isinstance(value, bool | str | bytes):  # lax mode would take true and "5" for integers
-        raise ValueError("Input should be a valid integer")
-    return value
+@dataclass(frozen=True)
+class _WholeNumber:
+    """An integer as JSON Schema has it: 5 and 5.0, not 5.5, true or "5" (the models are strict
+    otherwise), within [ge, le]. Checked by pydantic-core alone, with no Python call per value (a
+    batch holds hundreds of thousands: every histogram's counts), and shown as an integer with
+    its bounds in the OpenAPI document."""
+
+    ge: int | None = None
+    le: int | None = None
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> cs.CoreSchema:
+        integral = cs.chain_schema([cs.float_schema(strict=True), cs.int_schema(strict=False)])  # 5.0 → 5; 5.5 fails
+        kind = cs.union_schema([cs.int_schema(strict=True), integral], mode="left_to_right",
+                               custom_error_type="int_type")
+        return cs.chain_schema([kind, cs.int_schema(strict=True, ge=self.ge, le=self.le)])
+
+    def __get_pydantic_json_schema__(self, schema: cs.CoreSchema, handler: GetJsonSchemaHandler) -> JsonSchemaValue:
+        bounds = {"minimum": self.ge, "maximum": self.le}
+        return {"type": "integer", **{k: v for k, v in bounds.items() if v is not None}}
 
 
-# an integer as JSON Schema has it: 5 and 5.0, not true or "5" (the models are strict otherwise)
-# (the validator last: the bounds then stay JSON Schema's minimum / maximum)
-JsonInt = Annotated[int, Strict(False), BeforeValidator(_integer)]
+def json_int(ge: int | None = None, le: int | None = None) -> Any:
+    """The type of an integer field of a request (see _WholeNumber)."""
+    return Annotated[int, _WholeNumber(ge, le)]
+
+
+JsonInt = json_int()
 
 
 def _bounded(name: str, annotation: Any) -> Any:
     """A field's type with the bounds the store's columns need (steps and counts are 32-bit)."""
     if annotation is int:
         low, high = (0, MAX_INT32) if name in INT32_FIELDS else (-MAX_COUNTER, MAX_COUNTER)
-        return Annotated[int, Field(ge=low, le=high), Strict(False), BeforeValidator(_integer)]
+        return json_int(low, high)
     if annotation == list[int]:
         return list[JsonInt]
     if annotation is Counters:
@@ -123,6 +143,19 @@ EVENT_MODELS: dict[str, type[BaseModel]] = {kind: _model_of(cls, kind=kind) for 
 EventIn = Annotated[Union[tuple(EVENT_MODELS.values())], Field(discriminator="kind")]  # type: ignore[valid-type]  # noqa: UP007
 
 
+def _free_form(hint: Any) -> bool:
+    """Whether a field's type lets any value through (a config, a summary, a snapshot's columns)."""
+    return hint is Any or any(_free_form(arg) for arg in get_args(hint))
+
+
+# each event model: its engine class, and its free-form fields (the only ones whose depth is checked)
+_EVENT_OF: dict[type[BaseModel], tuple[type[Event], tuple[str, ...]]] = {
+    EVENT_MODELS[kind]: (cls, tuple(name for name, hint in get_type_hints(cls).items()
+                                    if name != "kind" and _free_form(hint)))
+    for kind, cls in EVENT_TYPES.items()
+}
+
+
 def _depth(value: Any) -> int:
     if isinstance(value, Mapping):
         return 1 + max((_depth(v) for v in value.values()), default=0)
@@ -132,17 +165,22 @@ def _depth(value: Any) -> int:
 
 
 def parse_events(items: Sequence[BaseModel]) -> list[Event]:
-    """The engine's events from their checked models (`EventIn`); free-form values (a config, a
-    summary) deeper than MAX_DEPTH levels are refused (InvalidEvent)."""
+    """The engine's events from their checked models (`EventIn`), field by field (no model_dump:
+    the models' values are already the events' own); free-form values (a config, a summary)
+    deeper than MAX_DEPTH levels are refused (InvalidEvent)."""
     events: list[Event] = []
     for i, item in enumerate(items):
-        data = item.model_dump()
-        for name, value in data.items():
-            if isinstance(value, Mapping) and _depth(value) > MAX_DEPTH:
-                raise InvalidEvent(i, (data["kind"], name), f"nested deeper than {MAX_DEPTH} levels")
-        if data["kind"] == "scalars":  # a key is text a process reports: NUL becomes U+FFFD
+        cls, free_form = _EVENT_OF[type(item)]
+        data = {**item.__dict__}  # a model's field values (dict(item) would look for .keys() first)
+        del data["kind"]
+        for name in free_form:
+            if _depth(data[name]) > MAX_DEPTH:
+                raise InvalidEvent(i, (cls.kind, name), f"nested deeper than {MAX_DEPTH} levels")
+        if "counters" in data:
+            data["counters"] = Counters(**data["counters"].__dict__)
+        if cls is Scalars:  # a key is text a process reports: NUL becomes U+FFFD
             data["values"] = {key.replace("\x00", "\ufffd"): v for key, v in data["values"].items()}
-        events.append(event_from_dict(data))
+        events.append(cls(**data))
     return events
 
 
@@ -198,22 +236,25 @@ def _parts(seq: int, events: Sequence[Event]) -> list[tuple[int, list[Event]]]:
 def ingest_events(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event]) -> Ingested:
     """Write the events seq, seq+1, ... of run `run_id` that the store does not hold yet (see the
     module docstring); SeqMismatch for a gap, Conflict for a run that has ended (new events
-    only), RunNotFound."""
-    revived = False
+    only), RunNotFound. The run is read once per batch (before its write: the answer's `stop`
+    is as of then), again only when the batch ends the run."""
+    run, next_seq, revived = None, seq, False
     for first, part in _parts(seq, events):
-        revived = _write(store, run_id, first, part) or revived
+        run, next_seq, part_revived = _write(store, run_id, first, part)
+        revived = revived or part_revived
     end = _end_of(events)
-    run = store.get_run(run_id)
-    if end is not None and run.status in (RunStatus.RUNNING, RunStatus.CRASHED):
-        # also for a batch already written: the end may not have been recorded when it first came
-        _record_end(store, run_id, end)
+    if run is None or (end is not None and run.status in (RunStatus.RUNNING, RunStatus.CRASHED)):
+        if end is not None:  # also for a batch already written: the end may not have been recorded when it first came
+            _record_end(store, run_id, end)
         run = store.get_run(run_id)
-    return Ingested(next_seq=run.ingest_seq, stop=stop_asked(run), status=run.status, revived=revived)
+        next_seq = run.ingest_seq
+    return Ingested(next_seq=next_seq, stop=stop_asked(run), status=run.status, revived=revived)
 
 
-def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event]) -> bool:
+def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event]) -> tuple[Run, int, bool]:
     """One part of `ingest_events`: the new events of seq, seq+1, ... in one transaction;
-    returns whether the run was crashed and runs again."""
+    returns the run as read before it, the sequence number it expects next, and whether it was
+    crashed and runs again."""
     revived = False
     for _ in range(5):  # each retry follows a concurrent copy that wrote first: it ends quickly
         run = store.get_run(run_id)
@@ -222,7 +263,7 @@ def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event])
             raise SeqMismatch(run_id, expected, seq)
         new = list(events[expected - seq:])
         if not new:
-            break
+            return run, expected, revived
         if run.status == RunStatus.CRASHED:
             run = revive(store, run)
             revived = run.status == RunStatus.RUNNING
@@ -234,7 +275,5 @@ def _write(store: AbstractStore, run_id: int, seq: int, events: Sequence[Event])
             store.log_batch(run_id, batch, expect_seq=expected, next_seq=seq + len(events))
         except SeqMismatch:
             continue
-        break
-    else:
-        raise Conflict(f"run {run_id}: its events kept being written concurrently; send them again")
-    return revived
+        return run, seq + len(events), revived
+    raise Conflict(f"run {run_id}: its events kept being written concurrently; send them again")

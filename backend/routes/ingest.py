@@ -32,8 +32,8 @@ from marginscope.backend.deps import LauncherDep, RunReportDep, StoreDep, TokenD
 from marginscope.backend.recording.ingest import (
     EventIn,
     InvalidEvent,
-    JsonInt,
     ingest_events,
+    json_int,
     parse_events,
     revive,
     stop_asked,
@@ -57,7 +57,7 @@ class Trainer(BaseModel):
 
     host: str = Field(..., min_length=1, max_length=255, pattern="^[^\\x00]*$",
                       description="The machine that trains (shown in the runs list).")
-    pid: JsonInt = Field(..., ge=0, le=MAX_INT32, description="The training process on that machine.")
+    pid: json_int(0, MAX_INT32) = Field(..., description="The training process on that machine.")  # type: ignore[valid-type]
 
 
 class RemoteRunCreate(Trainer):
@@ -84,7 +84,7 @@ class EventBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    seq: JsonInt = Field(..., ge=0, le=MAX_SEQ, description="Sequence number of the first event.")
+    seq: json_int(0, MAX_SEQ) = Field(..., description="Sequence number of the first event.")  # type: ignore[valid-type]
     events: list[EventIn] = Field(..., max_length=MAX_BATCH_EVENTS,  # type: ignore[valid-type]
                                   description=f"At most {MAX_BATCH_EVENTS} events, each "
                                   "`Event.to_dict()` of the engine (its `kind` says which).")

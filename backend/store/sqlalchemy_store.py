@@ -34,11 +34,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Select, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from marginscope.backend.store import entities as ent
 from marginscope.backend.store.abstract_store import RUN_SORT_KEYS, AbstractStore
+from marginscope.backend.store.bulk import BulkInsert
 from marginscope.backend.store.db import make_engine, verify_schema
 from marginscope.backend.store.dbmodels import (
     MAX_INT32,
@@ -529,14 +532,16 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
                     raise SeqMismatch(run_id, int(run.ingest_seq or 0), int(expect_seq))
                 run.ingest_seq = int(next_seq if next_seq is not None else expect_seq)
                 run.heartbeat_at = now
-            per_table: dict[Any, list[dict[str, Any]]] = {}
-            for i, row in enumerate(batch.rows):
-                table, values = _row_values(row, now)
-                values["seq"] = first + i
-                values["run_id"] = run_id
-                per_table.setdefault(table, []).append(values)
-            for table, rows in per_table.items():  # Core executemany: no ORM bookkeeping
-                s.execute(table.__table__.insert(), rows)
+            rows: dict[BulkInsert, list[tuple[Any, ...]]] = {}
+            for seq, row in enumerate(batch.rows, start=first):
+                writer = _ROW_WRITERS.get(type(row))
+                if writer is None:
+                    raise InvalidArgument(f"a RunBatch row cannot be a {type(row).__name__}")
+                inserter, values = writer
+                rows.setdefault(inserter, []).append((run_id, seq, *values(row, now)))
+            connection = s.connection()
+            for inserter, table_rows in rows.items():  # one executemany of tuples per table
+                inserter.execute(connection, table_rows)
             if batch.edges:
                 have = set(s.execute(select(SqlHistogramEdges.population)
                                      .where(SqlHistogramEdges.run_id == run_id)).scalars())
@@ -546,33 +551,34 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
                                                 edges=[float(x) for x in edges]))
             apply_samples(s, run_id, [r for r in batch.rows if isinstance(r, ent.SamplePoint)])
             update = batch.update
-            self._upsert_latest(s, run_id, per_table.get(SqlMetric, []), update.progress,
+            self._upsert_latest(s, run_id, rows.get(_METRICS, []), update.progress,
                                 first + len(batch.rows) - 1)
             _apply_update(run, update)
             s.flush()
             return int(run.last_seq)
 
     @staticmethod
-    def _upsert_latest(s: Session, run_id: int, metric_rows: list[dict[str, Any]],
+    def _upsert_latest(s: Session, run_id: int, metric_rows: list[tuple[Any, ...]],
                        progress: ent.Position | None, last_seq: int) -> None:
+        """Each key's newest value (by step, then seq) becomes its latest unless a later step is
+        stored: one INSERT ... ON CONFLICT DO UPDATE for the batch."""
         newest: dict[str, tuple[float | None, int, int]] = {}
-        for row in metric_rows:
-            cur = newest.get(row["key"])
-            if cur is None or (row["step"], row["seq"]) >= (cur[1], cur[2]):
-                newest[row["key"]] = (row["value"], row["step"], row["seq"])
+        for _, seq, key, value, step, *_rest in metric_rows:  # _METRICS' column order
+            cur = newest.get(key)
+            if cur is None or (step, seq) >= (cur[1], cur[2]):
+                newest[key] = (value, step, seq)
         if progress is not None:
             for key in LATEST_ONLY_COUNTERS:
                 newest[key] = (_finite(getattr(progress, key)), progress.step, last_seq)
         if not newest:
             return
-        existing = {m.key: m for m in s.execute(select(SqlLatestMetric).where(
-            SqlLatestMetric.run_id == run_id, SqlLatestMetric.key.in_(list(newest)))).scalars()}
-        for key, (value, step, seq) in newest.items():
-            m = existing.get(key)
-            if m is None:
-                s.add(SqlLatestMetric(run_id=run_id, key=key, value=value, step=step, seq=seq))
-            elif step >= m.step:
-                m.value, m.step, m.seq = value, step, seq
+        insert = _DIALECT_INSERT[s.get_bind().dialect.name](SqlLatestMetric)
+        s.execute(insert.on_conflict_do_update(  # one statement, compiled once (executemany)
+            index_elements=[SqlLatestMetric.run_id, SqlLatestMetric.key],
+            set_={"value": insert.excluded.value, "step": insert.excluded.step, "seq": insert.excluded.seq},
+            where=insert.excluded.step >= SqlLatestMetric.step),
+            [{"run_id": run_id, "key": key, "value": value, "step": step, "seq": seq}
+             for key, (value, step, seq) in newest.items()])
 
     def append_log(self, run_id: int, level: str, message: str, *, step: int | None = None) -> int:
         _check_level(level)
@@ -844,33 +850,51 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
 # ---------------------------------------------------------------------- writing rows
 
-def _position(at: ent.Position) -> dict[str, Any]:
-    return {"step": int(at.step), "epoch": float(at.epoch), "samples_forwarded": int(at.samples_forwarded),
-            "samples_backpropagated": int(at.samples_backpropagated), "wall_time": float(at.wall_time)}
+# each RunBatch row type: its table's BulkInsert (run_id and seq first) and its other column values
+_METRICS = BulkInsert(SqlMetric.__table__, ("run_id", "seq", "key", "value", "step", "epoch", "samples_forwarded",
+                                            "samples_backpropagated", "wall_time"))
+_HISTOGRAMS = BulkInsert(SqlHistogram.__table__, ("run_id", "seq", "population", "step", "epoch", "wall_time",
+                                                  "counts", *QUANTILE_KEYS, "mean", "count", "threshold"))
+_SELECTIONS = BulkInsert(SqlClassSelection.__table__, ("run_id", "seq", "step", "epoch", "candidate_counts",
+                                                       "selected_counts", "misclassified_share"))
+_SNAPSHOTS = BulkInsert(SqlSampleSnapshot.__table__, ("run_id", "seq", "step", "epoch", "scored", "lowest",
+                                                      "selected"))
+_LOGS = BulkInsert(SqlRunLog.__table__, ("run_id", "seq", "time", "level", "message", "step"))
 
 
-def _row_values(row: Any, now: datetime) -> tuple[Any, dict[str, Any]]:
-    """(table, column values without seq/run_id) of one row of a RunBatch."""
-    if isinstance(row, ent.MetricPoint):
-        return SqlMetric, {"key": row.key, "value": _finite(row.value), **_position(row.at)}
-    if isinstance(row, ent.HistogramPoint):
-        return SqlHistogram, {
-            "population": row.population, "step": int(row.at.step), "epoch": float(row.at.epoch),
-            "wall_time": float(row.at.wall_time), "counts": [int(x) for x in row.counts],
-            **{k: _finite(row.quantiles.get(k)) for k in QUANTILE_KEYS}, "mean": _finite(row.mean),
-            "count": int(row.count), "threshold": _finite(row.threshold)}
-    if isinstance(row, ent.SelectionPoint):
-        return SqlClassSelection, {
-            "step": int(row.at.step), "epoch": float(row.at.epoch),
-            "candidate_counts": [int(x) for x in row.candidate_counts],
-            "selected_counts": [int(x) for x in row.selected_counts],
-            "misclassified_share": _finite(row.misclassified_share)}
-    if isinstance(row, ent.SamplePoint):
-        return SqlSampleSnapshot, snapshot_values(row)
-    if isinstance(row, ent.LogEntry):
-        return SqlRunLog, {"time": now, "level": _check_level(row.level), "message": _reported_text(row.message),
-                           "step": row.step}
-    raise InvalidArgument(f"a RunBatch row cannot be a {type(row).__name__}")
+def _metric(row: ent.MetricPoint, now: datetime) -> tuple[Any, ...]:
+    at = row.at
+    return (row.key, _finite(row.value), int(at.step), float(at.epoch), int(at.samples_forwarded),
+            int(at.samples_backpropagated), float(at.wall_time))
+
+
+def _histogram(row: ent.HistogramPoint, now: datetime) -> tuple[Any, ...]:
+    at, quantiles = row.at, row.quantiles
+    return (row.population, int(at.step), float(at.epoch), float(at.wall_time), [int(x) for x in row.counts],
+            *[_finite(quantiles.get(k)) for k in QUANTILE_KEYS], _finite(row.mean), int(row.count),
+            _finite(row.threshold))
+
+
+def _selection(row: ent.SelectionPoint, now: datetime) -> tuple[Any, ...]:
+    return (int(row.at.step), float(row.at.epoch), [int(x) for x in row.candidate_counts],
+            [int(x) for x in row.selected_counts], _finite(row.misclassified_share))
+
+
+def _snapshot(row: ent.SamplePoint, now: datetime) -> tuple[Any, ...]:
+    values = snapshot_values(row)
+    return tuple(values[c] for c in _SNAPSHOTS.columns[2:])
+
+
+def _log(row: ent.LogEntry, now: datetime) -> tuple[Any, ...]:
+    return (now, _check_level(row.level), _reported_text(row.message), row.step)
+
+
+_ROW_WRITERS: dict[type, tuple[BulkInsert, Callable[[Any, datetime], tuple[Any, ...]]]] = {
+    ent.MetricPoint: (_METRICS, _metric), ent.HistogramPoint: (_HISTOGRAMS, _histogram),
+    ent.SelectionPoint: (_SELECTIONS, _selection), ent.SamplePoint: (_SNAPSHOTS, _snapshot),
+    ent.LogEntry: (_LOGS, _log),
+}
+_DIALECT_INSERT = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}  # INSERT ... ON CONFLICT
 
 
 # RunUpdate fields copied onto the run when given, each with how its value is stored

@@ -229,3 +229,21 @@ def test_a_remote_run_that_stops_beating_is_crashed_and_revives(settings: Settin
         # the network came back: it reports again and runs again
         assert post(http, rid, 0, [ev.step_metrics(1)]).json() == {"next_seq": 1, "stop": False}
         assert store.get_run(rid).status == "running"
+
+
+def test_an_integer_field_takes_a_whole_float_and_refuses_a_fraction_a_boolean_or_text() -> None:
+    """Inside the strict event models too (a nested Counters): JSON Schema's integer, checked by
+    pydantic-core alone."""
+    from pydantic import ValidationError
+
+    from marginscope.backend.recording.ingest import EVENT_MODELS
+
+    def checkpoint(step: object) -> object:
+        return EVENT_MODELS["checkpoint"].model_validate(
+            {"kind": "checkpoint", "path": "x", "counters": {"step": step, "epoch": 1.0, "samples_forwarded": 3.0,
+                                                            "samples_backpropagated": 2, "wall_time": 1.0}})
+
+    assert checkpoint(1924678078.0).counters.step == 1924678078  # type: ignore[attr-defined]
+    for bad in (5.5, True, "5", 2**31):
+        with pytest.raises(ValidationError):
+            checkpoint(bad)
