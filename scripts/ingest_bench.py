@@ -4,18 +4,18 @@
 
 Starts `marginscope serve` (a separate process, a fresh SQLite file in a temporary data dir) and
 reports to it from this process with the engine's HttpReporter, as `marginscope train --server`
-does (batching on: flush every 0.5 s or every 500 events; each event spooled to a local file
-first). The events are the engine's own, made by hand so that the network and the dashboard are
+does (its default sending: at once when idle, batches of up to 500 events while a post is in
+flight; each event spooled to a local file first). The events are the engine's own, made by hand so that the network and the dashboard are
 measured, not the training: per step a StepMetrics, and every 5 steps the two MMS histograms
 (60 bins) and a ClassSelection.
 
 1. throughput: `--events` events emitted as fast as possible by one client; the time from the
    first event to the dashboard's acknowledgement of the last (the reporter's close). Events/s,
    and rows/s: the rows the store wrote for them (`marginscope.backend.recording.to_batch` counts them).
-2. latency: a paced run (a step every 20 ms, 400 steps) whose steps also carry a Scalars event
-   {"bench/created": time of creation}; a websocket client of /ws/runs/{id} notes when each
-   arrives. Median and p95 of arrival - creation: what a viewer of a remote run waits (the
-   client's flush interval, the HTTP post and transaction, the live hub's 0.1 s poll).
+2. latency (`latency()`, run by scripts/live_latency.py, which stores its figures in
+   latency.json): a paced run (a step every 20 ms, 400 steps) whose steps also carry a Scalars
+   event {"bench/created": time of creation}; a websocket client of /ws/runs/{id} notes when each
+   arrives. Median and p95 of arrival - creation: what a viewer of a remote run waits.
 3. restart: a paced run (600 steps, 10 ms apart); the dashboard is killed (SIGKILL) after 150
    steps and started again 2 s later while training goes on. Then every emitted event is looked
    for in the store (its rows by kind and step): lost and duplicated events, counted one by one.
@@ -253,16 +253,13 @@ def _key(event: Event) -> tuple[Any, ...]:
 
 def render(results: dict[str, Any]) -> str:
     """The table of docs/scaling.md, from ingest.json."""
-    t, lat, r = results["throughput"], results["latency"], results["restart"]
+    t, r = results["throughput"], results["restart"]
     return "\n".join([
         "| measure | result |",
         "|---|---|",
         f"| ingest throughput, one client (events/s) | {t['events_per_s']:,} |",
         f"| ingest throughput, one client (rows/s) | {t['rows_per_s']:,} |",
         f"| events sent, rows written, batches | {t['events']:,}, {t['rows']:,}, {t['batches']:,} |",
-        f"| step to page latency, median (s) | {lat['median_s']:.2f} |",
-        f"| step to page latency, p95 (s) | {lat['p95_s']:.2f} |",
-        f"| steps timed, received on the websocket | {lat['steps']}, {lat['received']} |",
         f"| dashboard killed and restarted mid-run: events sent | {r['events']:,} |",
         f"| events lost | {r['lost']} |",
         f"| events duplicated | {r['duplicated']} |",
@@ -285,7 +282,6 @@ def main() -> None:
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                             "note": "dashboard and client on one 2-core machine shared with other work"},
                 "throughput": throughput(dashboard, spool, args.events),
-                "latency": latency(dashboard, spool),
                 "restart": restart(dashboard, spool),
             }
         finally:

@@ -23,7 +23,6 @@ def test_the_scaling_doc_shows_the_stored_ingest_figures() -> None:
     results = json.loads(RESULTS.read_text())
     assert marked_block(DOC, "ingest figures") == _bench().render(results)
     assert results["restart"]["lost"] == 0 and results["restart"]["duplicated"] == 0
-    assert results["latency"]["received"] == results["latency"]["steps"]
     assert "2-core" in results["machine"]["note"] and "2-core machine under load" in DOC.read_text()
 
 
