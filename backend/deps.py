@@ -1,8 +1,8 @@
 """FastAPI dependencies as `Annotated` aliases (full-stack-fastapi-template `api/deps.py`).
 
 The app keeps one settings object, one store, one launcher and one live hub on `app.state`
-(built in `main.create_app`'s lifespan); routes receive them through `SettingsDep`, `StoreDep`
-and `LauncherDep`, so tests can swap any of them with `app.dependency_overrides`.
+(built in `main.create_app`'s lifespan); routes receive them through `SettingsDep`, `StoreDep`,
+`LauncherDep` and `HubDep`, so tests can swap any of them with `app.dependency_overrides`.
 `TokenDep` guards mutating endpoints when `MARGINSCOPE_TOKEN` is set (the other checks, and reads
 under `protect_reads`, are backend/security.py's middleware). `RunReportDep` guards the ingest
 routes of one run (`/api/ingest/runs/{run_id}/...`): the token, or that run's own credential.
@@ -15,6 +15,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, WebSocket, status
 
 from marginscope.backend.launcher import Launcher
+from marginscope.backend.live import LiveHub
 from marginscope.backend.security import bearer, is_run_credential, run_credential_ok, token_ok
 from marginscope.backend.settings import Settings
 from marginscope.backend.store import AbstractStore, RunNotFound
@@ -32,9 +33,14 @@ def get_launcher(request: Request) -> Launcher:
     return request.app.state.launcher  # type: ignore[no-any-return]
 
 
+def get_hub(request: Request) -> LiveHub:
+    return request.app.state.hub  # type: ignore[no-any-return]
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[AbstractStore, Depends(get_store)]
 LauncherDep = Annotated[Launcher, Depends(get_launcher)]
+HubDep = Annotated[LiveHub, Depends(get_hub)]
 
 
 def require_token(request: Request, settings: SettingsDep) -> None:

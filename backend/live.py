@@ -4,9 +4,13 @@ Kept as one module: the poller, the per-run feeds and both socket handlers share
 protocol (a delta covers the seqs (since, seq]), which reads best in one place.
 
 The database is the source of truth, not an in-memory broadcast (FastAPI's websocket guide warns an
-in-memory connection list only works within one process; our writers are worker processes). One
-poller task reads `last_seq` of every run someone watches every `poll_interval` (0.1 s), in one
-query (`store.last_seqs`). For each run whose head moved it reads the new rows ONCE
+in-memory connection list only works within one process). This server is the one writer of the
+runs it serves: its ingest route calls `wake(run_id)` after each committed batch, and the poller
+task reads that run's new rows at once (no poll interval between a step and its viewers). Polling
+stays as the fallback for writers the hub is not told about (another server on the same
+database, a script recording with `record_run`): every `poll_interval` (0.5 s) the poller reads
+`last_seq` of every run someone watches, in one query (`store.last_seqs`). For each run whose
+head moved it reads the new rows ONCE
 (`store.changes_since` from the run's feed cursor) and serialises them ONCE into a numbered delta,
 whose text every viewer of that run is handed (`send_text` of the same string): the cost of a tick
 does not grow with the number of viewers. A feed publishes at most one delta per `min_interval`
@@ -153,7 +157,7 @@ class _ListViewer:
 class LiveHub:
     """Started and stopped in the app's lifespan; websocket routes call `serve_run` / `serve_runs`."""
 
-    def __init__(self, store: AbstractStore, *, poll_interval: float = 0.1, min_interval: float = 0.1,
+    def __init__(self, store: AbstractStore, *, poll_interval: float = 0.5, min_interval: float = 0.1,
                  list_interval: float = 0.5, snapshot_points: int = 1000,
                  snapshot_histograms: int = 200, batch_rows: int = 5000, viewer_queue: int = 32,
                  list_queue: int = 256, snapshot_max_age: float = 1.0) -> None:
@@ -175,11 +179,15 @@ class LiveHub:
         self._changed_since: datetime | None = None  # runs-list poller: newest status change seen
         self._seen: dict[int, tuple[str, int]] = {}  # run id → (status, status_seq) last broadcast
         self._progress: dict[int, int] = {}  # run id → step last broadcast
+        self._loop: asyncio.AbstractEventLoop | None = None  # the poller's, for `wake` from threads
+        self._woken: set[int] = set()  # runs with committed rows the poller has not read yet
+        self._wakeup = asyncio.Event()  # set when `_woken` gains a run
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         self._closing = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
         # baseline of every run's status before any client connects: a change after it is
         # broadcast (perhaps also inside a client's snapshot, harmlessly), never missed
         self._changed_since = await self._poll_statuses(None, broadcast=False)
@@ -205,15 +213,32 @@ class LiveHub:
     def clients(self) -> int:
         return sum(len(f.viewers) for f in self._feeds.values()) + len(self._list_viewers)
 
+    def wake(self, run_id: int) -> None:
+        """Rows of `run_id` were committed: publish them now, not at the next poll. Called by the
+        ingest route after its transaction, from any thread (sync routes run in a thread pool);
+        a run nobody watches costs nothing."""
+        loop = self._loop
+        if loop is None or run_id not in self._feeds:
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed: the server is shutting down
+            loop.call_soon_threadsafe(self._mark_woken, run_id)
+
+    def _mark_woken(self, run_id: int) -> None:
+        self._woken.add(run_id)
+        self._wakeup.set()
+
     # ------------------------------------------------------------------ the poller
 
     async def _poll_forever(self) -> None:
-        last_list_poll = last_progress_poll = time.monotonic()
+        last_runs_poll = last_list_poll = last_progress_poll = time.monotonic()
         while True:
             try:
-                if self._feeds:
-                    await self._poll_runs()
                 now = time.monotonic()
+                if now - last_runs_poll >= self.poll_interval:  # the fallback: every watched run
+                    last_runs_poll = now
+                    await self._poll_runs(list(self._feeds))
+                elif self._woken:
+                    await self._poll_runs([r for r in self._woken if self._due(r, now)])
                 if now - last_list_poll >= self.list_interval:  # cheap: one indexed query
                     last_list_poll = now
                     self._changed_since = await self._poll_statuses(self._changed_since)
@@ -225,18 +250,43 @@ class LiveHub:
             except Exception:  # a database hiccup must not end live updates
                 log.exception("live poller failed; retrying")
                 await asyncio.sleep(1.0)
-            await asyncio.sleep(self.poll_interval)
+            await self._sleep(min(last_runs_poll + self.poll_interval, last_list_poll + self.list_interval))
 
-    async def _poll_runs(self) -> None:
-        heads = await asyncio.to_thread(self.store.last_seqs, list(self._feeds))
-        for run_id, feed in list(self._feeds.items()):
-            head = heads.get(run_id)
-            if feed.gone:
+    def _due(self, run_id: int, now: float) -> bool:
+        """Whether a woken run may publish now (a feed publishes at most once per `min_interval`)."""
+        feed = self._feeds.get(run_id)
+        return feed is None or now - feed.published_at >= self.min_interval
+
+    async def _sleep(self, until: float) -> None:
+        """Sleep until `until` (monotonic), a woken run's next publishing moment, or a wake-up."""
+        for run_id in self._woken:
+            feed = self._feeds.get(run_id)
+            if feed is not None:
+                until = min(until, feed.published_at + self.min_interval)
+        self._wakeup.clear()
+        delay = until - time.monotonic()
+        if delay > 0 and not any(self._due(r, time.monotonic()) for r in self._woken):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), delay)
+
+    async def _poll_runs(self, run_ids: list[int]) -> None:
+        """Publish what is new of `run_ids` (those past their `min_interval` stay woken for later)."""
+        self._woken.difference_update(run_ids)
+        if not run_ids:
+            return
+        heads = await asyncio.to_thread(self.store.last_seqs, run_ids)
+        for run_id in run_ids:
+            feed = self._feeds.get(run_id)
+            if feed is None or feed.gone:
                 continue
+            head = heads.get(run_id)
             if head is None:
                 self._gone(feed)
-            elif head > feed.read and time.monotonic() - feed.published_at >= self.min_interval:
-                await self._advance(run_id, feed, head)
+            elif head > feed.read:
+                if time.monotonic() - feed.published_at >= self.min_interval:
+                    await self._advance(run_id, feed, head)
+                else:  # coalesced into the delta of this feed's next publishing moment
+                    self._woken.add(run_id)
 
     def _gone(self, feed: _Feed) -> None:
         feed.gone = True

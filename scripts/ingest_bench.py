@@ -5,8 +5,8 @@
 
 Starts `marginscope serve` (a separate process, a fresh SQLite file in a temporary data dir, or a
 fresh database of a throwaway PostgreSQL cluster) and reports to it with the engine's HttpReporter,
-as `marginscope train --server` does (batching on: flush every 0.5 s or every 500 events; each
-event spooled to a local file first). The events are the engine's own, made by hand so that the
+as `marginscope train --server` does (its default sending: at once when idle, batches of up to
+500 events while a post is in flight; each event spooled to a local file first). The events are the engine's own, made by hand so that the
 network and the dashboard are measured, not the training: per step a StepMetrics, and every 5
 steps the two MMS histograms (60 bins) and a ClassSelection.
 
@@ -17,10 +17,10 @@ steps the two MMS histograms (60 bins) and a ClassSelection.
 2. concurrent: `--runs` clients (one process each, released together) each report a run of
    `--run-events` events at once, on SQLite and on PostgreSQL: total events/s from the first
    event to the last acknowledgement, and how often the server's log says "database is locked".
-3. latency: a paced run (a step every 20 ms, 400 steps) whose steps also carry a Scalars event
-   {"bench/created": time of creation}; a websocket client of /ws/runs/{id} notes when each
-   arrives. Median and p95 of arrival - creation: what a viewer of a remote run waits (the
-   client's flush interval, the HTTP post and transaction, the live hub's 0.1 s poll).
+3. latency (`latency()`; scripts/live_latency.py runs it too and stores latency.json, the figures
+   docs/scaling.md shows): a paced run (a step every 20 ms, 400 steps) whose steps also carry a
+   Scalars event {"bench/created": time of creation}; a websocket client of /ws/runs/{id} notes
+   when each arrives. Median and p95 of arrival - creation: what a viewer of a remote run waits.
 4. restart: a paced run (600 steps, 10 ms apart); the dashboard is killed (SIGKILL) after 150
    steps and started again 2 s later while training goes on. Then every emitted event is looked
    for in the store (its rows by kind and step): lost and duplicated events, counted one by one.
@@ -312,7 +312,7 @@ GOALS = {"one": 20_000, "sqlite": 20_000, "postgresql": 50_000}  # events/s, fro
 def render(results: dict[str, Any], stored_before: dict[str, Any]) -> str:
     """The tables of docs/scaling.md, from ingest.json and ingest_before.json (the figures stored
     before the fast ingest)."""
-    t, c, lat, r = results["throughput"], results["concurrent"], results["latency"], results["restart"]
+    t, c, r = results["throughput"], results["concurrent"], results["restart"]
     ref = results["before_ref"]
 
     def row(label: str, before: dict[str, Any], after: dict[str, Any], goal: int, stored: str = "–") -> str:
@@ -337,9 +337,6 @@ def render(results: dict[str, Any], stored_before: dict[str, Any]) -> str:
         f"| ingest throughput, one client (rows/s) | {t['after']['rows_per_s']:,} |",
         f"| events sent, rows written, batches | {t['after']['events']:,}, {t['after']['rows']:,}, "
         f"{t['after']['batches']:,} |",
-        f"| step to page latency, median (s) | {lat['median_s']:.2f} |",
-        f"| step to page latency, p95 (s) | {lat['p95_s']:.2f} |",
-        f"| steps timed, received on the websocket | {lat['steps']}, {lat['received']} |",
         f"| dashboard killed and restarted mid-run: events sent | {r['events']:,} |",
         f"| events lost | {r['lost']} |",
         f"| events duplicated | {r['duplicated']} |",

@@ -28,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from marginscope.backend.deps import LauncherDep, RunReportDep, StoreDep, TokenDep
+from marginscope.backend.deps import HubDep, LauncherDep, RunReportDep, StoreDep, TokenDep
 from marginscope.backend.recording.ingest import (
     EventIn,
     InvalidEvent,
@@ -144,7 +144,7 @@ def claim_run(run_id: int, body: Trainer, store: StoreDep, launcher: LauncherDep
 
 @router.post("/runs/{run_id}/events", response_model=BatchAnswer, dependencies=[RunReportDep],
              responses={**errors(404, *INGEST_ERRORS), **_EVENTS_409})
-def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: LauncherDep) -> Any:
+def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: LauncherDep, hub: HubDep) -> Any:
     """Write a batch of a run's events; a batch sent again is written once."""
     try:
         events = parse_events(body.events)
@@ -156,6 +156,7 @@ def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: Launch
     except SeqMismatch as exc:
         return JSONResponse({"detail": f"{exc}: send the events again from {exc.expected}",
                              "expected_seq": exc.expected}, status_code=status.HTTP_409_CONFLICT)
+    hub.wake(run_id)  # committed: the run's viewers get the rows now, not at the next poll
     if answer.revived:
         launcher.watch(run_id)
     return BatchAnswer(next_seq=answer.next_seq, stop=answer.stop)

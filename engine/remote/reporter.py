@@ -5,13 +5,17 @@
     reporter.close()
 
 The training loop's call only numbers the event, appends it to the run's spool file
-(engine/remote/spool.py) and queues it: training never waits on the network. A background thread
-sends the queue in batches at least every `flush_interval` (0.5 s; at once when `max_batch`
-events wait), each batch starting at its first event's sequence number, so the dashboard writes
-a batch sent twice only once. When the dashboard cannot be reached, the thread retries with
-exponential backoff (up to `max_backoff` s) and everything waits in the spool; when it comes
-back, the thread resends from the number the dashboard expects (its 409 names it), from memory
-or from the spool file. Without a batch to send it beats (`heartbeat_interval`); the answers of
+(engine/remote/spool.py), queues it and wakes the background thread: training never waits on the
+network. The thread sends like Nagle's algorithm: an event that finds it idle is posted at once
+(a viewer sees a step as soon as the dashboard has it), and events that arrive while a post is
+in flight wait for it and go together in the next one (at most `max_batch` events or
+MAX_BATCH_BYTES): a busy run sends few large batches, an idle one no delay, with no interval to
+tune. Each batch starts at its first event's sequence number, so the dashboard writes a batch
+sent twice only once. When the dashboard cannot be reached, the thread retries with
+exponential backoff (from `flush_interval` up to `max_backoff` s) and everything waits in the
+spool; when it comes back, the thread resends from the number the dashboard expects (its 409
+names it), from memory or from the spool file. Without events it wakes every `flush_interval`
+and beats (`heartbeat_interval`); the answers of
 both say whether the dashboard asked the run to stop: `should_stop()` then turns True (the loop
 checkpoints and reports RunFinished(cancelled)).
 
@@ -40,7 +44,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from marginscope.engine.events import Event, RunFailed, RunFinished
+from marginscope.engine.events import Event
 from marginscope.engine.remote.http import IngestClient, Refused, SeqGap, Unavailable, trainer
 from marginscope.engine.remote.spool import Spool
 
@@ -113,9 +117,7 @@ class HttpReporter:
             self._next += 1
             self.spool.append(seq, text)
             self._queue.append((seq, text))
-            full = len(self._queue) >= self.max_batch
-        if full or isinstance(event, RunFinished | RunFailed):
-            self._wake.set()
+        self._wake.set()  # idle: sent at once; a post in flight: sent with the next batch
 
     def should_stop(self) -> bool:
         return self._stop.is_set()
@@ -158,6 +160,8 @@ class HttpReporter:
     # ------------------------------------------------------------------ the sending thread
 
     def _run(self) -> None:
+        """Post whatever is queued as soon as the thread is free (`_send_all` keeps posting while
+        events arrived during the previous post); sleep until an event, a retry or a heartbeat."""
         while True:
             self._wake.wait(self.flush_interval)
             self._wake.clear()

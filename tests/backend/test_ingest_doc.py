@@ -27,7 +27,6 @@ def test_the_scaling_doc_shows_the_stored_ingest_figures() -> None:
     assert results["before_ref"] and results["throughput"]["before"] and results["throughput"]["after"]
     assert all(results["concurrent"][db][side] for db in ("sqlite", "postgresql") for side in ("before", "after"))
     assert results["restart"]["lost"] == 0 and results["restart"]["duplicated"] == 0
-    assert results["latency"]["received"] == results["latency"]["steps"]
     assert "2-core" in results["machine"]["note"] and "2-core machine under load" in DOC.read_text()
 
 
