@@ -173,6 +173,7 @@ def test_a_viewer_that_never_reads_is_bounded_and_slows_nobody(app: FastAPI,
             _until(lambda: hub.clients == 2, 10, "the fast viewer joined")
             for step in range(1, batches + 1):
                 write_events(store, rid, [step_metrics(step), *padding])
+                hub.wake(rid)  # as the ingest route does after its commit: a delta per write
                 queued.append(max(v.queue.qsize() for f in hub._feeds.values() for v in f.viewers))
                 time.sleep(0.1)
             reader.join(60)
