@@ -31,6 +31,9 @@ checkout's in the same run, so both see the same machine load. Writes ingest.jso
 measurements, no machine paths) and prints the table docs/scaling.md shows (`render`, with the
 figures stored before this change in ingest_before.json; tests/backend/test_ingest_doc.py ties
 them).
+
+Kept as one module: the four measurements share one server launcher, one event maker and one
+reporter setup, and a reader checks a figure by reading how it was taken top to bottom.
 """
 
 from __future__ import annotations
