@@ -6,7 +6,7 @@
 Starts `marginscope serve` (a separate process, a fresh SQLite file in a temporary data dir, or a
 fresh database of a throwaway PostgreSQL cluster) and reports to it with the engine's HttpReporter,
 as `marginscope train --server` does (its default sending: at once when idle, batches of up to
-500 events while a post is in flight; each event spooled to a local file first). The events are the engine's own, made by hand so that the
+1000 events while a post is in flight; each event spooled to a local file first). The events are the engine's own, made by hand so that the
 network and the dashboard are measured, not the training: per step a StepMetrics, and every 5
 steps the two MMS histograms (60 bins) and a ClassSelection.
 

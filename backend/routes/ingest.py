@@ -38,6 +38,7 @@ from marginscope.backend.recording.ingest import (
     revive,
     stop_asked,
 )
+from marginscope.backend.routes.json_body import OnePassJsonRoute
 from marginscope.backend.routes.runs import body_errors, check_steps
 from marginscope.backend.schemas import BODY_ERRORS, TOKEN_ERRORS, Message, RunPublic, Tag, _limit, _text, errors
 from marginscope.backend.store import MAX_INT32, RunStatus
@@ -45,8 +46,10 @@ from marginscope.backend.store.exceptions import SeqMismatch
 from marginscope.engine.config import TrainConfig
 
 router = APIRouter(prefix="/api/ingest", tags=["ingest"])
+# the events route: its batches are parsed and checked in one pass from the bytes (json_body.py)
+events_router = APIRouter(route_class=OnePassJsonRoute)  # under `router`, which adds the prefix
 
-MAX_BATCH_EVENTS = 1000  # events per POST .../events; a client sends at most 500
+MAX_BATCH_EVENTS = 1000  # events per POST .../events; the engine's client sends at most as many
 MAX_SEQ = 2**53 - 1  # exact in a double, as JSON Schema bounds are read
 
 
@@ -142,7 +145,7 @@ def claim_run(run_id: int, body: Trainer, store: StoreDep, launcher: LauncherDep
     return RemoteRunClaimed(run=RunPublic.from_entity(run), config=run.config, next_seq=run.ingest_seq)
 
 
-@router.post("/runs/{run_id}/events", response_model=BatchAnswer, dependencies=[RunReportDep],
+@events_router.post("/runs/{run_id}/events", response_model=BatchAnswer, dependencies=[RunReportDep],
              responses={**errors(404, *INGEST_ERRORS), **_EVENTS_409})
 def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: LauncherDep, hub: HubDep) -> Any:
     """Write a batch of a run's events; a batch sent again is written once."""
@@ -160,6 +163,9 @@ def post_events(run_id: int, body: EventBatch, store: StoreDep, launcher: Launch
     if answer.revived:
         launcher.watch(run_id)
     return BatchAnswer(next_seq=answer.next_seq, stop=answer.stop)
+
+
+router.include_router(events_router)
 
 
 @router.post("/runs/{run_id}/heartbeat", response_model=HeartbeatAnswer, dependencies=[RunReportDep],

@@ -50,7 +50,7 @@ from marginscope.engine.remote.spool import Spool
 
 log = logging.getLogger(__name__)
 
-MAX_BATCH_BYTES = 256 * 1024  # well under the server's default body limit (1 MiB)
+MAX_BATCH_BYTES = 512 * 1024  # half the server's default body limit (1 MiB)
 
 
 class HttpReporter:
@@ -62,7 +62,7 @@ class HttpReporter:
                  claim: int | None = None, config: dict[str, Any] | None = None,
                  name: str | None = None, tags: Sequence[str] = (), notes: str = "",
                  spool_dir: Path | None = None, spool_path: Path | None = None,
-                 pid: int | None = None, flush_interval: float = 0.5, max_batch: int = 500,
+                 pid: int | None = None, flush_interval: float = 0.5, max_batch: int = 1000,
                  heartbeat_interval: float = 2.0, max_backoff: float = 5.0,
                  close_timeout: float = 30.0) -> None:
         self.client = IngestClient(server, token=token)
