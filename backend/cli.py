@@ -100,6 +100,7 @@ def serve(
 
     import uvicorn
 
+    from marginscope.backend import collector
     from marginscope.backend.main import create_app
     from marginscope.backend.security import RefusedToServe, check_exposure
 
@@ -113,8 +114,9 @@ def serve(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     shown = f"[{settings.host}]" if ":" in settings.host else settings.host
     typer.echo(f"MarginScope: http://{shown}:{settings.port}/  (API docs: /docs, data: {settings.data_dir})")
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info",
-                timeout_graceful_shutdown=5)
+    served = create_app(settings)
+    collector.tune()  # after the app exists: its objects live as long as the process
+    uvicorn.run(served, host=settings.host, port=settings.port, log_level="info", timeout_graceful_shutdown=5)
 
 
 # --------------------------------------------------------------------------- db

@@ -24,6 +24,9 @@ steps the two MMS histograms (60 bins) and a ClassSelection.
 4. restart: a paced run (600 steps, 10 ms apart); the dashboard is killed (SIGKILL) after 150
    steps and started again 2 s later while training goes on. Then every emitted event is looked
    for in the store (its rows by kind and step): lost and duplicated events, counted one by one.
+5. stages: where the server's time goes, each stage of the ingest route timed on its own in this
+   process, with CPython's default garbage collector settings and with `marginscope serve`'s
+   (scripts/ingest_stages.py).
 
 `--before REF` measures 1 and 2 also with the code of the git commit REF (its engine/ and
 backend/, from `git archive`, for the client and the server alike), side by side with this
@@ -343,7 +346,21 @@ def render(results: dict[str, Any], stored_before: dict[str, Any]) -> str:
         f"| dashboard killed and restarted mid-run: events sent | {r['events']:,} |",
         f"| events lost | {r['lost']} |",
         f"| events duplicated | {r['duplicated']} |",
+        "",
+        *render_stages(results["stages"]),
     ])
+
+
+def render_stages(stages: dict[str, Any]) -> list[str]:
+    """Where the server's time goes (scripts/ingest_stages.py), under both collector settings."""
+    settings = list(stages)
+    first = stages[settings[0]]
+    lines = [f"| server stage, in process (ms per 1000 events, batches of {first['batch']:,}) | "
+             + " | ".join(settings) + " |", "|---" * (len(settings) + 1) + "|"]
+    for stage in first["ms_per_1000_events"]:
+        lines.append(f"| {stage} | " + " | ".join(f"{stages[s]['ms_per_1000_events'][stage]:.1f}" for s in settings) + " |")
+    lines.append("| all four: events/s | " + " | ".join(f"{stages[s]['events_per_s']:,}" for s in settings) + " |")
+    return lines
 
 
 def measure(events: int, runs: int, run_events: int, pg_url: str) -> dict[str, Any]:
@@ -405,6 +422,8 @@ def main() -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from postgres_cluster import ThrowawayCluster
 
+    import ingest_stages  # beside this script
+
     cluster = ThrowawayCluster().start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -419,6 +438,7 @@ def main() -> None:
                                       cwd=ROOT, env=env, check=True, capture_output=True, text=True)
                 figures[side] = json.loads(done.stdout.strip().splitlines()[-1])
                 print(side, json.dumps(figures[side]), flush=True)
+            stages = ingest_stages.compare(run_events(args.events), CONFIG.model_dump(mode="json"))
             data, spool = Path(tmp) / "data", Path(tmp) / "spool"
             data.mkdir()
             dashboard = Dashboard(data)
@@ -443,6 +463,7 @@ def main() -> None:
         "concurrent": {db: {"before": before.get("concurrent", {}).get(db), "after": figures["after"]["concurrent"][db]}
                        for db in ("sqlite", "postgresql")},
         **paced,
+        "stages": stages,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "ingest.json").write_text(json.dumps(results, indent=2) + "\n")
