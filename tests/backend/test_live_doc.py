@@ -29,3 +29,12 @@ def test_the_scaling_doc_shows_the_stored_latency_figures() -> None:
 
 def test_the_stored_latency_names_no_machine_path() -> None:
     assert re.search(r'"/[^"]*"|[A-Za-z]:\\\\', LATENCY.read_text()) is None
+
+
+def test_the_reliability_doc_shows_the_stored_viewer_figures() -> None:
+    viewers = SCALING / "viewers.json"
+    results = json.loads(viewers.read_text())
+    script = load_script(ROOT / "scripts" / "load_figures.py")
+    assert marked_block(ROOT / "docs" / "reliability.md", "viewer figures") == script.render(results)
+    assert results["before"] and results["after"] and "2-core" in results["machine"]["note"]
+    assert re.search(r'"/[^"]*"|[A-Za-z]:\\\\', viewers.read_text()) is None
