@@ -228,12 +228,15 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
     # ------------------------------------------------------------------ runs
 
-    def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
-                   notes: str = "", launcher: str | None = None) -> ent.Run:
+    def create_runs(self, runs: Sequence[ent.NewRun], *, launcher: str | None = None) -> list[ent.Run]:
         with self._session(write=True) as s:
-            run = self._insert_run(s, name=name, config=config, tags=tags, notes=notes)
-            run.launcher = _reported_text(launcher) if launcher else None
-            return self._entity(s, run)
+            rows = []
+            for new in runs:
+                run = self._insert_run(s, name=new.name, config=new.config, tags=new.tags,
+                                       notes=new.notes)
+                run.launcher = _reported_text(launcher) if launcher else None
+                rows.append(run)
+            return self._entities(s, rows)
 
     def _insert_run(self, s: Session, *, name: str | None, config: dict[str, Any],
                     tags: Sequence[str], notes: str) -> SqlRun:
