@@ -13,9 +13,9 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 
@@ -35,7 +35,7 @@ from marginscope.backend.schemas import (
     errors,
 )
 from marginscope.backend.settings import Settings
-from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
+from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, AbstractStore, InvalidArgument
 from marginscope.backend.store.search import MAX_FILTER_CHARS, SearchError
 from marginscope.backend.worker import CHECKPOINT
 from marginscope.engine.config import TrainConfig
@@ -219,18 +219,31 @@ def read_logs(run_id: int, store: StoreDep, after: int = Query(0, ge=0),
 
 
 CHUNK_BYTES = 1 << 20  # a checkpoint is sent in pieces of this size
+_CHECKPOINT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the checkpoint file (PyTorch's format)"},
+    **errors(404)}
 
 
-@router.api_route("/{run_id}/checkpoint", methods=["GET", "HEAD"], response_class=StreamingResponse,
-                  responses={200: {"content": {"application/octet-stream": {}},
-                                   "description": "the checkpoint file (PyTorch's format)"},
-                             **errors(404)})
-def download_checkpoint(run_id: int, request: Request, store: StoreDep) -> Response:
-    """The run's latest checkpoint as a file download (HEAD: whether there is one, no body).
+@router.get("/{run_id}/checkpoint", response_class=StreamingResponse, responses=_CHECKPOINT_ANSWERS)
+def download_checkpoint(run_id: int, store: StoreDep) -> Response:
+    """The run's latest checkpoint as a file download.
 
     Only the file in the run's folder on this server is served, never a path a trainer reported
     (a remote run's checkpoint stays on its own machine). The file is opened before its size is
     read: a trainer replacing it meanwhile (an atomic rename) cannot change what is sent."""
+    handle, headers = _open_checkpoint(run_id, store)
+    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+
+
+@router.head("/{run_id}/checkpoint", responses=_CHECKPOINT_ANSWERS)
+def check_checkpoint(run_id: int, store: StoreDep) -> Response:
+    """Whether GET would download a checkpoint (200, with its size) or not (404); no body."""
+    handle, headers = _open_checkpoint(run_id, store)
+    handle.close()
+    return Response(headers=headers, media_type="application/octet-stream")
+
+
+def _open_checkpoint(run_id: int, store: AbstractStore) -> tuple[BinaryIO, dict[str, str]]:
     store.get_run(run_id)  # 404 for an unknown run
     path = Path(store.run_dir(run_id)) / CHECKPOINT
     try:
@@ -240,15 +253,11 @@ def download_checkpoint(run_id: int, request: Request, store: StoreDep) -> Respo
                             detail=f"run {run_id} has no checkpoint on this server: a run saves one at "
                                    "each validation (or every checkpoint_every steps); a run that "
                                    "trains on another machine keeps its own there") from None
-    headers = {"Content-Length": str(os.fstat(handle.fileno()).st_size),
-               "Content-Disposition": f'attachment; filename="run-{run_id}-{CHECKPOINT}"'}
-    if request.method == "HEAD":
-        handle.close()
-        return Response(headers=headers, media_type="application/octet-stream")
-    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+    return handle, {"Content-Length": str(os.fstat(handle.fileno()).st_size),
+                    "Content-Disposition": f'attachment; filename="run-{run_id}-{CHECKPOINT}"'}
 
 
-def _chunks(handle: Any) -> Iterator[bytes]:
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
     with handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield chunk

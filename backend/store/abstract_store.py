@@ -60,6 +60,11 @@ class AbstractStore(AbstractSamplesStore, ABC):
         name becomes "run-<id>". Text no backend can keep raises InvalidArgument naming the field."""
 
     @abstractmethod
+    def check_new_runs(self, runs: Sequence[NewRun]) -> None:
+        """Raise InvalidArgument, as `create_runs` would, for text no backend can keep; inserts
+        nothing (a sweep's preview refuses what its launch would)."""
+
+    @abstractmethod
     def get_run(self, run_id: int) -> Run:
         """The run with its `latest` scalars filled in. Raises RunNotFound."""
 
