@@ -113,8 +113,11 @@ function addRow() {
   select.addEventListener("change", () => {
     row.dataset.field = select.value;
     const spec = specs.get(select.value);
-    const now = $(`#f-${select.value}`)?.value;
-    row.querySelector(".hint").textContent = spec ? `${spec.type}${now ? `; the form has ${now}` : ""}${spec.enum ? `: ${spec.enum.join(", ")}` : ""}` : "";
+    const box = $(`#f-${select.value}`);
+    const choices = box?.tagName === "SELECT" ? Array.from(box.options).filter((o) => !o.disabled && !o.value.startsWith("__")).map((o) => o.value) : null;
+    const now = box?.type === "checkbox" ? String(box.checked) : box?.value;
+    row.querySelector(".hint").textContent = !spec ? "" : choices ? `one or more of: ${choices.join(", ")}`
+      : `${spec.type === "boolean" ? "true, false" : spec.type === "string" ? "text" : `${spec.type}s`}${now ? ` (the form has ${now})` : ""}`;
     values.placeholder = spec?.type === "number" ? "e.g. 0.05, 0.1" : spec?.name === "selector" ? "e.g. uniform, mms" : "values, comma-separated";
   });
   $("#grid-rows").append(row);
@@ -197,7 +200,7 @@ function summary(p) {
   return h("div", { class: "sweep-summary", "data-testid": "sweep-summary" },
     h("p", {}, `Launch these ${p.count} runs? Each has the form's settings, except:`),
     h("div", { class: "summary-scroll" }, h("table", { class: "grid" },
-      h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), h("th", {}, "name"), ...varying.map((f) => h("th", {}, f)))),
+      h("thead", {}, h("tr", {}, h("th", { class: "num" }, "#"), h("th", { class: "name" }, "name"), ...varying.map((f) => h("th", {}, f)))),
       h("tbody", {}, ...p.runs.map((r, i) => h("tr", {},
         h("td", { class: "num" }, i + 1), h("td", { class: "name" }, r.name || "(run-<id>)"),
         ...varying.map((f) => h("td", { "data-field": f }, fmt(r.values[f])))))))),

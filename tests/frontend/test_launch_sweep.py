@@ -41,7 +41,7 @@ def vary(page: Any, row: int, field: str, values: str) -> None:
 
 
 def wait_count(page: Any, count: int) -> str:
-    page.wait_for_function(f"document.getElementById('sweep-count').dataset.count === '{count}'")
+    page.locator(f"#sweep-count[data-count='{count}']").wait_for()
     return str(page.inner_text("#sweep-count"))
 
 
@@ -127,7 +127,7 @@ def test_a_sweep_launches_every_run_tagged_together(server: Server, page: Any) -
     vary(page, 0, "lr", "0.05, 0.1")
     wait_count(page, 4)
     page.click("#submit-btn")
-    page.get_by_role("button", name="Launch 4 runs").click()
+    page.locator("dialog").get_by_role("button", name="Launch 4 runs").click()
     page.wait_for_url("**/?q=*")
     wait_ready(page)
     runs = server.api("GET", "/api/runs", params={"filter": "name LIKE 'seeds-lr%'"})["data"]
