@@ -173,10 +173,16 @@ function showErrors(err, focus = true) {
   if (!focus) typing?.focus();
 }
 
+/** The server's plan for body `b`; null when a newer request has been sent meanwhile. */
 async function plan(b) {
   const n = ++asked;
-  const answer = await api.post("/api/sweeps/preview", b);
-  return n === asked ? answer : null;
+  try {
+    const answer = await api.post("/api/sweeps/preview", b);
+    return n === asked ? answer : null;
+  } catch (err) {
+    if (n === asked) throw err;
+    return null;
+  }
 }
 
 async function refresh() {
