@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.middleware.gzip import GZipMiddleware
+from starlette.middleware.gzip import DEFAULT_EXCLUDED_CONTENT_TYPES, GZipMiddleware
 from sqlalchemy.engine import make_url
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
@@ -29,7 +29,19 @@ from marginscope.backend import security
 from marginscope.backend.launcher import Launcher
 from marginscope.backend.limits import BodySizeLimit, validation_detail
 from marginscope.backend.live import LiveHub
-from marginscope.backend.routes import compare, export, ingest, live, metrics, options, pages, runs, samples, session
+from marginscope.backend.routes import (
+    compare,
+    export,
+    ingest,
+    live,
+    metrics,
+    options,
+    pages,
+    runs,
+    samples,
+    session,
+    sweeps,
+)
 from marginscope.backend.settings import Settings, get_settings
 from marginscope.backend.store import (
     Conflict,
@@ -101,7 +113,7 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     app = FastAPI(title="MarginScope", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Selective sampling by Minimal Margin Score: launch, watch and compare "
                               "training runs. The contract is docs/api.md.")
-    for router in (runs.router, metrics.router, export.router, compare.router, samples.router,
+    for router in (runs.router, sweeps.router, metrics.router, export.router, compare.router, samples.router,
                    options.router, ingest.router, live.router, pages.router):
         app.include_router(router)
     pages.mount_static(app)
@@ -119,8 +131,10 @@ def create_app(settings: Settings | None = None, *, supervise: bool = True) -> F
     app.add_middleware(BodySizeLimit)
     app.add_middleware(ServedAddress)
     # --- compression, outermost: every other layer sees the plain body (the docs pages' CSP
-    # hashes their inline script); plotly.js goes out at a fifth of its size
-    app.add_middleware(GZipMiddleware, minimum_size=1024)
+    # hashes their inline script); plotly.js goes out at a fifth of its size. Binary downloads (a
+    # checkpoint) go as they are: they hardly shrink, and keep their Content-Length
+    app.add_middleware(GZipMiddleware, minimum_size=1024,
+                       exclude_content_types=(*DEFAULT_EXCLUDED_CONTENT_TYPES, "application/octet-stream"))
     return app
 
 

@@ -172,6 +172,41 @@ class RunUpdate(BaseModel):
     notes: str | None = Field(None, description=_limit("notes"), json_schema_extra=_text("notes"))
 
 
+class SweepCreate(RunCreate):
+    """POST /api/sweeps (and /preview): a run's fields, and a grid of values that makes it many."""
+
+    grid: dict[Annotated[str, Field(max_length=100)], Annotated[list[Any], Field(min_length=1)]] = Field(
+        default_factory=dict, max_length=50,
+        description="config field -> the values it takes (each once), e.g. {\"seed\": [0, 1, 2], "
+                    "\"lr\": [0.05, 0.1]}: one run per combination, each value replacing the config's")
+
+
+class SweepRun(BaseModel):
+    """One run of a sweep's plan: its name, its grid values (the varying fields), its config."""
+
+    name: str | None
+    values: dict[str, Any]
+    config: dict[str, Any]
+
+
+class SweepPlanPublic(BaseModel):
+    """POST /api/sweeps/preview: what POST /api/sweeps would queue; nothing is queued."""
+
+    count: int
+    varying: list[str] = Field(description="the grid's fields with more than one value")
+    runs: list[SweepRun]
+
+
+class SweepPublic(BaseModel):
+    """POST /api/sweeps: the queued runs, all tagged `tag` ("sweep:<id>")."""
+
+    id: str
+    tag: str
+    count: int
+    varying: list[str]
+    data: list[RunPublic]
+
+
 class LogPublic(entity_model(LogLine, hide=("step",))):  # type: ignore[misc]
     """One line of a run's log."""
 

@@ -1,4 +1,5 @@
-"""Runs: list, create (validated, queued), read, update, cancel, resume, delete, log lines.
+"""Runs: list, create (validated, queued), read, update, cancel, resume, delete, log lines, and
+the download of a run's checkpoint.
 
 Routes follow the template's shape: fetch (404), check, act through the store or the launcher,
 return the public schema. Lifecycle changes (cancel, resume, delete) go through the launcher so
@@ -8,13 +9,15 @@ Text the store refuses (NUL, too long: it owns those limits) comes back as a 422
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, HTTPException, Query, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 
 from marginscope.backend.deps import LauncherDep, SettingsDep, StoreDep, TokenDep
 from marginscope.backend.schemas import (
@@ -32,8 +35,9 @@ from marginscope.backend.schemas import (
     errors,
 )
 from marginscope.backend.settings import Settings
-from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, InvalidArgument
+from marginscope.backend.store import MAX_INT32, RUN_SORT_KEYS, AbstractStore, InvalidArgument
 from marginscope.backend.store.search import MAX_FILTER_CHARS, SearchError
+from marginscope.backend.worker import CHECKPOINT
 from marginscope.engine.config import TrainConfig
 from marginscope.engine.vocabulary import IMAGEFOLDER_PREFIX
 
@@ -212,3 +216,48 @@ def read_logs(run_id: int, store: StoreDep, after: int = Query(0, ge=0),
     store.get_run(run_id)  # 404 for an unknown run
     lines = store.get_logs(run_id, after=after, limit=limit)
     return LogsPublic(data=[LogPublic.from_entity(line) for line in lines], count=len(lines))
+
+
+CHUNK_BYTES = 1 << 20  # a checkpoint is sent in pieces of this size
+_CHECKPOINT_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the checkpoint file (PyTorch's format)"},
+    **errors(404)}
+
+
+@router.get("/{run_id}/checkpoint", response_class=StreamingResponse, responses=_CHECKPOINT_ANSWERS)
+def download_checkpoint(run_id: int, store: StoreDep) -> Response:
+    """The run's latest checkpoint as a file download.
+
+    Only the file in the run's folder on this server is served, never a path a trainer reported
+    (a remote run's checkpoint stays on its own machine). The file is opened before its size is
+    read: a trainer replacing it meanwhile (an atomic rename) cannot change what is sent."""
+    handle, headers = _open_checkpoint(run_id, store)
+    return StreamingResponse(_chunks(handle), media_type="application/octet-stream", headers=headers)
+
+
+@router.head("/{run_id}/checkpoint", responses=_CHECKPOINT_ANSWERS)
+def check_checkpoint(run_id: int, store: StoreDep) -> Response:
+    """Whether GET would download a checkpoint (200, with its size) or not (404); no body."""
+    handle, headers = _open_checkpoint(run_id, store)
+    handle.close()
+    return Response(headers=headers, media_type="application/octet-stream")
+
+
+def _open_checkpoint(run_id: int, store: AbstractStore) -> tuple[BinaryIO, dict[str, str]]:
+    store.get_run(run_id)  # 404 for an unknown run
+    path = Path(store.run_dir(run_id)) / CHECKPOINT
+    try:
+        handle = path.open("rb")
+    except (FileNotFoundError, NotADirectoryError):
+        raise HTTPException(status.HTTP_404_NOT_FOUND,
+                            detail=f"run {run_id} has no checkpoint on this server: a run saves one at "
+                                   "each validation (or every checkpoint_every steps); a run that "
+                                   "trains on another machine keeps its own there") from None
+    return handle, {"Content-Length": str(os.fstat(handle.fileno()).st_size),
+                    "Content-Disposition": f'attachment; filename="run-{run_id}-{CHECKPOINT}"'}
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk

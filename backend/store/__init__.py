@@ -22,6 +22,7 @@ from marginscope.backend.store.entities import (
     LogEntry,
     LogLine,
     MetricPoint,
+    NewRun,
     Position,
     Run,
     RunBatch,
@@ -64,7 +65,7 @@ def open_store(settings: Settings, *, verify: bool = True, check_pages: bool = F
 __all__ = [
     "ACTIVE_STATUSES", "LOG_LEVELS", "MAX_INT32", "RUN_SORT_KEYS", "TEXT_LIMITS", "X_AXES", "AbstractStore", "Changes", "Conflict",
     "HistogramPoint", "HistogramRow", "HistogramSeries", "InvalidArgument", "LogEntry", "LogLine",
-    "MetricPoint", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "SampleHistory",
+    "MetricPoint", "NewRun", "Position", "Run", "RunBatch", "RunNotFound", "RunStatus", "RunUpdate", "SampleHistory",
     "SamplePoint", "SampleRecord", "SampleSnapshotRow", "ScalarRow", "SchemaOutOfDate", "SelectionPoint",
     "SeqMismatch", "SelectionRow", "SelectionSeries", "Series", "StoreError",
     "TargetReached", "open_store",

@@ -23,6 +23,7 @@ from marginscope.backend.store.entities import (
     HistogramRow,
     HistogramSeries,
     LogLine,
+    NewRun,
     Run,
     RunBatch,
     RunStatus,
@@ -43,14 +44,25 @@ class AbstractStore(AbstractSamplesStore, ABC):
 
     # ------------------------------------------------------------------ runs
 
-    @abstractmethod
     def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
                    notes: str = "", launcher: str | None = None) -> Run:
-        """Insert a queued run. `config` is the validated TrainConfig as a dict (model_dump()).
-        `launcher`: the launcher that is to start it (None: the first that claims it).
+        """Insert a queued run (`create_runs` of one)."""
+        return self.create_runs([NewRun(name=name, config=config, tags=tags, notes=notes)],
+                                launcher=launcher)[0]
+
+    @abstractmethod
+    def create_runs(self, runs: Sequence[NewRun], *, launcher: str | None = None) -> list[Run]:
+        """Insert queued runs, all or none (one transaction: a sweep never half-launches).
+        Each `config` is the validated TrainConfig as a dict (model_dump()). `launcher`: the
+        launcher that is to start them (None: the first that claims each).
 
         dataset/model/selector/candidates/batch_size are copied from it for filtering. A missing
-        name becomes "run-<id>"."""
+        name becomes "run-<id>". Text no backend can keep raises InvalidArgument naming the field."""
+
+    @abstractmethod
+    def check_new_runs(self, runs: Sequence[NewRun]) -> None:
+        """Raise InvalidArgument, as `create_runs` would, for text no backend can keep; inserts
+        nothing (a sweep's preview refuses what its launch would)."""
 
     @abstractmethod
     def get_run(self, run_id: int) -> Run:

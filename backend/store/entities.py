@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -155,6 +156,16 @@ class SelectionSeries:
     selected_counts: list[list[int]]
     misclassified_share: list[float]
     class_names: list[str]
+
+
+@dataclass(frozen=True)
+class NewRun:
+    """A run to queue: what `create_runs` inserts (a sweep queues several in one transaction)."""
+
+    name: str | None
+    config: dict[str, Any]
+    tags: Sequence[str] = ()
+    notes: str = ""
 
 
 @dataclass

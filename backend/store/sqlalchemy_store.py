@@ -228,25 +228,25 @@ class SqlAlchemyStore(SqlSamplesStore, AbstractStore):
 
     # ------------------------------------------------------------------ runs
 
-    def create_run(self, *, name: str | None, config: dict[str, Any], tags: Sequence[str] = (),
-                   notes: str = "", launcher: str | None = None) -> ent.Run:
+    def check_new_runs(self, runs: Sequence[ent.NewRun]) -> None:
+        for new in runs:
+            _check_new_run(new.name, new.config, new.notes)
+            _clean_tags(new.tags)
+
+    def create_runs(self, runs: Sequence[ent.NewRun], *, launcher: str | None = None) -> list[ent.Run]:
         with self._session(write=True) as s:
-            run = self._insert_run(s, name=name, config=config, tags=tags, notes=notes)
-            run.launcher = _reported_text(launcher) if launcher else None
-            return self._entity(s, run)
+            rows = []
+            for new in runs:
+                run = self._insert_run(s, name=new.name, config=new.config, tags=new.tags,
+                                       notes=new.notes)
+                run.launcher = _reported_text(launcher) if launcher else None
+                rows.append(run)
+            return self._entities(s, rows)
 
     def _insert_run(self, s: Session, *, name: str | None, config: dict[str, Any],
                     tags: Sequence[str], notes: str) -> SqlRun:
         """A new queued run, its text checked, with its "run queued" log line."""
-        name = (name or "").strip() or None  # blank → "run-<id>"
-        if name:
-            check_text("name", name, limit=TEXT_LIMITS["name"])
-        check_text("notes", notes or "", limit=TEXT_LIMITS["notes"])
-        for field in ("dataset", "model", "selector"):
-            if config.get(field) is not None:
-                check_text(f"config.{field}", str(config[field]), limit=TEXT_LIMITS[field])
-        for field, text in _config_strings(config):
-            check_text(f"config.{field}", text)
+        name = _check_new_run(name, config, notes)
         now = utcnow()
         run = SqlRun(
             name=name or "", status=ent.RunStatus.QUEUED.value, config=dict(config),
@@ -941,6 +941,20 @@ def _status_text(old: str, new: ent.RunStatus, run: SqlRun, error: str | None) -
     if error:
         text += f": {_reported_text(error)}"
     return text
+
+
+def _check_new_run(name: str | None, config: dict[str, Any], notes: str) -> str | None:
+    """The name a new run gets (None: "run-<id>"); InvalidArgument for text no backend keeps."""
+    name = (name or "").strip() or None
+    if name:
+        check_text("name", name, limit=TEXT_LIMITS["name"])
+    check_text("notes", notes or "", limit=TEXT_LIMITS["notes"])
+    for field in ("dataset", "model", "selector"):
+        if config.get(field) is not None:
+            check_text(f"config.{field}", str(config[field]), limit=TEXT_LIMITS[field])
+    for field, text in _config_strings(config):
+        check_text(f"config.{field}", text)
+    return name
 
 
 def _clean_tags(tags: Sequence[str]) -> list[str]:

@@ -88,6 +88,7 @@ async function request(method, path, { params, body } = {}, retried = false) {
 
 export const api = {
   get: (path, params) => request("GET", path, { params }),
+  head: (path) => request("HEAD", path), // whether a download is there, without fetching it
   post: (path, body, params) => request("POST", path, { body: body ?? {}, params }),
   patch: (path, body) => request("PATCH", path, { body }),
   del: (path) => request("DELETE", path),

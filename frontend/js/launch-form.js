@@ -23,6 +23,7 @@ const GROUPS = [
 
 let OPTIONS = null;
 export const specs = new Map(); // field name -> spec
+let copied = null; // the stored config the form was filled from (fillConfig), if any
 
 // ---------------------------------------------------------------- building the form
 
@@ -232,22 +233,26 @@ function fieldError(field, message) {
   return e;
 }
 
-/** The config to POST: fields that differ from their defaults, plus the defining ones. */
+/** The config to POST: fields that differ from their defaults, plus the defining ones. A form
+ * filled from a run (`fillConfig`) also keeps what that run set and the form shows no box for. */
 export function collectConfig() {
   const config = {};
   for (const [name, spec] of specs) {
     if (HIDDEN.has(name) || !$(`#f-${name}`)) continue;
-    if (name === "epochs" && $("#f-steps")?.value.trim()) continue; // steps overrides epochs
+    // steps overrides epochs: its disabled box is sent as it stands (a copied run's value), unless empty
+    if (name === "epochs" && $("#f-steps")?.value.trim() && !$("#f-epochs").value.trim()) continue;
     const v = readField(name);
     if (ALWAYS_SEND.has(name) || JSON.stringify(v) !== JSON.stringify(spec.default)) config[name] = v;
   }
-  const so = {};
+  const same = copied && copied.selector === config.selector;
+  const so = same ? { ...(copied.selector_options || {}) } : {};
   for (const el of $$("#selector-options input")) {
     const def = JSON.parse(el.dataset.default);
     const v = el.type === "checkbox" ? el.checked : el.type === "number" ? (el.value === "" ? null : Number(el.value)) : el.value;
-    if (JSON.stringify(v) !== JSON.stringify(def)) so[el.dataset.option] = v;
+    if (JSON.stringify(v) !== JSON.stringify(def) || el.dataset.option in so) so[el.dataset.option] = v;
   }
   if (Object.keys(so).length) config.selector_options = so;
+  if (copied?.out_dir) config.out_dir = copied.out_dir;
   // checked here too, so the message sits at the field instead of above the button
   if (selectorUsesPool() && config.candidates !== undefined && config.batch_size !== undefined && config.candidates < config.batch_size) {
     throw fieldError("candidates", `candidates B (${config.candidates}) must be at least the batch size b (${config.batch_size}): the selector picks b of B`);
@@ -255,10 +260,26 @@ export function collectConfig() {
   return config;
 }
 
+/** Fill every box from a stored config (a run's "Run again"); what has no box (its other
+ * selector options) is kept for `collectConfig`. */
+export function fillConfig(config) {
+  for (const [name, spec] of specs) if (!HIDDEN.has(name)) setField(name, name in config ? config[name] : spec.default);
+  for (const el of $$("#selector-options input")) {
+    const v = (config.selector_options || {})[el.dataset.option];
+    if (v === undefined) continue;
+    if (el.type === "checkbox") el.checked = Boolean(v); else el.value = v === null ? "" : String(v);
+  }
+  copied = config;
+}
+
 export function setField(name, value) {
   const spec = specs.get(name);
   const el = $(`#f-${name}`);
   if (!spec || !el) return;
+  // a value the list does not offer (a Wide ResNet's size, an image folder) becomes a choice
+  if (el.tagName === "SELECT" && typeof value === "string" && !Array.from(el.options).some((o) => o.value === value)) {
+    el.append(h("option", { value }, value));
+  }
   if (name === "regime") {
     const custom = typeof value !== "string";
     el.value = custom ? "__custom" : value;

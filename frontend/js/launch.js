@@ -1,11 +1,14 @@
-// launch.js — the launch page (/launch): the form (launch-form.js), its presets, and launching.
+// launch.js — the launch page (/launch): the form (launch-form.js), its presets, its sweep
+// (launch-sweep.js), and launching. /launch?from=<id> ("Run again") fills it with run <id>'s stored
+// settings.
 //
 // A 422 from the server is shown beside the field its `loc` names (launch-errors.js).
 
 import { api, errorText } from "./api.js";
 import { h, $, toast, confirmDialog } from "./ui.js";
-import { HIDDEN, specs, buildForm, collectConfig, setField } from "./launch-form.js";
+import { HIDDEN, specs, buildForm, collectConfig, fillConfig, setField } from "./launch-form.js";
 import { clearErrors, showFieldError, showServerErrors } from "./launch-errors.js";
+import { launchSweep, sweeping, wireSweep } from "./launch-sweep.js";
 
 // The built-in comparison preset, offered beside the server's.
 // Always offered: it uses this form's settings, so any dataset/length can be compared quickly.
@@ -33,7 +36,7 @@ function buildPresets() {
 }
 
 function fillPreset(p) {
-  for (const [name, spec] of specs) if (!HIDDEN.has(name)) setField(name, spec.default);
+  fillConfig({}); // every box at its default
   const run = p.runs[0];
   for (const [k, v] of Object.entries(run.config || {})) setField(k, v);
   if (run.name && !$("#f-name").value) $("#f-name").value = run.name;
@@ -62,6 +65,14 @@ let busy = false;
 async function submit(ev) {
   ev.preventDefault();
   if (busy) return;
+  if (sweeping()) {
+    busy = true;
+    $("#submit-btn").disabled = true;
+    try {
+      if (!(await launchSweep())) $("#submit-btn").disabled = false;
+    } finally { busy = false; }
+    return;
+  }
   const config = readOrShow();
   if (!config) return;
   busy = true;
@@ -107,6 +118,24 @@ async function launchPreset(p) {
   location.href = `/compare?runs=${ids.join(",")}&baseline=${uniform}&x=step&key=val/accuracy`;
 }
 
+/** "Run again": every setting of run `id` in the form, its name and tags (not its sweep's). */
+async function copyRun(id) {
+  let run;
+  try {
+    run = await api.get(`/api/runs/${encodeURIComponent(id)}`);
+  } catch (err) {
+    $("#launch-status").textContent = `Could not copy run ${id}: ${errorText(err)}`;
+    return;
+  }
+  fillConfig(run.config);
+  $("#f-name").value = run.name || "";
+  $("#f-tags").value = (run.tags || []).filter((t) => !t.startsWith("sweep:")).join(", ");
+  const note = $("#copied-from");
+  note.replaceChildren("Every setting of ", h("a", { href: `/runs/${run.id}` }, `run #${run.id} ${run.name || ""}`.trim()),
+    " is filled in: change what this run should do differently, then launch.");
+  note.classList.remove("hidden");
+}
+
 async function init() {
   try {
     OPTIONS = await api.get("/api/options");
@@ -125,6 +154,9 @@ async function init() {
     else if (spec.type === "object" || spec.type === "array") { try { val = JSON.parse(v); } catch (_) { continue; } }
     setField(k, val);
   }
+  const from = new URLSearchParams(location.search).get("from");
+  if (from) await copyRun(from);
+  wireSweep(() => { const config = readOrShow(); return config && { ...baseBody(), config }; });
   $("#launch-form").addEventListener("submit", submit);
   $("#submit-btn").disabled = false;
   $("#launch-status").textContent = "";

@@ -72,6 +72,7 @@ function drawHead() {
   ].join(" · ");
   $("#cancel-btn").disabled = !isActive(r.status);
   followResume(r.status);
+  followCheckpoint(r);
   drawNotes();
 
   const step = r.progress?.step ?? 0;
@@ -231,7 +232,39 @@ async function resumeRun() {
   }
 }
 
+// ---------------------------------------------------------------- the checkpoint download
+//
+// Offered only when this server holds the run's checkpoint file (HEAD .../checkpoint), asked again
+// whenever the run reports a newer checkpoint; otherwise disabled, the reason beside it.
+
+let checkpointChecked; // the checkpoint step the link was last checked for
+
+function showCheckpoint(available, reason) {
+  const link = $("#checkpoint-link");
+  const note = $("#checkpoint-note");
+  if (available) link.href = `/api/runs/${RUN_ID}/checkpoint`; else link.removeAttribute("href");
+  link.setAttribute("aria-disabled", String(!available));
+  link.title = available ? "Download the run's latest checkpoint (PyTorch's .pt)" : reason;
+  note.textContent = available ? "" : `No checkpoint to download: ${reason}.`;
+  note.classList.toggle("hidden", available);
+}
+
+function followCheckpoint(r) {
+  if (r.checkpoint_step === checkpointChecked) return;
+  checkpointChecked = r.checkpoint_step;
+  if (r.checkpoint_step === null) {
+    showCheckpoint(false, TERMINAL.has(r.status) ? "this run saved none" : "none yet (a run saves one at each validation)");
+    return;
+  }
+  api.head(`/api/runs/${RUN_ID}/checkpoint`).then(() => showCheckpoint(true), (err) => {
+    if (err instanceof ApiError && err.status === 404) {
+      showCheckpoint(false, r.executor === "remote" ? `it stays on ${r.host || "the machine"} where the run trains` : "its file is not on this server");
+    } else showCheckpoint(false, `could not ask the server (${errorText(err)})`);
+  });
+}
+
 function wireControls() {
+  $("#run-again").href = `/launch?from=${RUN_ID}`;
   $("#export-csv").href = `/api/runs/${RUN_ID}/export${query({ format: "csv" })}`;
   $("#export-json").href = `/api/runs/${RUN_ID}/export${query({ format: "json" })}`;
   $("#compare-link").href = `/compare?runs=${RUN_ID}&baseline=${RUN_ID}`;

@@ -82,12 +82,13 @@ function actionsCell(r) {
     onclick: () => cancelRun(r.id),
   }, "Cancel");
   const edit = h("button", { type: "button", class: "small secondary", "data-action": "edit", onclick: () => editRun(r.id) }, "Edit");
+  const again = h("a", { class: "button small secondary", href: `/launch?from=${r.id}`, "data-action": "again", title: "Run again: the launch form with every setting of this run" }, "Again");
   const del = h("button", {
     type: "button", class: "small danger", "data-action": "delete", disabled: r.status === "running",
     title: r.status === "running" ? "Cancel the run before deleting it" : "Delete this run and its data",
     onclick: () => deleteRun(r.id),
   }, "Delete");
-  return h("td", { class: "actions" }, h("div", { class: "row-actions" }, cancel, edit, del));
+  return h("td", { class: "actions" }, h("div", { class: "row-actions" }, cancel, edit, again, del));
 }
 
 function tagLink(t) {

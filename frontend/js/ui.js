@@ -25,11 +25,12 @@ export function h(tag, attrs = {}, ...children) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 export const $$ = (sel, root = document) => Array.from(root.querySelectorAll(sel));
 
-/** A modal yes/no question; resolves true when confirmed. */
+/** A modal yes/no question (a sentence, or an element such as a summary); resolves true when
+ * confirmed. */
 export function confirmDialog(message, { confirmText = "Confirm", danger = true } = {}) {
   return new Promise((resolve) => {
     const dlg = h("dialog", { class: "confirm", "data-testid": "confirm-dialog" },
-      h("p", {}, message),
+      message instanceof Node ? message : h("p", {}, message),
       h("div", { class: "dialog-buttons" },
         h("button", { type: "button", class: "secondary", value: "cancel" }, "Keep"),
         h("button", { type: "button", class: danger ? "danger" : "primary", value: "ok", autofocus: true }, confirmText)));

@@ -50,8 +50,9 @@ SUITE_SEEDS = (0, 1, 2)
 SUITE_EXAMPLES = 10
 # operations whose valid requests may still be refused by a rule between two fields, or by a
 # grammar no JSON Schema states (GET /api/runs: `filter` and `order_by`, tested on their own in
-# test_api_runs_search.py)
-CROSS_FIELD_RULES = {"POST /api/runs", "GET /api/compare", "POST /api/ingest/runs", "GET /api/runs"}
+# test_api_runs_search.py; a sweep's grid: each value checked by TrainConfig, in test_api_sweeps.py)
+CROSS_FIELD_RULES = {"POST /api/runs", "GET /api/compare", "POST /api/ingest/runs", "GET /api/runs",
+                     "POST /api/sweeps", "POST /api/sweeps/preview"}
 
 schema = schemathesis.openapi.from_dict(create_app(supervise=False).openapi())
 
