@@ -64,7 +64,7 @@ def record_resumed(store: Any) -> int:
                          hist_every=10, log_every=10).model_dump(mode="json")
     run = store.create_run(name="resumed", config=config, tags=["recorded"])
     store.set_status(run.id, "running")
-    events = recorded_run(9, "mms", 2000)[:-1]  # not finished
+    events = recorded_run(9, "mms", 2000, finished=False)
     first = [e for e in events if getattr(getattr(e, "counters", None), "step", 0) <= 1000]
     again = [dataclasses.replace(events[0], resumed_from_step=1000)] + [
         e for e in events if 1000 < getattr(getattr(e, "counters", None), "step", 0) <= 1200]
