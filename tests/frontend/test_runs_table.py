@@ -195,7 +195,7 @@ def test_duration_and_eta_are_the_same_on_the_list_and_the_run_page(recorded: tu
     step, total, wall = run["progress"]["step"], run["progress"]["total_steps"], run["latest"]["wall_time"]
     assert remaining > (total - step) * wall / step  # the validations and the test are priced too
     listed = float(running.get_attribute("data-seconds"))
-    assert remaining - 5 <= listed <= remaining  # counting down from when the page saw the report
+    assert remaining - 10 <= listed <= remaining  # counting down from when the page saw the report
     assert running.inner_text().startswith("ETA ")
     # the run pages say the same, from the same definition (frontend/js/timing.js)
     view.goto(f"{srv.url}/runs/{finished['id']}")
@@ -207,9 +207,9 @@ def test_duration_and_eta_are_the_same_on_the_list_and_the_run_page(recorded: tu
     wait_ready(view)
     view.wait_for_function("document.getElementById('eta').dataset.seconds > 0")
     on_page = float(view.get_attribute("#eta", "data-seconds"))
-    assert remaining - 5 <= on_page <= remaining
+    assert remaining - 10 <= on_page <= remaining
     elapsed = run["latest"]["time/elapsed"]  # and goes on with the clock from there
-    assert elapsed - 1 <= float(view.get_attribute("#duration", "data-seconds")) <= elapsed + 5
+    assert elapsed - 1 <= float(view.get_attribute("#duration", "data-seconds")) <= elapsed + 10
 
 
 @VIEW
