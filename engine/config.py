@@ -133,6 +133,11 @@ class TrainConfig(BaseModel):
     )
     samples_k: int = Field(64, ge=1, le=500, description="Lowest-margin samples in each samples snapshot.")
     hist_bins: int = Field(60, ge=4, le=1000, description="Number of histogram bins (fixed for the run).")
+    system_interval: float = Field(
+        5.0, ge=0.0, le=3600.0, description="Seconds between system metric readings (CPU, memory, "
+        "GPU when training on CUDA), sent as system/ scalars and drawn in the run page's System "
+        "panel (0 = off; otherwise at least 0.1)."
+    )
     checkpoint_every: int | None = Field(
         None, ge=1, description="Save a checkpoint every N steps (default: at each validation)."
     )
@@ -178,6 +183,13 @@ class TrainConfig(BaseModel):
     @classmethod
     def _known_selector(cls, value: str) -> str:
         selector_declaration(value)  # raises for an unknown name, naming the choices
+        return value
+
+    @field_validator("system_interval")
+    @classmethod
+    def _readable_interval(cls, value: float) -> float:
+        if 0 < value < 0.1:  # each reading is an event sent to the dashboard
+            raise ValueError("system_interval must be 0 (off) or at least 0.1 seconds")
         return value
 
     @field_validator("regime")

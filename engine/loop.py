@@ -65,6 +65,8 @@ from marginscope.engine.regimes import drop_steps, lr_at
 from marginscope.engine.samples import SampleTracker
 from marginscope.engine.sampler import PassSampler
 from marginscope.engine.selection import Selector, make_selector
+from marginscope.engine.system import SystemSampler, serialized
+from marginscope.engine.timing import RunTime, remaining_seconds, validations_left
 
 
 def _harm_summary(run: _Run) -> dict[str, float | None]:
@@ -205,6 +207,8 @@ class _Run:
     times: WorkTimes = field(default_factory=WorkTimes)  # CPU time and the selector's phases
     harm: NoiseHarm = field(default_factory=NoiseHarm)  # what label noise put into training (whole run)
     harm_window: NoiseHarm = field(default_factory=NoiseHarm)  # ... since the last StepMetrics
+    real: RunTime = field(default_factory=RunTime)  # real time of the run and its validations (time/ scalars)
+    system: SystemSampler | None = None  # the system/ readings' thread, while the run is on
 
     def clock(self) -> float:
         """Where the run stands on its schedule, in steps of b (N/b an epoch): the steps taken; for a
@@ -245,20 +249,27 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = (), *,
     ends the run cleanly with a checkpoint and `RunFinished(status="cancelled")`. Any other error
     emits `RunFailed` (the events already emitted stay valid) and is re-raised.
     """
+    started = time.perf_counter()  # the run's time counts from here: data loading is part of it
     with session(config.device) as ranks:  # one process, or one rank of a torchrun run
-        emit = ranks.emitter(callbacks)  # across ranks: rank 0 alone calls the callbacks
+        # across ranks: rank 0 alone calls the callbacks; the system readings' thread emits too
+        emit = serialized(ranks.emitter(callbacks))
         run: _Run | None = None
         try:
             run = _setup(config, emit, ranks, callbacks)
+            run.real = RunTime(started=started)
             if config.resume_from:
                 _resume(run, config.resume_from)
             _announce(run)
+            _start_system(run)
             status = _loop(run, should_stop)
             return _finish(run, status)
         except Exception as exc:  # noqa: BLE001 - reported to the callbacks, then re-raised
+            _stop_system(run)
             emit(RunFailed(step=run.step if run is not None else 0, error=f"{type(exc).__name__}: {exc}",
                            traceback=traceback.format_exc()))
             raise
+        finally:  # also on KeyboardInterrupt: the thread is a daemon, but stops with the run
+            _stop_system(run)
 
 
 def _setup(config: TrainConfig, emit: Callable[[Event], None], ranks: Ranks,
@@ -348,6 +359,8 @@ def _resume(run: _Run, path: str) -> None:
     run.best_acc, run.best_step, run.evaluations = state["best_acc"], state["best_step"], state["evaluations"]
     run.times = WorkTimes.from_dict(state.get("times", {}))
     run.harm = NoiseHarm(**state.get("noise_harm", {"flipped": state.get("selected_flipped", 0)}))
+    if "real_time" in state:  # older checkpoints: the time before the resume is unknown
+        run.real = RunTime.resumed(state["real_time"], started=run.real.started)
 
 
 def _announce(run: _Run) -> None:
@@ -372,6 +385,39 @@ def _announce(run: _Run) -> None:
         f"{' of b (matched epochs: pruned ones take fewer)' if run.selector.plans_passes else ''} on {run.device}"
         f"{f' x {run.ranks.world} processes (DDP)' if run.ranks.enabled else ''}; "
         f"LR drops at steps {drops or 'none'}")))
+
+
+def _start_system(run: _Run) -> None:
+    """The system readings' thread (engine/system.py), on the process that reports (rank 0)."""
+    if not run.config.system_interval or not run.ranks.is_main:
+        return
+
+    def request_stop() -> None:  # a callback's StopTraining from the thread: stop at the next step
+        run.ranks.stop_requested = True
+
+    run.system = SystemSampler(run.emit, run.config.system_interval, on_stop=request_stop,
+                               cuda_device=run.device if run.device.type == "cuda" else None)
+    run.system.publish(run.counters())
+    run.system.start()
+
+
+def _stop_system(run: _Run | None) -> None:
+    if run is not None and run.system is not None:
+        run.system.stop()
+
+
+def _report_time(run: _Run, final: bool = False) -> None:
+    """The time/ scalars (engine/timing.py): the real time so far and the estimate of what is left."""
+    left = 0.0 if final else remaining_seconds(
+        step=run.clock(), total_steps=run.total_steps, trained_seconds=run.wall,
+        validations=run.real.validations, validation_seconds=run.real.validation_seconds,
+        evaluated_samples=run.real.evaluated_samples, evaluation_seconds=run.real.evaluation_seconds,
+        validations_due=validations_left(run.step, run.total_steps, run.eval_every),
+        test_samples=len(run.data.test))
+    values = {"time/elapsed": run.real.elapsed()}
+    if left is not None:
+        values["time/remaining"] = left
+    run.emit(Scalars(counters=run.counters(), values=values))
 
 
 def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
@@ -405,6 +451,8 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
                 threshold = step.selection.threshold if run.selector.threshold_is_mms else None
                 monitor.histograms(step, run.counters(), run.model.head.weight.detach(), threshold)
             spend(clock.lap(sync=run.step % config.log_every == 0))
+            if run.system is not None:  # readings from now on (a validation's too) are at this step
+                run.system.publish(run.counters())
             if run.step % config.log_every == 0 or last:
                 monitor.step_metrics(step, run.counters(), cpu_time=run.times.cpu)
                 if run.true_labels is not None:
@@ -412,10 +460,16 @@ def _loop(run: _Run, should_stop: Callable[[], bool] | None) -> str:
                     run.harm_window = NoiseHarm()
                 if not math.isfinite(float(step.loss)):
                     raise FloatingPointError(f"loss became {float(step.loss)} at step {run.step}; lower lr")
-            if run.step % run.eval_every == 0 or last:
-                _validate(run)
+            validating = run.step % run.eval_every == 0 or last
+            paused = time.perf_counter()
+            if validating:
+                evaluated, evaluation_seconds = _validate(run)
             if run.step % run.checkpoint_every == 0 and not last:
                 _checkpoint(run)
+            if validating:  # the pause in training: the validation and the checkpoint after it
+                run.real.add_validation(time.perf_counter() - paused, evaluated, evaluation_seconds)
+            if run.step % config.log_every == 0 or last:
+                _report_time(run)
     except StopTraining:
         run.emit(LogMessage(step=run.step, level="warning", message=f"stopped at step {run.step} on request"))
         return "cancelled"
@@ -503,12 +557,15 @@ def _complement(indices: torch.Tensor, n: int) -> torch.Tensor:
     return keep.nonzero().flatten()
 
 
-def _validate(run: _Run) -> None:
-    """Evaluate on the validation split; remember the best accuracy and its step (rank 0's job)."""
+def _validate(run: _Run) -> tuple[int, float]:
+    """Evaluate on the validation split; remember the best accuracy and its step (rank 0's job).
+    Returns the samples evaluated and the seconds it took (what prices the test: engine/timing.py)."""
     if not run.ranks.is_main:
-        return
+        return 0, 0.0
+    start = time.perf_counter()
     result = evaluate(run.model, run.data, run.data.val, device=run.device,
                       limit=run.config.eval_samples, channels_last=run.channels_last)
+    seconds = time.perf_counter() - start
     if result["accuracy"] > run.best_acc:
         run.best_acc, run.best_step = result["accuracy"], run.step
     c = run.counters()
@@ -520,6 +577,7 @@ def _validate(run: _Run) -> None:
     health = network_health(run.model, x.contiguous(memory_format=torch.channels_last) if run.channels_last else x)
     if health:
         run.emit(Scalars(counters=c, values=health))
+    return result["samples"], seconds
 
 
 def _checkpoint(run: _Run) -> None:
@@ -539,7 +597,7 @@ def _checkpoint(run: _Run) -> None:
         "step": run.step, "forwarded": run.forwarded, "backpropagated": run.backpropagated,
         "wall": run.wall, "best_acc": run.best_acc, "best_step": run.best_step,
         "evaluations": run.evaluations, "times": run.times.as_dict(),
-        "noise_harm": run.harm.state_dict(),
+        "noise_harm": run.harm.state_dict(), "real_time": run.real.state_dict(),
     }, before_publish=lambda: make_durable(run.callbacks))
     run.emit(CheckpointSaved(counters=run.counters(), path=str(run.checkpoint_path)))
 
@@ -561,5 +619,7 @@ def _finish(run: _Run, status: str) -> TrainResult:
         cpu_time=run.times.cpu, phase_times=run.times.as_dict(), selected_flipped=run.harm.flipped,
         **_harm_summary(run),
     )
+    _stop_system(run)  # no reading after the run's last events
+    _report_time(run, final=True)
     run.emit(RunFinished(counters=run.counters(), status=status, summary=result.summary))
     return run.ranks.broadcast_object(result)  # every rank returns rank 0's result

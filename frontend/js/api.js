@@ -255,14 +255,6 @@ export function fmtDate(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-/** Seconds a run has been (or was) running. */
-export function runDuration(run) {
-  const start = parseTime(run.started_at);
-  if (start === null) return null;
-  const end = parseTime(run.finished_at) ?? (isActive(run.status) ? Date.now() : parseTime(run.heartbeat_at));
-  return end === null ? null : (end - start) / 1000;
-}
-
 export const ACTIVE = new Set(["queued", "running"]);
 export const isActive = (status) => ACTIVE.has(status);
 

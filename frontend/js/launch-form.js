@@ -17,7 +17,7 @@ const GROUPS = [
   { title: "Data", fields: ["train_subset", "val_fraction", "augment", "download", "label_noise", "clean_only"] },
   { title: "Selection", fields: ["score_chunk", "bn_stats"] },
   { title: "Optimisation", fields: ["momentum", "weight_decay", "warmup_epochs"] },
-  { title: "Monitoring and evaluation", fields: ["log_every", "hist_every", "hist_bins", "eval_every", "eval_samples", "checkpoint_every"] },
+  { title: "Monitoring and evaluation", fields: ["log_every", "hist_every", "hist_bins", "eval_every", "eval_samples", "checkpoint_every", "system_interval"] },
   { title: "Machine", fields: ["device", "nproc", "amp", "channels_last", "threads"] },
 ];
 

@@ -246,5 +246,33 @@ export function drawScalars(S) {
   const decades = values.length ? Math.log10(Math.max(...values) / Math.min(...values)) : 0;
   draw("lr", lr ? [lr] : [], layout("Learning rate", xt, "learning rate", {
     yaxis: decades >= 1 ? logAxis(values) : { type: "linear", exponentformat: "power", rangemode: "tozero" }, showlegend: false, ...unified,
-  }), { toggleLog: true }).then(() => syncX(["loss", "accuracy", "throughput", "lr"]));
+  }), { toggleLog: true }).then(() => syncX(["loss", "accuracy", "throughput", "lr", "system"]));
+  drawSystem(S, xt);
+}
+
+// The System panel: the trainer's system/ readings (engine/system.py), shares on the left,
+// memory sizes on the right; GPU lines only when the run trained on a CUDA device.
+const SYSTEM_SHARES = [
+  ["system/cpu_percent", "process CPU (% of a core)", "#1f77b4"],
+  ["system/cpu_machine_percent", "machine CPU", "#aec7e8"],
+  ["system/memory_machine_percent", "machine memory", "#ff9896"],
+  ["system/gpu_percent", "GPU utilisation", "#2ca02c"],
+  ["system/gpu_memory_percent", "GPU memory", "#98df8a"],
+];
+const SYSTEM_SIZES = [
+  ["system/memory_mb", "process memory (MiB)", "#d62728"],
+  ["system/gpu_memory_mb", "GPU memory allocated (MiB)", "#17becf"],
+];
+
+function drawSystem(S, xt) {
+  const shares = SYSTEM_SHARES.map(([key, name, color]) => line(S, key, name, color));
+  const sizes = SYSTEM_SIZES.map(([key, name, color]) => line(S, key, name, color, { yaxis: "y2", line: { color, width: 1.6, dash: "dot" } }));
+  const traces = [...shares, ...sizes].filter(Boolean);
+  const el = document.getElementById("system");
+  const extra = traces.length ? {} : { annotations: [waiting(S.run?.status === "running" ? "waiting for the first reading…" : "this run reported no system metrics (system_interval 0)")] };
+  draw("system", traces, layout("System", xt, "% (CPU: of one core)", {
+    yaxis: { rangemode: "tozero", nticks: 6 },
+    yaxis2: { title: { text: "MiB" }, overlaying: "y", side: "right", rangemode: "tozero", showgrid: false, nticks: 5, tickformat: ".3~s", automargin: true },
+    margin: { l: 64, r: 56, t: 36, b: 48 }, hovermode: "x unified", ...extra,
+  })).then(() => { el.dataset.traces = String(traces.length); });
 }

@@ -179,22 +179,3 @@ export function latest(S, key) {
   if (s && s.value.length) return s.value[s.value.length - 1];
   return S.run?.latest?.[key] ?? null;
 }
-
-/**
- * Steps per second of training lately: the slope of step over wall-clock across the newest
- * points (up to `window`) of the current attempt. Wall-clock time is the engine's training time,
- * so start-up, time spent cancelled and a resume's restart are not in it; a point whose
- * wall-clock does not move forward marks where the current attempt began. Null until two
- * points of the attempt are known.
- */
-export function recentStepRate(S, window = 20) {
-  const s = S.scalars["train/loss"] || Object.values(S.scalars).find((c) => c.wall_time?.length > 1);
-  if (!s) return null;
-  const n = s.step.length;
-  let first = n - 1;
-  while (first > 0 && n - first < window && s.wall_time[first - 1] < s.wall_time[first] && s.step[first - 1] < s.step[first]) first -= 1;
-  if (n - first < 2) return null;
-  const dt = s.wall_time[n - 1] - s.wall_time[first];
-  const ds = s.step[n - 1] - s.step[first];
-  return dt > 0 && ds > 0 ? ds / dt : null;
-}

@@ -5,10 +5,11 @@
 // redraws just those (run-plots.js draws the plots). The histogram slider follows the newest
 // step only while "follow live" is ticked.
 
-import { api, ApiError, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, runDuration, isActive, query } from "./api.js";
+import { api, ApiError, liveSocket, vocabulary, pooledSelectors, errorText, fmtNum, fmtPct, fmtDuration, fmtDate, isActive, query } from "./api.js";
 import { h, $, confirmDialog, toast, connectionBanner, statusBadge, fillSelect } from "./ui.js";
 import { runColor, AXIS_NAMES } from "./plots.js";
-import { createRunState, applyMessage, setEdges, latest, timing, recentStepRate } from "./run-state.js";
+import { createRunState, applyMessage, setEdges, latest, timing } from "./run-state.js";
+import { durationSeconds, eta } from "./timing.js";
 import { drawHeatmaps, drawCurrentHist, drawQuantiles, drawSelection, drawScalars } from "./run-plots.js";
 import { wireNotes } from "./run-notes.js";
 
@@ -81,20 +82,7 @@ function drawHead() {
   $("#progress > div").style.width = `${(100 * frac).toFixed(1)}%`;
   $("#progress").setAttribute("aria-valuenow", (100 * frac).toFixed(0));
   $("#progress-text").textContent = total ? `step ${step.toLocaleString("en-US")} / ${total.toLocaleString("en-US")} (${(100 * frac).toFixed(0)}%)` : `step ${step}`;
-  let eta = "–";
-  if (r.status === "running" && total && step > 0) {
-    // the recent rate of this attempt (not elapsed / step: that counts start-up and any time the
-    // run sat cancelled before a resume)
-    const rate = recentStepRate(S);
-    const stepTime = latest(S, "step_time");
-    const perStep = rate ? 1 / rate : stepTime;
-    eta = perStep ? fmtDuration((total - step) * perStep) : "estimating…";
-  } else if (TERMINAL.has(r.status)) {
-    const trained = lastCounter("wall_time");  // training time: not the time it sat cancelled
-    eta = `trained ${fmtDuration(trained ?? runDuration(r))}`;
-  }
-  $("#eta").textContent = r.status === "running" ? `ETA ${eta}` : eta;
-  $("#eta").dataset.seconds = r.status === "running" && total && step > 0 && recentStepRate(S) ? String(Math.round((total - step) / recentStepRate(S))) : "";
+  drawTiming();
 
   $("#kpis").replaceChildren(
     kpi("val accuracy", fmtPct(latest(S, "val/accuracy")), "kpi-val"),
@@ -109,6 +97,28 @@ function drawHead() {
   err.classList.toggle("hidden", !r.error);
   if (r.error) err.textContent = r.traceback ? `${r.error}\n\n${r.traceback}` : r.error;
   $("#config").textContent = JSON.stringify(r.config, null, 2);
+}
+
+/** The run as timing.js reads it, with the newest values the live series hold. */
+function liveRun() {
+  const r = S.run;
+  const newest = { wall_time: lastCounter("wall_time") };
+  for (const key of ["time/elapsed", "time/remaining"]) newest[key] = latest(S, key);
+  const known = Object.fromEntries(Object.entries(newest).filter(([, v]) => v !== null));
+  return { ...r, latest: { ...r.latest, ...known } };
+}
+
+/** Duration and ETA, as the runs list shows them (timing.js); called every second while running. */
+function drawTiming() {
+  if (!S.run) return;
+  const run = liveRun();
+  const seconds = durationSeconds(run);
+  $("#duration").textContent = seconds === null ? "" : `duration ${fmtDuration(seconds)}`;
+  $("#duration").dataset.seconds = seconds === null ? "" : String(Math.round(seconds));
+  const left = eta(run);
+  $("#eta").textContent = left ? `ETA ${fmtDuration(left.seconds)}` : run.status === "running" ? "ETA estimating…" : "";
+  $("#eta").title = left ? `estimated from the run's own pace, ${left.basis}` : "";
+  $("#eta").dataset.seconds = left ? String(Math.round(left.seconds)) : "";
 }
 
 /** A counter's newest value, read off the training loss (logged every log_every steps). */

@@ -4,7 +4,7 @@
 // server's; the page keeps no second copy of what "sorted by test accuracy" means.
 
 import { fmtDate, fmtDuration, fmtNum, fmtPct } from "./api.js";
-import { eta, trainedSeconds } from "./timing.js";
+import { durationSeconds, eta } from "./timing.js";
 
 /** `key` in MLflow's syntax: backquoted unless it is a plain word. */
 export function quoteKey(key) {
@@ -19,7 +19,7 @@ export function tagFilter(t) {
 // names the table gives the metric keys people look for first
 const METRIC_HEADS = {
   "test/accuracy": "test acc", "val/best_accuracy": "best val acc", "val/accuracy": "val acc",
-  "train/loss": "loss", wall_time: "trained", samples_backpropagated: "samples back-prop.",
+  "train/loss": "loss", "time/elapsed": "duration", wall_time: "trained", samples_backpropagated: "samples back-prop.",
 };
 // the run fields a user may add or remove (name, status and the ticks are always shown)
 const RUN_FIELDS = {
@@ -43,11 +43,11 @@ const RUN_FIELDS = {
   } },
 };
 export const DEFAULT_COLUMNS = ["dataset", "selector", "metrics.test/accuracy", "metrics.val/best_accuracy",
-  "metrics.train/loss", "metrics.wall_time", "metrics.samples_backpropagated", "progress", "created_at", "notes"];
+  "metrics.train/loss", "metrics.time/elapsed", "metrics.samples_backpropagated", "progress", "created_at", "notes"];
 // config fields the run fields already show
 const CONFIG_SHOWN = new Set(["dataset", "model", "selector", "candidates", "batch_size"]);
 // addresses written before metric columns: sort keys and bare config names
-const LEGACY_SORT = { best: "metrics.val/best_accuracy", step: "progress", duration: "metrics.wall_time" };
+const LEGACY_SORT = { best: "metrics.val/best_accuracy", step: "progress", duration: "metrics.time/elapsed" };
 
 /** A column id from an address: legacy names are read as what they meant. */
 export function columnId(id) {
@@ -61,7 +61,7 @@ export const sortColumnId = (id) => LEGACY_SORT[id] || id;
 function metricText(key, v) {
   if (v === undefined || v === null) return "–";
   if (/accuracy/.test(key)) return fmtPct(v);
-  if (key === "wall_time" || /(^|\/)(time|seconds)$|_time$/.test(key)) return fmtDuration(v);
+  if (key === "wall_time" || key.startsWith("time/") || /(^|\/)(time|seconds)$|_time$/.test(key)) return fmtDuration(v);
   return fmtNum(v);
 }
 
@@ -81,7 +81,7 @@ export function column(id) {
     return {
       id, head: METRIC_HEADS[key] || key, title: `metrics.${key}: the run's latest value`, num: true,
       order: `metrics.${quoteKey(key)}`, cls: "metric",
-      cell: key === "wall_time" ? trainedCell : (r) => metricText(key, r.latest?.[key]),
+      cell: key === "time/elapsed" ? durationCell : (r) => metricText(key, r.latest?.[key]),
     };
   }
   if (id.startsWith("config.")) {
@@ -93,9 +93,9 @@ export function column(id) {
   return f ? { id, title: f.title || "", num: false, cls: "", ...f } : null;
 }
 
-/** Trained time, and for a running run the time it still needs. */
-function trainedCell(r) {
-  const text = fmtDuration(trainedSeconds(r));
+/** The run's duration (timing.js), and for a running run the time it still needs. */
+function durationCell(r) {
+  const text = fmtDuration(durationSeconds(r));
   const left = eta(r);
   if (!left) return text;
   const span = document.createElement("span");

@@ -12,14 +12,31 @@ from typing import Any
 from marginscope.backend.recording import write_events
 from marginscope.backend.store import AbstractStore
 from marginscope.engine.config import TrainConfig
-from marginscope.engine.events import ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, StepMetrics
+from marginscope.engine.events import (
+    ClassSelection, Counters, Evaluation, Histogram, RunFinished, RunStarted, Scalars, StepMetrics,
+)
 from marginscope.engine.monitoring import histogram_edges
+from marginscope.engine.timing import remaining_seconds, validations_left
 
 STEPS, EVERY, EVAL_EVERY, BINS, B, b = 2000, 10, 100, 60, 640, 64
+# real time beside the training: start-up, each validation (its 5,000 samples), the 10,000-sample test
+START_UP, VALIDATION, TEST = 3.0, 0.5, 1.0
+SYSTEM_EVERY = 50  # steps between system readings
 
 
-def recorded_run(seed: int, selector: str, steps: int = 2000) -> list[Any]:
-    """A training run's events: accuracy rises towards ~99%, margins grow by orders of magnitude."""
+def time_values(step: int, steps: int, trained: float) -> dict[str, float]:
+    """The time/ scalars the engine would report at `step` (engine/timing.py's formula)."""
+    done = step // EVAL_EVERY
+    left = remaining_seconds(step=step, total_steps=steps, trained_seconds=trained, validations=done,
+                             validation_seconds=done * VALIDATION, evaluated_samples=done * 5000,
+                             evaluation_seconds=done * VALIDATION,
+                             validations_due=validations_left(step, steps, EVAL_EVERY), test_samples=10_000)
+    return {"time/elapsed": START_UP + trained + done * VALIDATION, "time/remaining": left or 0.0}
+
+
+def recorded_run(seed: int, selector: str, steps: int = 2000, *, finished: bool = True) -> list[Any]:
+    """A training run's events: accuracy rises towards ~99%, margins grow by orders of magnitude.
+    Not `finished`: without the test's time and RunFinished (a run still training at its last step)."""
     rng = random.Random(seed)
     edges = histogram_edges(BINS).tolist()
     pool = b if selector == "uniform" else B
@@ -57,7 +74,17 @@ def recorded_run(seed: int, selector: str, steps: int = 2000) -> list[Any]:
         if step % EVAL_EVERY == 0:
             events.append(Evaluation(counters=c, split="val", loss=-math.log(max(acc, 0.05)), accuracy=acc,
                                      per_class_accuracy=[acc] * 10, samples=5000))
-    events.append(RunFinished(counters=counters(steps), status="finished"))
+        if step % SYSTEM_EVERY == 0:
+            events.append(Scalars(counters=c, values={
+                "system/cpu_percent": 180 + rng.uniform(-15, 15), "system/cpu_machine_percent": 92 + rng.uniform(-5, 5),
+                "system/memory_mb": 700 + step * 0.02, "system/memory_machine_percent": 41 + step * 0.001}))
+        events.append(Scalars(counters=c, values=time_values(step, steps, c.wall_time)))
+    if not finished:
+        return events
+    end = counters(steps)
+    done = time_values(steps, steps, end.wall_time)
+    events.append(Scalars(counters=end, values={"time/elapsed": done["time/elapsed"] + TEST, "time/remaining": 0.0}))
+    events.append(RunFinished(counters=end, status="finished"))
     return events
 
 
@@ -70,9 +97,7 @@ def record(store: AbstractStore, name: str, seed: int, selector: str, *, steps: 
                          hist_every=EVERY, log_every=EVERY).model_dump(mode="json")
     run = store.create_run(name=name, config=config, tags=tags or ["recorded"])
     store.set_status(run.id, "running")
-    events = recorded_run(seed, selector, steps)
-    if not finished:
-        events = events[:-1]
+    events = recorded_run(seed, selector, steps, finished=finished)
     for i in range(0, len(events), 500):
         write_events(store, run.id, events[i:i + 500])
     if finished:

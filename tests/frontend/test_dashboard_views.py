@@ -1,6 +1,7 @@
 """The dashboard's views in a real Chromium, on recorded runs: seed groups drawn as bands,
 smoothing, the config diff, the dark theme, the phone layout of every page, the offline API docs,
-the not-found page and the ETA of a resumed run.
+the not-found page, the ETA of a resumed run and the run page's System panel (screenshots at
+1440x900 and 390x844, light and dark, written to $MARGINSCOPE_SHOTS, default the test's temp dir).
 
 The runs are recorded (recorded_runs.py), not trained: three seeds of two selectors, finished,
 and one run still running after a resume, whose first start lies two hours back (the time it sat
@@ -10,9 +11,11 @@ cancelled). The server's heartbeat check is relaxed so that recorded run stays "
 from __future__ import annotations
 
 import dataclasses
+import os
 import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,6 +31,7 @@ pytestmark = pytest.mark.browser
 
 STEPS = 400  # per recorded run: enough for curves and a target, quick to write
 PHONE = {"width": 390, "height": 844}
+WIDE = {"width": 1440, "height": 900}
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +68,7 @@ def record_resumed(store: Any) -> int:
                          hist_every=10, log_every=10).model_dump(mode="json")
     run = store.create_run(name="resumed", config=config, tags=["recorded"])
     store.set_status(run.id, "running")
-    events = recorded_run(9, "mms", 2000)[:-1]  # not finished
+    events = recorded_run(9, "mms", 2000, finished=False)
     first = [e for e in events if getattr(getattr(e, "counters", None), "step", 0) <= 1000]
     again = [dataclasses.replace(events[0], resumed_from_step=1000)] + [
         e for e in events if 1000 < getattr(getattr(e, "counters", None), "step", 0) <= 1200]
@@ -235,3 +239,36 @@ def test_the_eta_of_a_resumed_run_uses_its_recent_rate(recorded: tuple[Server, d
     # 800 steps at 0.045 s: 36 s; elapsed-since-first-start / step would say about 80 minutes
     assert 25 <= seconds <= 50, seconds
     assert page.inner_text("#eta").startswith("ETA ")
+
+
+@pytest.mark.parametrize("view", [(WIDE, "light"), (WIDE, "dark"), (PHONE, "light"), (PHONE, "dark")],
+                         ids=["1440-light", "1440-dark", "390-light", "390-dark"])
+def test_the_run_page_draws_the_system_panel(recorded: tuple[Server, dict[str, Any]], browser: Any,
+                                             tmp_path: Path, view: tuple[dict[str, int], str]) -> None:
+    srv, ids = recorded
+    size, scheme = view
+    phone = size["width"] < 640
+    context = browser.new_context(viewport=size, color_scheme=scheme, is_mobile=phone, has_touch=phone,
+                                  device_scale_factor=1)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    shots = Path(os.environ.get("MARGINSCOPE_SHOTS") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    try:
+        for name, rid in (("finished", ids["groups"][3]), ("running", ids["resumed"])):
+            page.goto(f"{srv.url}/runs/{rid}")
+            wait_ready(page)
+            page.wait_for_function("() => document.getElementById('system').dataset.traces === '4'")
+            names = page.evaluate("document.getElementById('system').data.map(t => t.name)")
+            assert names == ["process CPU (% of a core)", "machine CPU", "machine memory", "process memory (MiB)"]
+            readings = srv.api("GET", f"/api/runs/{rid}/metrics", params={"keys": "system/memory_mb"})
+            drawn = page.evaluate("document.getElementById('system').data[3].y.length")
+            assert drawn == len(readings["series"]["system/memory_mb"]["y"]) > 0  # every reading, none made up
+            width = page.evaluate("[document.documentElement.scrollWidth, innerWidth]")
+            assert width[0] <= width[1], f"the run page is {width[0]} px wide on a {width[1]} px screen"
+            page.wait_for_timeout(300)  # the plots' responsive resize
+            page.screenshot(path=str(shots / f"run-{name}-{size['width']}-{scheme}.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, errors

@@ -1,7 +1,8 @@
 """The runs list as a table like MLflow's and W&B's, in a real Chromium at 1440×900 and 390×844,
 light and dark: the table fits a wide screen, metric and config columns sort on the server, the
 filter takes MLflow's search syntax (and plain words, config values included), tags are links,
-the view lives in the address, queued runs say their place and why, and "trained" is trained time.
+the view lives in the address, queued runs say their place and why, and "duration" is the time a
+run ran, the same number its run page shows.
 
 The runs are recorded (recorded_runs.py), not trained: six finished runs, two still running (the
 server's two places are taken, so the three queued runs stay queued) and no worker at all: the
@@ -58,7 +59,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
                                  hist_every=10, log_every=10).model_dump(mode="json")
             run = store.create_run(name=f"live-s{seed}", config=config, tags=["recorded"])
             store.set_status(run.id, "running")
-            events = [e for e in recorded_run(seed, "mms", STEPS)[:-1]
+            events = [e for e in recorded_run(seed, "mms", STEPS, finished=False)
                       if getattr(getattr(e, "counters", None), "step", 0) <= STEPS // 3]
             write_events(store, run.id, events)
             ids["running"].append(run.id)
@@ -139,13 +140,13 @@ def test_the_table_fits_and_every_head_is_unique(recorded: tuple[Server, dict[st
     srv, ids = recorded
     open_list(view, srv, "?cols=" + ",".join(["dataset", "selector", "metrics.test/accuracy",
                                               "metrics.val/best_accuracy", "metrics.train/loss",
-                                              "metrics.wall_time", "metrics.samples_backpropagated",
+                                              "metrics.time/elapsed", "metrics.samples_backpropagated",
                                               "progress", "created_at", "notes", "config.steps"]))
     shot(view, "runs-table")
     heads = view.evaluate("Array.from(document.querySelectorAll('#runs-table thead th')).map(t => t.textContent.trim())")
     named = [h for h in heads if h]
     assert len(named) == len(set(named)), heads  # config "steps" next to "progress": one "steps" head
-    for head in ("test acc", "best val acc", "loss", "trained", "samples back-prop.", "created", "notes", "steps"):
+    for head in ("test acc", "best val acc", "loss", "duration", "samples back-prop.", "created", "notes", "steps"):
         assert head in heads
     page_width, screen = view.evaluate("[document.documentElement.scrollWidth, innerWidth]")
     assert page_width <= screen  # the page never scrolls sideways; on a phone the card does
@@ -175,23 +176,40 @@ def test_queued_runs_say_their_place_and_why(recorded: tuple[Server, dict[str, A
 
 
 @VIEW
-def test_trained_time_and_the_eta_of_a_running_run(recorded: tuple[Server, dict[str, Any]], view: Any) -> None:
+def test_duration_and_eta_are_the_same_on_the_list_and_the_run_page(recorded: tuple[Server, dict[str, Any]],
+                                                                     view: Any) -> None:
     srv, ids = recorded
     open_list(view, srv)
+    col = "td[data-col='metrics.time/elapsed']"
     finished = srv.api("GET", f"/api/runs/{ids['finished'][3]}")
-    trained = finished["latest"]["wall_time"]  # 300 steps at 0.045 s: 13.5 s of training
-    cell = view.locator(f"tr[data-run-id='{finished['id']}'] td[data-col='metrics.wall_time']").inner_text()
-    assert cell == f"{round(trained)}s"
-    # a queued run has trained nothing: no duration counts its time in the queue
-    assert view.locator(f"tr[data-run-id='{ids['queued'][0]}'] td[data-col='metrics.wall_time']").inner_text() == "–"
-    running = view.locator(f"tr[data-run-id='{ids['running'][0]}'] td[data-col='metrics.wall_time'] .eta")
-    # 40 s of real time for the run's trained seconds: the steps left take that ratio too
+    # the engine's time/elapsed: 3 s of start-up, 300 steps at 0.045 s, 3 validations, the test
+    duration = finished["latest"]["time/elapsed"]
+    assert duration > finished["latest"]["wall_time"]
+    cell = view.locator(f"tr[data-run-id='{finished['id']}'] {col}").inner_text()
+    assert cell == f"{round(duration)}s"
+    # a queued run has run for no time at all: its time in the queue is no duration
+    assert view.locator(f"tr[data-run-id='{ids['queued'][0]}'] {col}").inner_text() == "–"
+    running = view.locator(f"tr[data-run-id='{ids['running'][0]}'] {col} .eta")
     run = srv.api("GET", f"/api/runs/{ids['running'][0]}")
+    remaining = run["latest"]["time/remaining"]
     step, total, wall = run["progress"]["step"], run["progress"]["total_steps"], run["latest"]["wall_time"]
-    training_left = (total - step) * wall / step
-    seconds = float(running.get_attribute("data-seconds"))
-    assert seconds > training_left * 1.5  # evaluation and start-up are counted, not only steps
+    assert remaining > (total - step) * wall / step  # the validations and the test are priced too
+    listed = float(running.get_attribute("data-seconds"))
+    assert remaining - 10 <= listed <= remaining  # counting down from when the page saw the report
     assert running.inner_text().startswith("ETA ")
+    # the run pages say the same, from the same definition (frontend/js/timing.js)
+    view.goto(f"{srv.url}/runs/{finished['id']}")
+    wait_ready(view)
+    view.wait_for_function("document.getElementById('duration').textContent.length > 0")
+    assert view.inner_text("#duration") == f"duration {cell}"
+    assert view.inner_text("#eta") == ""
+    view.goto(f"{srv.url}/runs/{ids['running'][0]}")
+    wait_ready(view)
+    view.wait_for_function("document.getElementById('eta').dataset.seconds > 0")
+    on_page = float(view.get_attribute("#eta", "data-seconds"))
+    assert remaining - 10 <= on_page <= remaining
+    elapsed = run["latest"]["time/elapsed"]  # and goes on with the clock from there
+    assert elapsed - 1 <= float(view.get_attribute("#duration", "data-seconds")) <= elapsed + 10
 
 
 @VIEW
