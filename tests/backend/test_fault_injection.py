@@ -49,6 +49,7 @@ JITTER_S = 0.5
 START_UP_SHARE = 0.25
 START_UP_S = 1.5
 TIMINGS = {"samples_per_s", "score_time", "step_time"}  # the machine's speed, not the training's
+MACHINE_PREFIXES = ("system/", "time/")  # system metrics, running time and ETA: read from the machine
 
 
 class Dashboard(DashboardProcess):
@@ -148,7 +149,7 @@ def _everything(store: SqlAlchemyStore, run_id: int) -> dict[str, Any]:
     last = store.last_seq(run_id)
     scalars: dict[str, list[tuple[Any, ...]]] = {}
     for row in store.iter_scalars(run_id, until_seq=last):
-        if row.key not in TIMINGS:
+        if row.key not in TIMINGS and not row.key.startswith(MACHINE_PREFIXES):
             scalars.setdefault(row.key, []).append(
                 (row.step, row.epoch, row.samples_forwarded, row.samples_backpropagated, row.value))
     histograms = {pop: [(h.step, h.epoch, h.counts, h.quantiles, h.mean, h.count, h.threshold)
